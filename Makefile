@@ -1,0 +1,57 @@
+# modelfleet: the README's two commands are `make run` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: run test test-unit test-integration check lint bench deps system-deps clean help
+
+help:
+	@echo "make run     seed the demo registry, start the simulated fleet, open the console"
+	@echo "make test    run the whole test suite (unit, integration on the simulated fleet, console)"
+	@echo "make check   ruff + mypy"
+	@echo "make lint    ansible-lint --profile production, terraform fmt -check"
+	@echo "make bench   benchmarks (figures go to docs/benchmarks.md)"
+
+$(STAMP): requirements/dev.txt pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "modelfleet needs Python 3.11 or newer; fix: install python3.11 and run make PYTHON=python3.11")'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements/dev.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@touch $(STAMP)
+
+deps: $(STAMP)
+
+system-deps-%:
+	@scripts/system-deps.sh $*
+
+run: system-deps-run deps
+	$(BIN)/modelfleet demo seed
+	$(BIN)/modelfleet sim up
+	$(BIN)/modelfleet
+
+test: system-deps-test deps
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-unit: deps
+	$(BIN)/python -m pytest -m "not integration" $(PYTEST_ARGS)
+
+test-integration: system-deps-test deps
+	$(BIN)/python -m pytest -m integration $(PYTEST_ARGS)
+
+check: deps
+	$(BIN)/ruff check tui tests bench
+	$(BIN)/mypy
+
+lint: deps
+	$(BIN)/ansible-lint --profile production playbooks roles
+	terraform fmt -check -recursive terraform
+
+bench: system-deps-bench deps
+	$(BIN)/python -m bench
+
+clean:
+	-$(BIN)/modelfleet sim down 2>/dev/null
+	rm -rf .modelfleet

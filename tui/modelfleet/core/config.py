@@ -1,0 +1,290 @@
+"""Typed settings with embedded defaults, a project file and ``MODELFLEET_*`` overrides.
+
+Lookup order, later wins:
+
+1. the defaults embedded below (one machine, no set-up: SQLite registry and ledger under ``.modelfleet/``);
+2. ``modelfleet.toml`` (``MODELFLEET_CONFIG`` names another file; otherwise the nearest one found from the
+   working directory upwards);
+3. environment variables ``MODELFLEET_<SECTION>_<KEY>``, e.g. ``MODELFLEET_REGISTRY_TRACKING_URI``.
+
+Relative paths (and ``sqlite:///relative`` URIs) are resolved against the project directory: the folder that
+holds the config file, or the working directory when there is none. A bad value raises :class:`ConfigError`
+naming the key, where it came from and what is allowed.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from modelfleet.core.errors import ConfigError
+
+CONFIG_FILE_NAME = "modelfleet.toml"
+ENV_PREFIX = "MODELFLEET_"
+
+
+@dataclass(frozen=True)
+class PathsSettings:
+    state_dir: Path = Path(".modelfleet")
+
+
+@dataclass(frozen=True)
+class RegistrySettings:
+    tracking_uri: str = "sqlite:///.modelfleet/mlflow.db"
+    registry_uri: str = ""  # empty: same as tracking_uri
+    artifact_root: Path = Path(".modelfleet/mlartifacts")
+    cache_dir: Path = Path(".modelfleet/cache")
+    timeout_s: float = 5.0
+    page_size: int = 200
+
+
+@dataclass(frozen=True)
+class LedgerSettings:
+    url: str = "sqlite:///.modelfleet/ledger.db"
+
+
+@dataclass(frozen=True)
+class FleetSettings:
+    inventory: Path = Path(".modelfleet/sim/inventory.yml")
+    agent_port: int = 8080
+    probe_timeout_s: float = 2.0
+    probe_concurrency: int = 32
+
+
+@dataclass(frozen=True)
+class SimSettings:
+    nodes: str = "cpu=3,gpu=1,arm=2"
+    address_prefix: str = "127.0.10"
+    ssh_port: int = 2222
+
+
+@dataclass(frozen=True)
+class DeploySettings:
+    waves: str = "1,25%,100%"
+    max_fail_percentage: int = 20
+    keep_releases: int = 3
+
+
+@dataclass(frozen=True)
+class ConsoleSettings:
+    refresh_s: float = 5.0
+    read_only: bool = False
+    slo_p50_ms: float = 20.0
+    slo_p95_ms: float = 50.0
+    slo_p99_ms: float = 100.0
+    stale_after_s: float = 30.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    project_dir: Path
+    source: str
+    paths: PathsSettings = field(default_factory=PathsSettings)
+    registry: RegistrySettings = field(default_factory=RegistrySettings)
+    ledger: LedgerSettings = field(default_factory=LedgerSettings)
+    fleet: FleetSettings = field(default_factory=FleetSettings)
+    sim: SimSettings = field(default_factory=SimSettings)
+    deploy: DeploySettings = field(default_factory=DeploySettings)
+    console: ConsoleSettings = field(default_factory=ConsoleSettings)
+
+    @property
+    def state_dir(self) -> Path:
+        return self.paths.state_dir
+
+    @property
+    def effective_registry_uri(self) -> str:
+        return self.registry.registry_uri or self.registry.tracking_uri
+
+
+SECTIONS: dict[str, type] = {
+    "paths": PathsSettings,
+    "registry": RegistrySettings,
+    "ledger": LedgerSettings,
+    "fleet": FleetSettings,
+    "sim": SimSettings,
+    "deploy": DeploySettings,
+    "console": ConsoleSettings,
+}
+
+# Positive-number keys: a zero or negative value is refused.
+_POSITIVE = {
+    "registry.timeout_s", "registry.page_size", "fleet.agent_port", "fleet.probe_timeout_s",
+    "fleet.probe_concurrency", "sim.ssh_port", "deploy.keep_releases", "console.refresh_s",
+    "console.slo_p50_ms", "console.slo_p95_ms", "console.slo_p99_ms", "console.stale_after_s",
+}
+_PORTS = {"fleet.agent_port", "sim.ssh_port"}
+
+
+def find_config_file(start: Path | None = None) -> Path | None:
+    """The file named by MODELFLEET_CONFIG, else the nearest modelfleet.toml from ``start`` upwards."""
+    named = os.environ.get(ENV_PREFIX + "CONFIG")
+    if named:
+        path = Path(named).expanduser()
+        if not path.is_file():
+            raise ConfigError(
+                f"MODELFLEET_CONFIG names {path}, which is not a file",
+                hint="point MODELFLEET_CONFIG at an existing modelfleet.toml or unset it",
+            )
+        return path.resolve()
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        candidate = folder / CONFIG_FILE_NAME
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _coerce(key: str, raw: Any, default: Any, origin: str) -> Any:
+    """Turn ``raw`` into the type of ``default``; raise ConfigError naming key and origin."""
+
+    def bad(allowed: str) -> ConfigError:
+        return ConfigError(
+            f"{origin}: {key} = {raw!r} is not valid; expected {allowed}",
+            hint=f"fix {key} in {origin}" if not origin.startswith("MODELFLEET_") else f"fix or unset {origin}",
+        )
+
+    if isinstance(default, bool):
+        if isinstance(raw, bool):
+            return raw
+        if isinstance(raw, str) and raw.strip().lower() in {"1", "true", "yes", "on", "0", "false", "no", "off"}:
+            return raw.strip().lower() in {"1", "true", "yes", "on"}
+        raise bad("true or false")
+    if isinstance(default, int):
+        if isinstance(raw, bool):
+            raise bad("an integer")
+        try:
+            value: Any = int(raw) if not isinstance(raw, float) or raw.is_integer() else None
+        except (TypeError, ValueError):
+            value = None
+        if value is None:
+            raise bad("an integer")
+    elif isinstance(default, float):
+        if isinstance(raw, bool):
+            raise bad("a number")
+        try:
+            value = float(raw)
+        except (TypeError, ValueError):
+            raise bad("a number") from None
+        if value != value or value in (float("inf"), float("-inf")):
+            raise bad("a finite number")
+    elif isinstance(default, Path):
+        if not isinstance(raw, str) or not raw.strip():
+            raise bad("a non-empty path string")
+        value = Path(raw).expanduser()
+    else:
+        if not isinstance(raw, str):
+            raise bad("a string")
+        value = raw
+    if key in _POSITIVE and value <= 0:
+        raise bad("a number greater than 0")
+    if key in _PORTS and not 1 <= value <= 65535:
+        raise bad("a TCP port between 1 and 65535")
+    return value
+
+
+def _resolve_paths(section: Any, project_dir: Path) -> Any:
+    changes: dict[str, Any] = {}
+    for f in fields(section):
+        value = getattr(section, f.name)
+        if isinstance(value, Path) and not value.is_absolute():
+            changes[f.name] = (project_dir / value).resolve()
+        elif isinstance(value, str) and value.startswith("sqlite:///") and not value.startswith("sqlite:////"):
+            rel = value[len("sqlite:///"):]
+            if rel and rel != ":memory:":
+                changes[f.name] = "sqlite:///" + str((project_dir / rel).resolve())
+    return replace(section, **changes) if changes else section
+
+
+def load_settings(
+    config_file: Path | None = None,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+) -> Settings:
+    """Build the effective settings. Raises ConfigError for any bad file or value."""
+    env = dict(os.environ) if env is None else env
+    path = config_file if config_file is not None else find_config_file(cwd)
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}", hint=f"fix the syntax in {path}") from None
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    project_dir = path.parent if path is not None else (cwd or Path.cwd()).resolve()
+    origin_file = str(path) if path is not None else "embedded defaults"
+
+    sections: dict[str, Any] = {}
+    for name, cls in SECTIONS.items():
+        defaults = cls()
+        given = data.pop(name, {})
+        if not isinstance(given, dict):
+            raise ConfigError(f"{origin_file}: [{name}] must be a table", hint=f"write [{name}] as a TOML table")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(given) - known)
+        if unknown:
+            raise ConfigError(
+                f"{origin_file}: unknown key {name}.{unknown[0]}; allowed: {', '.join(sorted(known))}",
+                hint=f"remove or rename {name}.{unknown[0]}",
+            )
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            key = f"{name}.{f.name}"
+            env_name = f"{ENV_PREFIX}{name.upper()}_{f.name.upper()}"
+            default = getattr(defaults, f.name)
+            if env_name in env:
+                values[f.name] = _coerce(key, env[env_name], default, env_name)
+            elif f.name in given:
+                values[f.name] = _coerce(key, given[f.name], default, origin_file)
+        sections[name] = _resolve_paths(cls(**values), project_dir)
+    if data:
+        extra = sorted(data)[0]
+        raise ConfigError(
+            f"{origin_file}: unknown section [{extra}]; allowed: {', '.join(SECTIONS)}",
+            hint=f"remove or rename [{extra}]",
+        )
+    _check_cross_field(sections, origin_file)
+    return Settings(project_dir=project_dir, source=origin_file, **sections)
+
+
+def _check_cross_field(sections: dict[str, Any], origin: str) -> None:
+    console: ConsoleSettings = sections["console"]
+    if not console.slo_p50_ms <= console.slo_p95_ms <= console.slo_p99_ms:
+        raise ConfigError(
+            f"{origin}: console SLOs must satisfy slo_p50_ms <= slo_p95_ms <= slo_p99_ms",
+            hint="order the three latency objectives",
+        )
+    deploy: DeploySettings = sections["deploy"]
+    if not 0 <= deploy.max_fail_percentage <= 100:
+        raise ConfigError(
+            f"{origin}: deploy.max_fail_percentage = {deploy.max_fail_percentage} must be between 0 and 100",
+            hint="set a percentage of hosts that may fail per batch",
+        )
+    parse_waves(deploy.waves, origin=origin)
+    prefix = sections["sim"].address_prefix.split(".")
+    if len(prefix) != 3 or prefix[0] != "127" or not all(p.isdigit() and 0 <= int(p) <= 255 for p in prefix):
+        raise ConfigError(
+            f"{origin}: sim.address_prefix = {sections['sim'].address_prefix!r} must be three octets in 127.0.0.0/8",
+            hint='use a loopback prefix such as "127.0.10"',
+        )
+
+
+def parse_waves(text: str, *, origin: str = "--waves") -> list[int | str]:
+    """Parse ``"1,25%,100%"`` into Ansible's ``serial`` list ``[1, "25%", "100%"]``."""
+    waves: list[int | str] = []
+    for part in (p.strip() for p in text.split(",")):
+        if part.endswith("%") and part[:-1].isdigit() and 0 < int(part[:-1]) <= 100:
+            waves.append(part)
+        elif part.isdigit() and int(part) > 0:
+            waves.append(int(part))
+        else:
+            raise ConfigError(
+                f"{origin}: wave {part!r} in {text!r} is not a positive count or a percentage 1-100%",
+                hint='write waves like "1,25%,100%"',
+            )
+    if not waves:
+        raise ConfigError(f"{origin}: no waves given", hint='write waves like "1,25%,100%"')
+    return waves
