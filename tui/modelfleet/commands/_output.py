@@ -23,7 +23,7 @@ def print_table(
     for row in text_rows:
         for i, cell in enumerate(row):
             widths[i] = max(widths[i], len(cell))
-    fmt = "  ".join("{:<%d}" % w for w in widths)
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
     out.write(fmt.format(*headers).rstrip() + "\n")
     for row in text_rows:
         out.write(fmt.format(*row).rstrip() + "\n")
