@@ -113,7 +113,8 @@ class Event:
 
 @dataclass(frozen=True)
 class VerifyResult:
-    """Outcome of :meth:`Ledger.verify`. ``first_bad_seq`` names the first event that does not verify."""
+    """Outcome of :meth:`Ledger.verify`. ``first_bad_seq`` names the first event that does not verify;
+    ``incomplete_runs`` are runs with a ``run_start`` and no ``run_end``."""
 
     ok: bool
     count: int
@@ -452,7 +453,7 @@ class Ledger:
                 reason = f"the head row (seq {head_seq}) does not match the last event {result.count}"
             return VerifyResult(False, result.count, result.count + 1, reason)
         return VerifyResult(True, result.count, head_hash=result.head_hash,
-                            incomplete_runs=[r.run_id for r in self.runs() if r.outcome == "incomplete"])
+                            incomplete_runs=[r.run_id for r in self.runs() if r.ended is None])
 
     def runs(self, *, model: str | None = None, limit: int | None = None) -> list[RunSummary]:
         """Runs (by run_id) in start order, newest ``limit``; a run without ``run_end`` is ``incomplete``."""
