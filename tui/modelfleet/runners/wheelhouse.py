@@ -1,0 +1,200 @@
+"""Build the per-architecture wheelhouse that provisions the edge agent on nodes without internet access.
+
+The controller runs this once per node architecture; the ``edge_runtime`` role pushes the folder to each node and
+installs with ``pip install --no-index --find-links``. Layout of ``<out>/<arch>/``::
+
+    modelfleet-<version>-py3-none-any.whl     the project itself, built with --no-deps (never its console deps)
+    <dependency wheels>                       the agent's runtime dependencies, binary wheels for <arch>
+    requirements.txt                          what the node installs (the runtime dependencies, by name)
+    wheelhouse.json                           stamp: arch, python version, dependency list, source hash
+
+Cross-building works: ``pip download --only-binary=:all: --platform <manylinux tag> --python-version 3.11`` fetches
+aarch64 wheels on an x86_64 controller. A wheelhouse whose stamp matches the current sources is left untouched,
+so repeated provisioning is a no-op (and the modelfleet wheel stays byte-identical: SOURCE_DATE_EPOCH is fixed).
+
+Command line (exit 0 ok, 1 the build failed, 2 usage)::
+
+    python -m modelfleet.runners.wheelhouse --arch aarch64 --out .modelfleet/wheelhouse
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+# The agent's runtime dependencies. Never mlflow: bundles carry a plain pickled/joblib model.
+AGENT_REQUIREMENTS: tuple[str, ...] = (
+    "numpy>=1.26",
+    "pandas>=2.0",
+    "scipy>=1.11",
+    "scikit-learn>=1.4",
+    "joblib>=1.3",
+    "prometheus-client>=0.20",
+    "psutil>=5.9",
+    "cryptography>=42",
+    "pyyaml>=6.0",
+)
+
+# manylinux tags pip may pick for each node architecture (newest first is not required; pip takes any listed).
+PLATFORM_TAGS: dict[str, tuple[str, ...]] = {
+    "x86_64": ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64", "manylinux1_x86_64"),
+    "aarch64": ("manylinux_2_28_aarch64", "manylinux_2_17_aarch64", "manylinux2014_aarch64"),
+    "armv7l": ("manylinux_2_31_armv7l", "manylinux_2_17_armv7l", "manylinux2014_armv7l", "linux_armv7l"),
+}
+ARCH_ALIASES = {"amd64": "x86_64", "arm64": "aarch64", "armhf": "armv7l"}
+STAMP_NAME = "wheelhouse.json"
+FIXED_EPOCH = "315532800"  # 1980-01-01: zip timestamps of the modelfleet wheel, so rebuilds are byte-identical
+REPO_ROOT = Path(__file__).resolve().parents[3]
+
+
+class WheelhouseError(Exception):
+    """The wheelhouse could not be built; the message names the step and the fix."""
+
+
+@dataclass(frozen=True)
+class Wheelhouse:
+    path: Path
+    arch: str
+    python_version: str
+    built: bool  # False when an up-to-date wheelhouse was reused
+
+    def to_json(self) -> dict[str, object]:
+        return {"path": str(self.path), "arch": self.arch, "python_version": self.python_version, "built": self.built}
+
+
+def normalise_arch(arch: str) -> str:
+    arch = ARCH_ALIASES.get(arch, arch)
+    if arch not in PLATFORM_TAGS:
+        raise WheelhouseError(f"unsupported architecture {arch!r}; fix: use one of {', '.join(PLATFORM_TAGS)}")
+    return arch
+
+
+def pin_to_controller(requirements: Sequence[str]) -> list[str]:
+    """``numpy>=1.26`` -> ``numpy==<the controller's numpy>``: nodes unpickle models with the versions that built
+    them. A requirement the controller does not have installed keeps its range."""
+    pinned = []
+    for req in requirements:
+        name = re.split(r"[<>=!~;\[ ]", req, maxsplit=1)[0]
+        try:
+            pinned.append(f"{name}=={metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            pinned.append(req)
+    return pinned
+
+
+def source_hash(source: Path, requirements: Sequence[str]) -> str:
+    """sha256 over the package sources, pyproject.toml and the requirement list: changes when the wheel would."""
+    digest = hashlib.sha256()
+    files = [source / "pyproject.toml", *sorted((source / "tui" / "modelfleet").rglob("*"))]
+    for path in files:
+        if not path.is_file() or "__pycache__" in path.parts or path.suffix in {".pyc", ".pyo"}:
+            continue
+        digest.update(str(path.relative_to(source)).encode())
+        digest.update(path.read_bytes())
+    digest.update("\n".join(requirements).encode())
+    return digest.hexdigest()
+
+
+def _run(cmd: list[str], step: str) -> None:
+    env = dict(os.environ, SOURCE_DATE_EPOCH=FIXED_EPOCH, PIP_DISABLE_PIP_VERSION_CHECK="1")
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
+        raise WheelhouseError(f"{step} failed (exit {proc.returncode}): {' | '.join(tail)}")
+
+
+def build(
+    out: Path,
+    arch: str,
+    python_version: str = "3.11",
+    source: Path = REPO_ROOT,
+    requirements: Sequence[str] | None = None,
+    force: bool = False,
+) -> Wheelhouse:
+    """Build (or reuse) ``out/<arch>``; returns where it is and whether anything was rebuilt.
+
+    ``requirements`` default to the agent's runtime dependencies pinned to the controller's installed versions."""
+    arch = normalise_arch(arch)
+    if requirements is None:
+        requirements = pin_to_controller(AGENT_REQUIREMENTS)
+    target = out / arch
+    wanted = {
+        "arch": arch,
+        "python_version": python_version,
+        "requirements": list(requirements),
+        "source_hash": source_hash(source, requirements),
+    }
+    stamp = target / STAMP_NAME
+    if not force and stamp.is_file():
+        try:
+            if json.loads(stamp.read_text()) == wanted:
+                return Wheelhouse(target, arch, python_version, built=False)
+        except ValueError:
+            pass
+
+    out.mkdir(parents=True, exist_ok=True)
+    py = sys.executable
+    with tempfile.TemporaryDirectory(prefix=f".wheelhouse-{arch}-", dir=out) as tmp:
+        staging = Path(tmp) / arch
+        staging.mkdir()
+        _run(
+            [py, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w", str(staging), str(source)],
+            "building the modelfleet wheel",
+        )
+        platform_args = [arg for tag in PLATFORM_TAGS[arch] for arg in ("--platform", tag)]
+        major_minor = python_version.replace(".", "")
+        _run(
+            [
+                py, "-m", "pip", "download", "--quiet", "--only-binary=:all:", *platform_args,
+                "--python-version", python_version, "--implementation", "cp", "--abi", f"cp{major_minor}",
+                "-d", str(staging), *requirements,
+            ],
+            f"downloading {arch} wheels for Python {python_version}",
+        )  # fmt: skip
+        (staging / "requirements.txt").write_text("".join(f"{req}\n" for req in requirements))
+        (staging / STAMP_NAME).write_text(json.dumps(wanted, indent=2, sort_keys=True) + "\n")
+        # Replace the old folder only once the new one is complete; keep byte-identical files where possible.
+        if target.exists():
+            shutil.rmtree(target)
+        staging.rename(target)
+    return Wheelhouse(target, arch, python_version, built=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m modelfleet.runners.wheelhouse",
+        description="Build the offline wheelhouse the edge_runtime role installs the agent from.",
+    )
+    parser.add_argument("--arch", action="append", required=True, help="node architecture (repeatable)")
+    parser.add_argument("--out", type=Path, required=True, help="wheelhouse root; each arch goes to <out>/<arch>/")
+    parser.add_argument("--python-version", default="3.11", help="the nodes' Python (default 3.11)")
+    parser.add_argument("--source", type=Path, default=REPO_ROOT, help="the modelfleet source tree")
+    parser.add_argument("--force", action="store_true", help="rebuild even when the stamp matches")
+    parser.add_argument("--json", action="store_true", help="print one JSON object per arch")
+    args = parser.parse_args(argv)
+    try:
+        for arch in args.arch:
+            result = build(args.out, arch, args.python_version, args.source, force=args.force)
+            if args.json:
+                print(json.dumps(result.to_json(), sort_keys=True))
+            else:
+                print(f"{result.arch}: {result.path} ({'built' if result.built else 'up to date'})")
+    except WheelhouseError as exc:
+        print(f"wheelhouse: {exc}", file=sys.stderr)
+        return 1 if "failed" in str(exc) else 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
