@@ -1,0 +1,105 @@
+"""``modelfleet sim up|down|status|kill|start``: the simulated edge fleet on loopback.
+
+Standard library only at import time (``modelfleet --help`` stays fast); the fleet code (psutil, ...) is imported
+inside the handlers. Progress goes to stderr, results to stdout (``--json`` for scripts).
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from modelfleet.commands._output import print_json, print_table, progress
+from modelfleet.core.errors import EXIT_CHECK_FAILED, EXIT_OK
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "sim", help="start, stop and inspect the simulated edge fleet",
+        description="The simulated edge fleet: one loopback address, filesystem root and supervisord per node, "
+                    "one OpenSSH server for all of them, and a generated Ansible inventory.",
+    )
+    sub = parser.add_subparsers(dest="sim_command", metavar="ACTION", required=True)
+
+    p = sub.add_parser("up", help="start the fleet (a running fleet is left as it is)")
+    p.add_argument("--nodes", metavar="SPEC", help='node classes and counts, e.g. "cpu=3,gpu=1,arm=2" '
+                                                   "(default: sim.nodes)")
+    p.add_argument("--json", action="store_true", help="print the fleet status as JSON")
+    p.set_defaults(func=cmd_up)
+
+    p = sub.add_parser("down", help="stop every process the fleet started")
+    p.set_defaults(func=cmd_down)
+
+    p = sub.add_parser("status", help="each node: address, class, ssh and supervisor answering (exit 1 if degraded)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("kill", help="make a node go dark (its supervisor stops, its ssh address stops answering)")
+    p.add_argument("node", metavar="NODE", help="node name, e.g. edge-cpu-02")
+    p.set_defaults(func=cmd_kill)
+
+    p = sub.add_parser("start", help="bring a node that was killed back")
+    p.add_argument("node", metavar="NODE", help="node name, e.g. edge-cpu-02")
+    p.set_defaults(func=cmd_start)
+
+
+def _fleet(settings: Any) -> Any:
+    from modelfleet.sim.fleet import SimFleet
+
+    return SimFleet(settings, progress=progress)
+
+
+def cmd_up(args: argparse.Namespace, settings: Any) -> int:
+    result = _fleet(settings).up(args.nodes)
+    if args.json:
+        print_json({"already_up": result.already_up, **result.status.to_json()})
+    else:
+        if result.already_up:
+            print("already up")
+        _print_status(result.status)
+    return EXIT_OK if result.status.state == "up" else EXIT_CHECK_FAILED
+
+
+def cmd_down(args: argparse.Namespace, settings: Any) -> int:
+    _fleet(settings).down()
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace, settings: Any) -> int:
+    status = _fleet(settings).status()
+    if args.json:
+        print_json(status.to_json())
+    else:
+        _print_status(status)
+    return EXIT_CHECK_FAILED if status.state == "degraded" else EXIT_OK
+
+
+def cmd_kill(args: argparse.Namespace, settings: Any) -> int:
+    _fleet(settings).kill(args.node)
+    return EXIT_OK
+
+
+def cmd_start(args: argparse.Namespace, settings: Any) -> int:
+    _fleet(settings).start(args.node)
+    return EXIT_OK
+
+
+def _print_status(status: Any) -> None:
+    if status.state == "down":
+        print("simulated fleet is down (start it with `modelfleet sim up`)")
+        return
+    print_table(
+        ("node", "address", "class", "ssh", "supervisor", "note"),
+        [
+            (
+                n.name,
+                f"{n.address}:{status.ssh_port}",
+                n.node_class,
+                "up" if n.ssh else "down",
+                n.supervisor or "down",
+                "killed" if n.killed else ("" if n.healthy else "NOT ANSWERING"),
+            )
+            for n in status.nodes
+        ],
+    )
+    print(f"fleet {status.state}: {len(status.nodes)} nodes ({status.spec}); inventory {status.inventory}")

@@ -1,0 +1,305 @@
+"""``SimFleet``: bring the simulated edge fleet up and down, make nodes go dark and come back, report status.
+
+One object per state directory; all state lives in ``<state_dir>/sim/state.json`` (see :mod:`.state`), so any
+number of short-lived ``SimFleet`` objects (one per CLI command) see the same fleet. Changing operations hold
+the fleet lock. The same code serves ``modelfleet sim``, ``terraform/envs/local``, molecule's create/destroy
+and the integration-test fixtures.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from modelfleet.core.config import Settings
+from modelfleet.core.errors import ConfigError, FleetError, NodeNotFound, UsageError
+from modelfleet.sim import inventory, procs, supervisor
+from modelfleet.sim.spec import format_spec, parse_spec, plan_nodes
+from modelfleet.sim.sshd import SshServer, banner
+from modelfleet.sim.state import FleetState, NodeState, clear_state, fleet_lock, load_state, save_state
+
+Progress = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class NodeStatus:
+    name: str
+    address: str
+    node_class: str
+    root: str
+    killed: bool
+    ssh: bool
+    ssh_banner: str | None
+    supervisor: str | None  # supervisord state (RUNNING, ...) or None when it does not answer
+
+    @property
+    def healthy(self) -> bool:
+        """Answers as it should: both up when live, both silent when killed."""
+        live = self.ssh and self.supervisor == "RUNNING"
+        dark = not self.ssh and self.supervisor is None
+        return dark if self.killed else live
+
+
+@dataclass(frozen=True)
+class FleetStatus:
+    state: str  # "up" | "degraded" | "down"
+    spec: str | None = None
+    address_prefix: str | None = None
+    ssh_port: int | None = None
+    inventory: str | None = None
+    nodes: list[NodeStatus] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class UpResult:
+    already_up: bool
+    status: FleetStatus
+
+
+class SimFleet:
+    """The simulated fleet of one state directory."""
+
+    def __init__(self, settings: Settings, *, progress: Progress | None = None) -> None:
+        self.settings = settings
+        self.sim_dir = settings.state_dir / "sim"
+        self.state_file = self.sim_dir / "state.json"
+        self.nodes_dir = self.sim_dir / "nodes"
+        self.inventory_path = Path(settings.fleet.inventory)
+        self._say = progress or _quiet
+
+    # -- public API -------------------------------------------------------------------------------------------
+
+    def up(self, spec: str | None = None) -> UpResult:
+        """Start sshd, every node's supervisord and write the inventory. A running fleet is left as it is.
+
+        ``spec`` defaults to ``sim.nodes``. It is validated before anything changes.
+        """
+        explicit = spec is not None
+        if spec is not None:
+            plan = plan_nodes(spec, self.settings.sim.address_prefix, origin="--nodes")
+        else:
+            spec = self.settings.sim.nodes
+            try:
+                plan = plan_nodes(spec, self.settings.sim.address_prefix, origin="sim.nodes")
+            except UsageError as exc:
+                raise ConfigError(
+                    exc.message, hint="fix sim.nodes in modelfleet.toml or MODELFLEET_SIM_NODES"
+                ) from None
+        canonical = format_spec(parse_spec(spec))
+        with fleet_lock(self.sim_dir):
+            current = load_state(self.state_file)
+            if current is not None and self._running(current):
+                if explicit and canonical != current.spec:
+                    raise FleetError(
+                        f"the simulated fleet is already up with {current.spec}, not {canonical}",
+                        hint="run `modelfleet sim down` first to change the fleet's shape",
+                    )
+                self._say(f"simulated fleet already up ({len(current.nodes)} nodes, {current.spec})")
+                return UpResult(True, self._status(current))
+            if current is not None:
+                self._say("found stale fleet state (processes gone, e.g. after a reboot): cleaning up")
+                self._stop_all(current)
+                clear_state(self.state_file)
+
+            state = FleetState(
+                spec=canonical,
+                address_prefix=self.settings.sim.address_prefix,
+                ssh_port=self.settings.sim.ssh_port,
+                user=pwd.getpwuid(os.geteuid()).pw_name,
+                inventory=self.inventory_path.resolve(),
+                started_at=datetime.now(UTC).isoformat(timespec="seconds"),
+                nodes=[
+                    NodeState(p.name, p.address, p.node_class, (self.nodes_dir / p.name).resolve())
+                    for p in plan
+                ],
+            )
+            try:
+                self._start_all(state)
+            except BaseException:
+                self._say("start failed: stopping what was started")
+                self._stop_all(state)
+                clear_state(self.state_file)
+                raise
+            return UpResult(False, self._status(state))
+
+    def down(self) -> list[str]:
+        """Stop every process the fleet started and wait for them. Returns what was stopped (for messages)."""
+        with fleet_lock(self.sim_dir):
+            state = load_state(self.state_file)
+            if state is None:
+                self._say("simulated fleet is not up")
+                return []
+            stopped = self._stop_all(state)
+            clear_state(self.state_file)
+            leftovers = procs.listeners_on(n.address for n in state.nodes)
+            if leftovers:
+                a, p, pid = leftovers[0]
+                raise FleetError(
+                    f"after stopping the fleet, {a}:{p} still listens (pid {pid or 'unknown'}); "
+                    "it was not started by the fleet",
+                    hint=f"stop pid {pid} yourself if it is a leftover" if pid else "find it with `ss -ltnp`",
+                )
+            self._say(f"simulated fleet down ({len(stopped)} processes stopped)")
+            return stopped
+
+    def status(self) -> FleetStatus:
+        state = load_state(self.state_file)
+        if state is None:
+            return FleetStatus(state="down")
+        return self._status(state)
+
+    def kill(self, name: str) -> bool:
+        """Make ``name`` go dark: its supervisord and programs stop, its SSH address stops answering.
+
+        Returns False when the node was already dark.
+        """
+        with fleet_lock(self.sim_dir):
+            state = self._require_up()
+            node = self._node(state, name)
+            if node.killed:
+                self._say(f"{name} is already dark")
+                return False
+            node.killed = True
+            save_state(self.state_file, state)
+            live = [n.address for n in state.nodes if not n.killed]
+            ssh = self._ssh(state)
+            if live:
+                ssh.reload(self._require_sshd(state), live, removed=[node.address])
+            else:  # no ListenAddress left would mean "listen everywhere": stop sshd instead
+                procs.stop_tree(state.sshd, timeout=5.0)
+                state.sshd = None
+            self._say(f"{name}: stopping supervisord")
+            supervisor.stop(node.supervisord)
+            node.supervisord = None
+            save_state(self.state_file, state)
+            self._say(f"{name} ({node.address}) is dark")
+            return True
+
+    def start(self, name: str) -> bool:
+        """Bring a node that was killed back. Returns False when it was already up."""
+        with fleet_lock(self.sim_dir):
+            state = self._require_up()
+            node = self._node(state, name)
+            if not node.killed and procs.is_alive(node.supervisord):
+                self._say(f"{name} is already up")
+                return False
+            if not procs.is_alive(node.supervisord):
+                self._say(f"{name}: starting supervisord")
+                node.supervisord = supervisor.start(node)
+                save_state(self.state_file, state)
+            node.killed = False
+            live = [n.address for n in state.nodes if not n.killed]
+            ssh = self._ssh(state)
+            if procs.is_alive(state.sshd):
+                assert state.sshd is not None
+                ssh.reload(state.sshd, live)
+            else:
+                state.sshd = ssh.start(live)
+            save_state(self.state_file, state)
+            self._say(f"{name} ({node.address}) is up")
+            return True
+
+    # -- internals --------------------------------------------------------------------------------------------
+
+    def _ssh(self, state: FleetState) -> SshServer:
+        return SshServer(self.sim_dir / "ssh", state.ssh_port, state.user)
+
+    def _start_all(self, state: FleetState) -> None:
+        ssh = self._ssh(state)
+        ssh.ensure_keys()
+        addresses = [n.address for n in state.nodes]
+        ssh.write_known_hosts(addresses)
+        save_state(self.state_file, state)  # from here on, `down` can find whatever we start
+        for node in state.nodes:
+            node.supervisord = supervisor.spawn(node)
+            save_state(self.state_file, state)
+        state.sshd = ssh.start(addresses)
+        save_state(self.state_file, state)
+        self._say(f"sshd listening on {addresses[0]}..{addresses[-1]} port {state.ssh_port}")
+        for node in state.nodes:
+            assert node.supervisord is not None
+            supervisor.wait_running(node, node.supervisord)
+        self._say(f"{len(state.nodes)} nodes running their own supervisord")
+        inventory.write(
+            state, known_hosts=ssh.known_hosts, client_key=ssh.client_key, agent_port=self.settings.fleet.agent_port
+        )
+        self._say(f"inventory written to {state.inventory}")
+
+    def _stop_all(self, state: FleetState) -> list[str]:
+        stopped: list[str] = []
+        if procs.stop_tree(state.sshd, timeout=5.0):
+            stopped.append("sshd")
+        state.sshd = None
+        was_running = supervisor.stop_many([n.supervisord for n in state.nodes])
+        for node in state.nodes:
+            if node.supervisord in was_running:
+                stopped.append(f"supervisord of {node.name}")
+            node.supervisord = None
+        return stopped
+
+    def _running(self, state: FleetState) -> bool:
+        """True when every process the state says should run still runs (otherwise the state is stale)."""
+        live = [n for n in state.nodes if not n.killed]
+        if live and not procs.is_alive(state.sshd):
+            return False
+        return all(procs.is_alive(n.supervisord) for n in live)
+
+    def _require_up(self) -> FleetState:
+        state = load_state(self.state_file)
+        if state is None:
+            raise FleetError("the simulated fleet is not up", hint="run `modelfleet sim up`")
+        return state
+
+    def _require_sshd(self, state: FleetState) -> procs.ProcessRef:
+        if not procs.is_alive(state.sshd) or state.sshd is None:
+            raise FleetError("the fleet's sshd is not running", hint="run `modelfleet sim down` then `sim up`")
+        return state.sshd
+
+    @staticmethod
+    def _node(state: FleetState, name: str) -> NodeState:
+        node = state.node(name)
+        if node is None:
+            raise NodeNotFound(
+                f"no simulated node named {name!r}; known nodes: {', '.join(n.name for n in state.nodes)}",
+                hint="pick a name from `modelfleet sim status`",
+            )
+        return node
+
+    def _status(self, state: FleetState) -> FleetStatus:
+        def probe(n: NodeState) -> NodeStatus:
+            line = banner(n.address, state.ssh_port, timeout=1.0)
+            return NodeStatus(
+                name=n.name,
+                address=n.address,
+                node_class=n.node_class.value,
+                root=str(n.root),
+                killed=n.killed,
+                ssh=line is not None,
+                ssh_banner=line,
+                supervisor=supervisor.state_of(n),
+            )
+
+        with ThreadPoolExecutor(max_workers=min(32, max(1, len(state.nodes)))) as pool:
+            nodes = list(pool.map(probe, state.nodes))
+        overall = "up" if all(s.healthy for s in nodes) else "degraded"
+        return FleetStatus(
+            state=overall,
+            spec=state.spec,
+            address_prefix=state.address_prefix,
+            ssh_port=state.ssh_port,
+            inventory=str(state.inventory),
+            nodes=nodes,
+        )
