@@ -209,10 +209,10 @@ class Inventory:
         """
         if limit is None or not limit.strip():
             return self.nodes
-        chosen: list[str] | None = None
-        include: list[str] = []
+        include: set[str] = set()
         excludes: set[str] = set()
         intersections: list[set[str]] = []
+        any_include = False
         for raw in limit.replace(":", ",").split(","):
             term = raw.strip()
             if not term:
@@ -222,11 +222,13 @@ class Inventory:
             elif term.startswith("&"):
                 intersections.append(self._resolve(term[1:].strip()))
             else:
-                hosts = self._resolve(term)
-                include.extend(h for h in self._order(hosts) if h not in include)
-        chosen = include if include else list(self._nodes)
-        result = [h for h in chosen if h not in excludes and all(h in s for s in intersections)]
-        return [self._nodes[h] for h in result]
+                include |= self._resolve(term)
+                any_include = True
+        chosen = include if any_include else set(self._nodes)
+        return [
+            n for name, n in self._nodes.items()
+            if name in chosen and name not in excludes and all(name in s for s in intersections)
+        ]
 
     def _resolve(self, term: str) -> set[str]:
         if term in ("all", "*"):
@@ -241,9 +243,6 @@ class Inventory:
             f"groups: {', '.join(groups) or '(none)'}; nodes: {', '.join(self._nodes) or '(none)'}",
             hint="use group or node names, comma separated (e.g. edge_cpu,edge-gpu-01)",
         )
-
-    def _order(self, hosts: set[str]) -> list[str]:
-        return [h for h in self._nodes if h in hosts]
 
 
 # -- parsing helpers ---------------------------------------------------------------------------------------
