@@ -24,6 +24,7 @@ are imported inside the controller-side functions that need them.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import io
@@ -34,6 +35,7 @@ import shutil
 import stat
 import tarfile
 import tempfile
+import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -474,13 +476,23 @@ def _members(tar: tarfile.TarFile) -> Iterator[tuple[str, tarfile.TarInfo]]:
         yield name, member
 
 
-def _open_tar(path: Path) -> tarfile.TarFile:
+@contextlib.contextmanager
+def _open_tar(path: Path) -> Iterator[tarfile.TarFile]:
+    """The bundle as a streaming tar; on a clean exit the gzip trailer (CRC, length) is checked too."""
     try:
-        return tarfile.open(path, mode="r:gz")
+        raw = open(path, "rb")  # noqa: SIM115 - closed by the with below
     except FileNotFoundError:
         raise BundleError(f"{path}: bundle not found") from None
-    except (tarfile.TarError, OSError, EOFError) as exc:
-        raise BundleError(f"{path}: not a readable .tar.gz bundle ({exc})") from None
+    except OSError as exc:
+        raise BundleError(f"{path}: cannot read the bundle: {exc.strerror}") from None
+    with raw, gzip.GzipFile(fileobj=raw, mode="rb") as gz:
+        try:
+            with tarfile.open(fileobj=gz, mode="r|") as tar:
+                yield tar
+            while gz.read(_CHUNK):
+                pass
+        except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+            raise BundleError(f"{path}: not a readable .tar.gz bundle ({exc})") from None
 
 
 def verify_bundle(tar_path: Path, public_key: PublicKeyLike) -> Manifest:
