@@ -147,7 +147,7 @@ def test_malformed_inventory_names_file(tmp_path: Path, text: str, fragment: str
 
 
 def test_group_cycle_is_refused() -> None:
-    data = {"all": {"children": {"a": {"children": {"b": {"children": {"a": {}}}}}}}}
+    data: dict[str, object] = {"all": {"children": {"a": {"children": {"b": {"children": {"a": {}}}}}}}}
     with pytest.raises(ConfigError, match="group cycle"):
         Inventory.from_data(data)
 

@@ -176,13 +176,16 @@ class SimFleet:
             save_state(self.state_file, state)
             live = [n.address for n in state.nodes if not n.killed]
             ssh = self._ssh(state)
-            if live:
-                ssh.reload(self._require_sshd(state), live, removed=[node.address])
-            else:  # no ListenAddress left would mean "listen everywhere": stop sshd instead
-                procs.stop_tree(state.sshd, timeout=5.0)
-                state.sshd = None
-            self._say(f"{name}: stopping supervisord")
-            supervisor.stop(node.supervisord)
+            self._say(f"{name}: stopping supervisord and closing {node.address}:{state.ssh_port}")
+            # supervisord takes about a second to wind down; close the ssh address meanwhile
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                stopping = pool.submit(supervisor.stop, node.supervisord)
+                if live:
+                    ssh.reload(self._require_sshd(state), live, removed=[node.address])
+                else:  # no ListenAddress left would mean "listen everywhere": stop sshd instead
+                    procs.stop_tree(state.sshd, timeout=5.0)
+                    state.sshd = None
+                stopping.result()
             node.supervisord = None
             save_state(self.state_file, state)
             self._say(f"{name} ({node.address}) is dark")

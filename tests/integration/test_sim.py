@@ -1,0 +1,238 @@
+"""The simulated fleet for real: sshd + a supervisord per node on 127.0.77.x, Ansible over SSH, kill/start, down.
+
+All tests share the session fleet ``sim_fleet`` (6 nodes, ssh port 2277) and leave it up and whole; the order
+below is the story of an operator's day: up, up again, ping, a node goes dark and comes back, a reboot leaves
+stale state, the CLI, and finally down (after which the fleet is started again for whoever comes next).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+
+import psutil
+import pytest
+
+from modelfleet.cli import main
+from modelfleet.core.fleet import Inventory
+from modelfleet.sim import procs
+from modelfleet.sim.session import RunningFleet
+from modelfleet.sim.state import FleetState, load_state
+from tests.integration.conftest import SIM_PREFIX, SIM_SSH_PORT
+from tests.integration.simfleet import ansible_adhoc, host_results
+
+pytestmark = pytest.mark.integration
+
+NODES = ["edge-cpu-01", "edge-cpu-02", "edge-cpu-03", "edge-gpu-01", "edge-arm-01", "edge-arm-02"]
+ADDRESSES = [f"{SIM_PREFIX}.{i}" for i in range(1, 7)]
+
+
+def _state(running: RunningFleet) -> FleetState:
+    state = load_state(running.fleet.state_file)
+    assert state is not None
+    return state
+
+
+def _fleet_processes(state: FleetState) -> list[psutil.Process]:
+    """Every live process the fleet started (sshd, each supervisord) and their descendants."""
+    found: list[psutil.Process] = []
+    for ref in [state.sshd, *(n.supervisord for n in state.nodes)]:
+        proc = procs.process_of(ref)
+        if proc is not None:
+            found += [proc, *procs.descendants(proc)]
+    return found
+
+
+def _runs(p: psutil.Process) -> bool:
+    """Running, not merely an unreaped zombie (our detached processes are reaped by init, a moment later)."""
+    try:
+        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _ping(running: RunningFleet) -> dict[str, str]:
+    done = ansible_adhoc(running.inventory, "edge", "ansible.builtin.ping")
+    return host_results(done.stdout)
+
+
+@pytest.fixture
+def cli_env(sim_fleet: RunningFleet, isolated_env: Path, monkeypatch: pytest.MonkeyPatch) -> RunningFleet:
+    """Point ``modelfleet`` (run in-process through cli.main) at the session fleet."""
+    s = sim_fleet.settings
+    monkeypatch.setenv("MODELFLEET_PATHS_STATE_DIR", str(s.state_dir))
+    monkeypatch.setenv("MODELFLEET_FLEET_INVENTORY", str(s.fleet.inventory))
+    monkeypatch.setenv("MODELFLEET_SIM_ADDRESS_PREFIX", SIM_PREFIX)
+    monkeypatch.setenv("MODELFLEET_SIM_SSH_PORT", str(SIM_SSH_PORT))
+    monkeypatch.setenv("MODELFLEET_SIM_NODES", s.sim.nodes)
+    return sim_fleet
+
+
+def test_up_starts_six_nodes_and_up_again_is_a_no_op(sim_fleet: RunningFleet) -> None:
+    status = sim_fleet.status
+    assert status.state == "up"
+    assert [(n.name, n.address, n.node_class) for n in status.nodes] == list(
+        zip(NODES, ADDRESSES, ["cpu", "cpu", "cpu", "gpu", "arm", "arm"], strict=True)
+    )
+    assert all(n.ssh and n.ssh_banner and n.ssh_banner.startswith("SSH-2.0-OpenSSH") for n in status.nodes)
+    assert all(n.supervisor == "RUNNING" for n in status.nodes)
+    for n in status.nodes:
+        root = Path(n.root)
+        assert (root / "opt" / "modelfleet").is_dir()
+        assert (root / "etc" / "supervisor" / "conf.d").is_dir()
+        assert (root / "run" / "supervisor.sock").is_socket()
+
+    before = _state(sim_fleet)
+    again = sim_fleet.fleet.up()
+    assert again.already_up and again.status.state == "up"
+    after = _state(sim_fleet)
+    assert after.sshd == before.sshd
+    assert [n.supervisord for n in after.nodes] == [n.supervisord for n in before.nodes]
+
+
+def test_inventory_reads_back_as_the_fleet(sim_fleet: RunningFleet) -> None:
+    inv = Inventory.load(sim_fleet.inventory)
+    assert [n.name for n in inv.select("edge")] == NODES
+    assert [n.name for n in inv.select("staging")] == NODES
+    assert [n.name for n in inv.select("edge_arm,edge-gpu-01")] == ["edge-gpu-01", "edge-arm-01", "edge-arm-02"]
+    assert {n.agent_port for n in inv} == {8080}
+    assert "modelfleet_hardware_check: false" in sim_fleet.inventory.read_text()
+
+
+def test_ansible_reaches_every_node_over_ssh(sim_fleet: RunningFleet) -> None:
+    done = ansible_adhoc(sim_fleet.inventory, "edge", "ansible.builtin.ping", verbose=3)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert host_results(done.stdout) == dict.fromkeys(NODES, "SUCCESS")
+    # Really SSH to each node's own address and the fleet's port, never a local connection.
+    assert "ESTABLISH LOCAL CONNECTION" not in done.stdout
+    for address in ADDRESSES:
+        assert f"<{address}> ESTABLISH SSH CONNECTION FOR USER: {_state(sim_fleet).user}" in done.stdout
+        assert f"-o Port={SIM_SSH_PORT}" in done.stdout
+
+
+def test_kill_makes_one_node_unreachable_and_start_brings_it_back(sim_fleet: RunningFleet) -> None:
+    fleet = sim_fleet.fleet
+    assert _ping(sim_fleet) == dict.fromkeys(NODES, "SUCCESS")  # warm ControlPersist masters on purpose
+    victim = _state(sim_fleet).node("edge-cpu-02")
+    assert victim is not None
+    supervisord = procs.process_of(victim.supervisord)
+    assert supervisord is not None
+
+    assert fleet.kill("edge-cpu-02") is True
+    assert fleet.kill("edge-cpu-02") is False, "killing a dark node again changes nothing"
+    assert not _runs(supervisord)
+    assert not procs.listeners_on(["127.0.77.2"])
+    by_name = {n.name: n for n in fleet.status().nodes}
+    assert by_name["edge-cpu-02"].killed and not by_name["edge-cpu-02"].ssh
+    assert by_name["edge-cpu-02"].supervisor is None
+    assert fleet.status().state == "up", "a node that was killed on purpose is not a degraded fleet"
+
+    results = _ping(sim_fleet)
+    assert results.pop("edge-cpu-02") == "UNREACHABLE!"
+    assert results == dict.fromkeys([n for n in NODES if n != "edge-cpu-02"], "SUCCESS")
+
+    assert fleet.start("edge-cpu-02") is True
+    assert fleet.start("edge-cpu-02") is False
+    assert _ping(sim_fleet) == dict.fromkeys(NODES, "SUCCESS")
+    assert {n.name: n.supervisor for n in fleet.status().nodes}["edge-cpu-02"] == "RUNNING"
+
+
+def test_all_nodes_dark_means_no_sshd_listening_anywhere(sim_fleet: RunningFleet) -> None:
+    """With no ListenAddress left sshd would listen on every address: the fleet stops it instead."""
+    fleet = sim_fleet.fleet
+    try:
+        for name in NODES:
+            fleet.kill(name)
+        assert _state(sim_fleet).sshd is None
+        assert not procs.listeners_on(ADDRESSES)
+        assert not [c for c in psutil.net_connections("tcp")
+                    if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr[1] == SIM_SSH_PORT]
+        fleet.start("edge-arm-02")
+        assert [n.name for n in fleet.status().nodes if n.ssh] == ["edge-arm-02"]
+    finally:
+        for name in NODES:
+            fleet.start(name)
+    assert fleet.status().state == "up"
+
+
+def test_stale_state_after_a_reboot_is_cleaned_on_up(sim_fleet: RunningFleet) -> None:
+    """Processes vanish behind the fleet's back (a reboot, an OOM kill): `up` notices and starts afresh."""
+    state = _state(sim_fleet)
+    victims = _fleet_processes(state)
+    for p in victims:
+        p.send_signal(signal.SIGKILL)
+    procs.wait_gone(victims, timeout=5)
+    assert sim_fleet.fleet.status().state == "degraded"
+
+    result = sim_fleet.fleet.up()
+    assert not result.already_up and result.status.state == "up"
+    fresh = _state(sim_fleet)
+    assert fresh.sshd != state.sshd
+    assert _ping(sim_fleet) == dict.fromkeys(NODES, "SUCCESS")
+
+
+def test_cli_status_up_and_kill(cli_env: RunningFleet, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["sim", "status", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["state"] == "up" and [n["name"] for n in data["nodes"]] == NODES
+    assert all(n["ssh"] and n["supervisor"] == "RUNNING" for n in data["nodes"])
+
+    assert main(["sim", "up"]) == 0
+    out = capsys.readouterr()
+    assert "already up" in out.out and "edge-arm-02" in out.out
+
+    assert main(["sim", "kill", "edge-gpu-01"]) == 0
+    assert "edge-gpu-01" in capsys.readouterr().err
+    assert main(["sim", "status"]) == 0
+    line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("edge-gpu-01"))
+    assert "killed" in line and "down" in line
+    assert main(["sim", "start", "edge-gpu-01"]) == 0
+    capsys.readouterr()
+    assert main(["sim", "status", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["state"] == "up"
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (["sim", "kill", "edge-tpu-01"], "no simulated node named 'edge-tpu-01'; known nodes: edge-cpu-01"),
+        (["sim", "start", "nope"], "no simulated node named 'nope'"),
+        (["sim", "up", "--nodes", "cpu=x"], "count 'x'"),
+        (["sim", "up", "--nodes", "tpu=1"], "unknown node class 'tpu'"),
+        (["sim", "up", "--nodes", "cpu=0"], "no nodes"),
+        (["sim", "up", "--nodes", "cpu=251"], "at most 250"),
+        (["sim", "up", "--nodes", "cpu=1"], "already up with cpu=3,gpu=1,arm=2"),
+    ],
+)
+def test_cli_bad_input_exits_2_with_one_clear_line(
+    cli_env: RunningFleet, capsys: pytest.CaptureFixture[str], argv: list[str], fragment: str
+) -> None:
+    before = cli_env.fleet.state_file.read_text()
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    first, *rest = err.strip().splitlines()
+    assert first.startswith("modelfleet: ") and fragment in first, err
+    assert all(r.startswith("  fix: ") for r in rest) and "Traceback" not in err
+    assert cli_env.fleet.state_file.read_text() == before, "a refused command changes nothing"
+
+
+def test_down_stops_exactly_the_fleet_and_frees_every_address(sim_fleet: RunningFleet) -> None:
+    assert _ping(sim_fleet) == dict.fromkeys(NODES, "SUCCESS")  # leaves live ssh sessions to clean up
+    state = _state(sim_fleet)
+    ours = _fleet_processes(state)
+    assert len(ours) >= 7
+    me = psutil.Process(os.getpid())
+
+    stopped = sim_fleet.fleet.down()
+    assert "sshd" in stopped and len(stopped) == 7
+    assert not [p for p in ours if _runs(p)]
+    assert not procs.listeners_on(ADDRESSES)
+    assert not sim_fleet.fleet.state_file.exists()
+    assert sim_fleet.fleet.status().state == "down"
+    assert sim_fleet.fleet.down() == [], "down twice is harmless"
+    assert me.is_running()
+
+    # leave the session fleet up for whoever comes next
+    assert sim_fleet.fleet.up().status.state == "up"
