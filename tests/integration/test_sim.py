@@ -10,12 +10,16 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
+import tempfile
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
 
 from modelfleet.cli import main
+from modelfleet.core.errors import FleetError
 from modelfleet.core.fleet import Inventory
 from modelfleet.sim import procs
 from modelfleet.sim.session import RunningFleet
@@ -27,6 +31,7 @@ pytestmark = pytest.mark.integration
 
 NODES = ["edge-cpu-01", "edge-cpu-02", "edge-cpu-03", "edge-gpu-01", "edge-arm-01", "edge-arm-02"]
 ADDRESSES = [f"{SIM_PREFIX}.{i}" for i in range(1, 7)]
+BUSY_PORT = SIM_SSH_PORT + 1  # a second fleet on the same addresses, only for the busy-port test
 
 
 def _state(running: RunningFleet) -> FleetState:
@@ -182,6 +187,9 @@ def test_cli_status_up_and_kill(cli_env: RunningFleet, capsys: pytest.CaptureFix
     assert main(["sim", "up"]) == 0
     out = capsys.readouterr()
     assert "already up" in out.out and "edge-arm-02" in out.out
+    assert main(["sim", "up", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["already_up"] is True and len(data["nodes"]) == 6
 
     assert main(["sim", "kill", "edge-gpu-01"]) == 0
     assert "edge-gpu-01" in capsys.readouterr().err
@@ -216,6 +224,26 @@ def test_cli_bad_input_exits_2_with_one_clear_line(
     assert first.startswith("modelfleet: ") and fragment in first, err
     assert all(r.startswith("  fix: ") for r in rest) and "Traceback" not in err
     assert cli_env.fleet.state_file.read_text() == before, "a refused command changes nothing"
+
+
+def test_busy_ssh_port_fails_cleanly(make_sim_fleet: Any) -> None:
+    """Someone else listens on a node address + port: `up` names it and leaves nothing running behind."""
+    short = tempfile.TemporaryDirectory(prefix="mfb-")  # short: supervisord's unix socket lives below it
+    tmp_path = Path(short.name)
+    squatter = socket.socket()
+    squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    squatter.bind((f"{SIM_PREFIX}.2", BUSY_PORT))
+    squatter.listen()
+    try:
+        with pytest.raises(FleetError) as err, make_sim_fleet(SIM_PREFIX, BUSY_PORT, "cpu=2", base_dir=tmp_path):
+            pass
+        assert f"{SIM_PREFIX}.2:{BUSY_PORT} is already in use (pid {os.getpid()})" in err.value.message
+        left = [p for p in psutil.process_iter(["cmdline"])
+                if any(str(tmp_path) in part for part in p.info["cmdline"] or []) and _runs(p)]
+        assert not left, "the nodes' supervisord, started before sshd, must be stopped again"
+    finally:
+        squatter.close()
+        short.cleanup()
 
 
 def test_down_stops_exactly_the_fleet_and_frees_every_address(sim_fleet: RunningFleet) -> None:

@@ -102,3 +102,16 @@ def test_process_identity_needs_pid_and_start_time() -> None:
     assert not procs.is_alive(procs.ProcessRef(me.pid, me.create_time() - 1000)), "a reused pid is not ours"
     assert not procs.is_alive(None)
     assert not procs.stop_tree(procs.ProcessRef(me.pid, me.create_time() - 1000)), "never signal a stranger"
+
+
+def test_too_deep_state_dir_is_refused_before_anything_starts(settings: Settings) -> None:
+    from dataclasses import replace
+
+    from modelfleet.sim.fleet import SimFleet
+
+    deep = settings.state_dir / ("d" * 100)
+    bad = replace(settings, paths=replace(settings.paths, state_dir=deep))
+    with pytest.raises(FleetError, match="unix sockets allow 107") as err:
+        SimFleet(bad).up("cpu=1")
+    assert err.value.hint and "state_dir" in err.value.hint
+    assert not (deep / "sim" / "state.json").exists() and not (deep / "sim" / "nodes").exists()

@@ -126,6 +126,8 @@ class SimFleet:
                     for p in plan
                 ],
             )
+            for node in state.nodes:
+                supervisor.check_socket_path(node)
             try:
                 self._start_all(state)
             except BaseException:
