@@ -160,11 +160,14 @@ class AnsibleRun:
         run_id: str | None = None,
         actor: str | None = None,
         on_event: EventCallback | None = None,
+        on_raw_event: Callable[[dict[str, Any]], None] | None = None,
+        on_finish: Callable[[RunResult], None] | None = None,
         ledger_owner: bool = False,
         ansible_root: Path | None = None,
     ) -> None:
         """``ledger_owner``: the caller writes the run's ``run_start``/``run_end`` ledger events itself; the
-        callback then only records the per-node outcomes."""
+        callback then only records the per-node outcomes. ``on_raw_event`` gets ansible-runner's event dicts
+        as they are; ``on_finish`` gets the result (from the runner thread) before :meth:`wait` returns."""
         self.settings = settings
         self.spec = spec
         self.run_id = run_id or new_run_id()
@@ -177,6 +180,8 @@ class AnsibleRun:
         self.ledger_owner = ledger_owner
         self.queue: queue.Queue[RunEvent] = queue.Queue()
         self._subscribers: list[EventCallback] = [on_event] if on_event else []
+        self._raw_subscriber = on_raw_event
+        self._on_finish = on_finish
         self._lock = threading.RLock()
         self._tracker = RunTracker(spec.hosts)
         self._events: list[RunEvent] = []
@@ -306,6 +311,9 @@ class AnsibleRun:
             self._finish("error", None)
 
     def _on_raw_event(self, raw: dict[str, Any]) -> bool:
+        if self._raw_subscriber is not None:
+            with contextlib.suppress(Exception):
+                self._raw_subscriber(raw)
         try:
             event = parse_event(raw)
             with self._lock:
@@ -342,6 +350,12 @@ class AnsibleRun:
             )
             with contextlib.suppress(OSError):
                 self._write_meta()
+            result = self._result
+        if self._on_finish is not None:
+            try:
+                self._on_finish(result)
+            except Exception as exc:  # e.g. the ledger is down: keep the result, say what went wrong
+                self._error = (self._error + "; " if self._error else "") + f"after the run: {exc}"
         self._done.set()
         self.queue.put(RunEvent(EventKind.STATUS, message=f"done:{status}", created=datetime.now(UTC)))
 
