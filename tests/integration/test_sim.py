@@ -144,6 +144,33 @@ def test_kill_makes_one_node_unreachable_and_start_brings_it_back(sim_fleet: Run
     assert {n.name: n.supervisor for n in fleet.status().nodes}["edge-cpu-02"] == "RUNNING"
 
 
+def test_programs_dropped_into_conf_d_run_under_the_node_and_die_with_it(sim_fleet: RunningFleet) -> None:
+    """The "init" contract the roles rely on: conf.d program + `supervisorctl update` over SSH; kill stops it."""
+    node = _state(sim_fleet).node("edge-arm-01")
+    assert node is not None
+    conf_d = node.root / "etc" / "supervisor" / "conf.d"
+    (conf_d / "sleeper.conf").write_text("[program:sleeper]\ncommand = /bin/sleep 300\nstartsecs = 0\n")
+    done = ansible_adhoc(
+        sim_fleet.inventory, "edge-arm-01", "ansible.builtin.command",
+        "{{ modelfleet_supervisorctl }} -c {{ modelfleet_supervisor_conf }} update",
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+    def sleeper() -> psutil.Process | None:
+        sup = procs.process_of(_state(sim_fleet).node("edge-arm-01").supervisord)  # type: ignore[union-attr]
+        kids = [p for p in procs.descendants(sup) if _runs(p) and p.name() == "sleep"] if sup else []
+        return kids[0] if kids else None
+
+    assert procs.wait_until(lambda: sleeper() is not None, timeout=10)
+    first = sleeper()
+    assert first is not None
+    sim_fleet.fleet.kill("edge-arm-01")
+    assert not _runs(first), "a dark node's programs stop with its supervisord"
+    sim_fleet.fleet.start("edge-arm-01")
+    assert procs.wait_until(lambda: sleeper() is not None, timeout=10), "autostart brings it back with the node"
+    # left running on purpose: `down` (last test) must stop programs supervisord started too
+
+
 def test_all_nodes_dark_means_no_sshd_listening_anywhere(sim_fleet: RunningFleet) -> None:
     """With no ListenAddress left sshd would listen on every address: the fleet stops it instead."""
     fleet = sim_fleet.fleet
@@ -251,6 +278,7 @@ def test_down_stops_exactly_the_fleet_and_frees_every_address(sim_fleet: Running
     state = _state(sim_fleet)
     ours = _fleet_processes(state)
     assert len(ours) >= 7
+    assert any(p.name() == "sleep" for p in ours), "a program under a node's supervisord is part of the fleet"
     me = psutil.Process(os.getpid())
 
     stopped = sim_fleet.fleet.down()

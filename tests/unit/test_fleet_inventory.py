@@ -186,6 +186,7 @@ def test_simulated_inventory_renders_to_the_model(tmp_path: Path) -> None:
     v = gpu.vars
     assert v["ansible_connection"] == "ssh" and v["ansible_port"] == 2277 and v["ansible_user"] == "someone"
     assert v["modelfleet_service_manager"] == "supervisord" and v["modelfleet_hardware_check"] is False
+    assert v["modelfleet_supervisorctl"].endswith("/supervisorctl")
     assert v["modelfleet_supervisor_conf"].endswith("edge-gpu-01/etc/supervisor/supervisord.conf")
     assert "StrictHostKeyChecking=yes" in v["ansible_ssh_common_args"]
     assert f"UserKnownHostsFile={tmp_path / 'known_hosts'}" in v["ansible_ssh_common_args"]

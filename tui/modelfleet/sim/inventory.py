@@ -27,6 +27,13 @@ def python_interpreter() -> str:
     return str(fallback) if fallback.is_file() else "/usr/bin/python3"
 
 
+def supervisorctl() -> Path:
+    """``supervisorctl`` beside the ``supervisord`` the nodes run (the venv's)."""
+    from modelfleet.sim.supervisor import supervisord_binary
+
+    return supervisord_binary().parent / "supervisorctl"
+
+
 def _q(value: object) -> str:
     """A YAML scalar: JSON strings are valid YAML and quote everything that needs it."""
     return json.dumps(value) if isinstance(value, str) else str(value).lower() if isinstance(value, bool) \
@@ -56,6 +63,8 @@ def render(state: FleetState, *, known_hosts: Path, client_key: Path, agent_port
         "        # each node address in this known_hosts file (the operator's ~/.ssh is neither read nor written).",
         f"        ansible_ssh_common_args: {_q(ssh_args)}",
         "        modelfleet_service_manager: supervisord",
+        "        # each node's supervisord comes from the controller's venv; so does the supervisorctl to drive it",
+        f"        modelfleet_supervisorctl: {_q(str(supervisorctl()))}",
         "        # The simulated nodes share the controller's CPU and have no GPU, so the declared class (arch,",
         "        # accelerator) cannot be verified here; real inventories keep the default (true).",
         "        modelfleet_hardware_check: false",
