@@ -29,6 +29,7 @@ DEMO_TAG = "modelfleet.demo"
 EXPERIMENT = "modelfleet-demo"
 ALIASES = {"champion": "v2", "challenger": "v3"}
 REFERENCE_ROWS = 2_000
+DEFAULT_ROWS = 20_000
 REFERENCE_ARTIFACT = "reference/reference.csv"
 MODEL_DESCRIPTION = (
     "Demo after the lending case: flags approved loans as high-risk (1) for a secondary manual review. "
@@ -171,8 +172,12 @@ def _register(registry: Registry, spec: VersionSpec, info: Any, run_id: str) -> 
     return int(mv.version)
 
 
-def seed(settings: Settings, progress: Callable[[str], None] | None = None) -> SeedResult:
-    """Seed the demo model into the registry of ``settings``; a second call changes nothing."""
+def seed(
+    settings: Settings, progress: Callable[[str], None] | None = None, *, rows: int = DEFAULT_ROWS
+) -> SeedResult:
+    """Seed the demo model into the registry of ``settings``; a second call changes nothing.
+
+    ``rows`` is the number of synthetic loans (tests use fewer to stay fast)."""
     from modelfleet.core.registry import Registry
 
     say = progress or (lambda _msg: None)
@@ -185,20 +190,23 @@ def seed(settings: Settings, progress: Callable[[str], None] | None = None) -> S
 
         missing = [spec for spec in VERSIONS if spec.key not in result.existing]
         if missing:
-            _create(registry, missing, result, say)
+            _create(registry, missing, result, say, rows)
         _set_aliases(registry, result, say)
         result.aliases = registry.get_model(MODEL_NAME).aliases
     result.seconds = round(time.monotonic() - started, 2)
     return result
 
 
-def _create(registry: Registry, missing: list[VersionSpec], result: SeedResult, say: Callable[[str], None]) -> None:
+def _create(
+    registry: Registry, missing: list[VersionSpec], result: SeedResult, say: Callable[[str], None], rows: int
+) -> None:
     from modelfleet.demo.data import make_loans, split
     from modelfleet.demo.train import predict_latency_ms, train_version
 
     say(f"generating synthetic loans and training {len(missing)} version(s) of {MODEL_NAME}")
-    train, valid, test = split(make_loans())
-    reference = train[list(INPUT_COLUMNS)].sample(n=REFERENCE_ROWS, random_state=7).reset_index(drop=True)
+    train, valid, test = split(make_loans(rows))
+    n_reference = min(REFERENCE_ROWS, len(train))
+    reference = train[list(INPUT_COLUMNS)].sample(n=n_reference, random_state=7).reset_index(drop=True)
     example = test[list(INPUT_COLUMNS)].head(5).reset_index(drop=True)
     with _mlflow_target(registry):
         experiment_id = registry.ensure_experiment(EXPERIMENT)

@@ -139,11 +139,16 @@ def train_version(
 
 
 def predict_latency_ms(model: Any, rows: pd.DataFrame, repeat: int = 300) -> float:
-    """Median wall time of ``model.predict`` on ``rows`` in milliseconds."""
+    """Median wall time of ``model.predict`` on ``rows`` in milliseconds, on one thread (as an edge agent
+    should run: OMP_NUM_THREADS=1; OpenMP thread start-up dominates small batches otherwise)."""
+    from threadpoolctl import threadpool_limits
+
     samples = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        model.predict(rows)
-        samples.append(time.perf_counter() - start)
+    with threadpool_limits(1):
+        model.predict(rows)  # warm-up
+        for _ in range(repeat):
+            start = time.perf_counter()
+            model.predict(rows)
+            samples.append(time.perf_counter() - start)
     samples.sort()
     return samples[len(samples) // 2] * 1000.0
