@@ -1,0 +1,493 @@
+"""The modelfleet operator console (Textual). Thin on purpose: bindings, screen routing and workers.
+
+Data flows one way: workers call :class:`~modelfleet.console.services.ConsoleServices` (which goes through
+``core/`` and ``runners/``) in threads and post :mod:`~modelfleet.console.messages` up to the app; the app stores
+the result in :class:`~modelfleet.console.messages.ConsoleState` and tells the screens, which read it (down).
+Views are Textual modes (``:fleet``, ``2``), drill-downs are pushed screens (Enter), Esc pops.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from textual import on, work
+from textual.app import App
+from textual.binding import Binding, BindingType
+
+from modelfleet.console.messages import ConsoleState, Loaded, LoadFailed, RunEvent, RunFinished, RunStarted
+from modelfleet.console.runstate import RunState
+from modelfleet.console.screens.base import ViewScreen
+from modelfleet.console.screens.confirm import ConfirmScreen
+from modelfleet.console.screens.fleet import FleetScreen
+from modelfleet.console.screens.help import HelpScreen
+from modelfleet.console.screens.ledger import LedgerScreen
+from modelfleet.console.screens.models import ModelsScreen, VersionsScreen
+from modelfleet.console.screens.run_live import RunLiveScreen
+from modelfleet.console.screens.runs import RunFormScreen, RunsScreen
+from modelfleet.console.services import NEEDS_MODEL, ConsoleServices, RunRequest
+from modelfleet.core.errors import ModelfleetError
+from modelfleet.core.fleet_status import Slo, alias_mismatches, placements
+
+if TYPE_CHECKING:  # pragma: no cover
+    from modelfleet.core.config import Settings
+
+# The one key table: binding id -> (default keys, action, description, shown in footer).
+# Override any of them with [console.keys] in modelfleet.toml, e.g.  fleet = "f2"  or  filter = "slash,ctrl+f".
+KEYMAP: dict[str, tuple[str, str, str, bool]] = {
+    "command": ("colon", "screen_action('command')", ":cmd", True),
+    "models": ("1", "view('models')", "models", True),
+    "fleet": ("2", "view('fleet')", "fleet", True),
+    "runs": ("3", "view('runs')", "runs", True),
+    "ledger": ("4", "view('ledger')", "ledger", True),
+    "filter": ("slash", "screen_action('filter')", "filter", True),
+    "back": ("escape", "go_back", "back", True),
+    "help": ("question_mark", "help", "help", True),
+    "refresh": ("r", "refresh", "refresh", True),
+    "new_run": ("n", "run_form('')", "new run…", True),
+    "deploy": ("d", "run_form('deploy')", "deploy…", True),
+    "healthcheck": ("h", "run_form('healthcheck')", "health-check…", True),
+    "cancel_run": ("c", "screen_action('cancel_run')", "cancel run…", True),
+    "verify": ("v", "screen_action('verify')", "verify ledger", True),
+    "quit": ("ctrl+q", "quit", "quit", True),
+}
+RUN_ACTIONS = ("new_run", "deploy", "healthcheck", "cancel_run")
+VIEWS = {"models": "models", "m": "models", "fleet": "fleet", "f": "fleet", "nodes": "fleet", "runs": "runs",
+         "r": "runs", "ledger": "ledger", "l": "ledger", "events": "ledger"}
+RUN_COMMANDS = {"deploy": "deploy", "health": "healthcheck", "healthcheck": "healthcheck",
+                "health-check": "healthcheck", "rollback": "rollback", "provision": "provision", "run": ""}
+
+
+def _bindings() -> list[Binding]:
+    return [Binding(keys, action, desc, show=show, id=bid) for bid, (keys, action, desc, show) in KEYMAP.items()]
+
+
+class ModelfleetApp(App[None]):
+    """``ModelfleetApp(settings)`` for the real thing; tests pass ``services`` with fixed data."""
+
+    TITLE = "modelfleet"
+    CSS_PATH = "app.tcss"
+    BINDINGS: ClassVar[list[BindingType]] = _bindings()  # type: ignore[assignment]
+    MODES = {"models": ModelsScreen, "fleet": FleetScreen, "runs": RunsScreen, "ledger": LedgerScreen}
+    DEFAULT_MODE = "fleet"
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        services: ConsoleServices | None = None,
+        read_only: bool | None = None,
+        refresh_s: float | None = None,
+        start_view: str = "fleet",
+        clock: Callable[[], float] | None = None,
+        keys: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__()
+        if services is None:
+            if settings is None:
+                raise ValueError("ModelfleetApp needs settings or services")
+            services = ConsoleServices(settings)
+        self.services = services
+        self.settings = settings if settings is not None else getattr(services, "settings", None)
+        console = getattr(self.settings, "console", None)
+        self.read_only = bool(read_only if read_only is not None else getattr(console, "read_only", False))
+        self.refresh_s = float(refresh_s if refresh_s is not None else getattr(console, "refresh_s", 5.0))
+        self.slo = Slo(console.slo_p50_ms, console.slo_p95_ms, console.slo_p99_ms) if console else Slo()
+        self.now: Callable[[], float] = clock or getattr(services, "clock", None) or time.time
+        self.state = ConsoleState()
+        self.start_view = start_view
+        self.periodic_refresh = refresh_s != 0
+        self._screens: set[ViewScreen] = set()
+        self._fleet_busy = False
+        overrides = dict(keys if keys is not None else getattr(console, "keys", None) or {})
+        unknown = sorted(set(overrides) - set(KEYMAP))
+        if unknown:
+            raise ModelfleetError(f"[console.keys] has unknown action {unknown[0]!r}",
+                                  hint=f"one of: {', '.join(KEYMAP)}")
+        if overrides:
+            self.set_keymap(overrides)
+
+    # -- lifecycle -----------------------------------------------------------------------------------------
+    def on_mount(self) -> None:
+        self.load_context()
+        self.switch_mode(self.start_view)
+        if self.periodic_refresh and self.refresh_s > 0:
+            self.set_interval(self.refresh_s, self._periodic)
+
+    def _periodic(self) -> None:
+        self.refresh_fleet()
+
+    def register_screen(self, screen: ViewScreen) -> None:
+        self._screens.add(screen)
+
+    def unregister_screen(self, screen: ViewScreen) -> None:
+        self._screens.discard(screen)
+
+    def crumbs(self, screen: ViewScreen) -> list[str]:
+        stack = [s for s in self.screen_stack if isinstance(s, ViewScreen)]
+        if screen not in stack:
+            stack.append(screen)
+        return [s.crumb for s in stack[: stack.index(screen) + 1] if s.crumb]
+
+    def _changed(self, kind: str) -> None:
+        for screen in list(self._screens):
+            screen.data_changed(kind)
+
+    @property
+    def inventory_arg(self) -> str:
+        return (self.state.context.get("inventory") or
+                str(getattr(getattr(self.settings, "fleet", None), "inventory", "inventory.yml")))
+
+    # -- routing and actions -------------------------------------------------------------------------------
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Footer and key dispatch: False hides an action that means nothing here; None shows it disabled
+        (every run action in read-only mode)."""
+        if action == "run_form" and self.read_only:
+            return None
+        if action == "screen_action" and parameters:
+            name = str(parameters[0])
+            if name in ("cancel_run", "verify") and not hasattr(self.screen, f"action_{name}"):
+                return False
+            if name == "cancel_run" and self.read_only:
+                return None
+        return True
+
+    def action_view(self, name: str) -> None:
+        if self.current_mode != name:
+            self.switch_mode(name)
+
+    def action_screen_action(self, name: str) -> None:
+        method = getattr(self.screen, f"action_{name}", None)
+        if method is not None:
+            method()
+
+    def action_go_back(self) -> None:
+        screen = self.screen
+        if isinstance(screen, ViewScreen) and screen.go_back():
+            return
+        if len(self.screen_stack) > 1:
+            self.pop_screen()
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen(self.key_help()))
+
+    def key_help(self) -> list[tuple[str, str]]:
+        out = []
+        for bid, (keys, _action, desc, _show) in KEYMAP.items():
+            out.append((self._keymap.get(bid, keys).replace("question_mark", "?").replace("slash", "/")
+                        .replace("colon", ":"), desc + (" (disabled: read-only)" if self.read_only
+                                                         and bid in RUN_ACTIONS else "")))
+        return out
+
+    def action_refresh(self) -> None:
+        screen = self.screen
+        if isinstance(screen, FleetScreen) or not isinstance(screen, ViewScreen):
+            self.refresh_fleet()
+        elif isinstance(screen, ModelsScreen):
+            self.load_models()
+        elif isinstance(screen, VersionsScreen):
+            self.load_versions(screen.model)
+        elif isinstance(screen, LedgerScreen):
+            self.load_ledger(self.state.ledger_filters)
+        elif isinstance(screen, RunsScreen):
+            self.load_runs()
+        else:
+            self.refresh_fleet()
+
+    def action_run_form(self, kind: str = "") -> None:
+        if self.read_only:
+            self.notify("read-only mode: runs are disabled", severity="warning")
+            return
+        screen = self.screen
+        defaults: dict[str, Any] = screen.context_for_run() if isinstance(screen, ViewScreen) else {}
+        if isinstance(screen, RunFormScreen):
+            return
+        if kind:
+            defaults["kind"] = kind
+        if defaults.get("kind") in NEEDS_MODEL and "model" not in defaults and self.state.models:
+            defaults["model"] = self.state.models[0].name
+        self.push_screen(RunFormScreen(defaults))
+
+    def run_command(self, text: str) -> None:
+        word, _, _rest = text.strip().partition(" ")
+        word = word.lower()
+        if word in ("q", "q!", "quit", "exit"):
+            self.exit()
+        elif word in VIEWS:
+            self.action_view(VIEWS[word])
+        elif word in ("help", "h", "?"):
+            self.action_help()
+        elif word in RUN_COMMANDS:
+            self.action_run_form(RUN_COMMANDS[word])
+        elif word:
+            self.notify(f"unknown command :{word}; try :fleet, :models, :runs, :ledger, :help", severity="warning")
+
+    # -- workers: loading ---------------------------------------------------------------------------------
+    def _call(self, kind: str, fn: Callable[[], Any], key: str | None = None) -> None:
+        try:
+            payload = fn()
+        except ModelfleetError as exc:
+            self.post_message(LoadFailed(kind, exc.message, exc.hint, key))
+            return
+        except Exception as exc:  # a bug or an unexpected library error: show it, keep the console alive
+            self.post_message(LoadFailed(kind, f"{type(exc).__name__}: {exc}", None, key))
+            return
+        self.post_message(Loaded(kind, payload, key))
+
+    @work(thread=True, exclusive=True, group="context")
+    def load_context(self) -> None:
+        self._call("context", self.services.context)
+
+    @work(thread=True, exclusive=True, group="models")
+    def load_models(self) -> None:
+        self._call("models", self.services.models)
+
+    @work(thread=True, exclusive=True, group="versions")
+    def load_versions(self, model: str) -> None:
+        fleet = list(self.state.fleet or [])
+
+        def load() -> dict[str, Any]:
+            versions = self.services.versions(model)
+            try:
+                events = self.services.placement_events(model)
+            except ModelfleetError:
+                events = []
+            places = placements(model, events, fleet)
+            aliases = {a: v.version for v in versions for a in v.aliases}
+            return {"versions": versions, "placements": places, "flags": alias_mismatches(aliases, places)}
+
+        self._call("versions", load, model)
+
+    @work(thread=True, exclusive=True, group="detail")
+    def load_version_detail(self, model: str, version: int) -> None:
+        self._call("details", lambda: self.services.version_detail(model, version), f"{model}/{version}")
+
+    def refresh_fleet(self) -> None:
+        if not self._fleet_busy:
+            self._fleet_busy = True
+            self._refresh_fleet()
+
+    @work(thread=True, exclusive=True, group="fleet")
+    def _refresh_fleet(self) -> None:
+        self._call("fleet", lambda: (self.services.probe(), self.now()))
+
+    @work(thread=True, exclusive=True, group="releases")
+    def load_releases(self, node: str) -> None:
+        def load() -> tuple[Any, list[Any]]:
+            try:
+                rel = self.services.releases(node)
+            except ModelfleetError:
+                rel = None
+            try:
+                events = self.services.ledger_events({"node": node}, limit=50)
+            except ModelfleetError:
+                events = []
+            return rel, events
+
+        self._call("releases", load, node)
+
+    def load_ledger(self, filters: Mapping[str, str] | None = None) -> None:
+        self.state.ledger_filters = dict(filters or {})
+        self._load_ledger(dict(filters or {}))
+        self.verify_ledger()
+
+    @work(thread=True, exclusive=True, group="ledger")
+    def _load_ledger(self, filters: dict[str, str]) -> None:
+        self._call("ledger", lambda: self.services.ledger_events(filters))
+
+    @work(thread=True, exclusive=True, group="verify")
+    def verify_ledger(self) -> None:
+        self._call("verify", self.services.ledger_verify)
+
+    @work(thread=True, exclusive=True, group="runs")
+    def load_runs(self) -> None:
+        self._call("runs", self.services.runs)
+
+    @work(thread=True, group="replay")
+    def replay_run(self, run: Any) -> None:
+        self._call("replay", lambda: self.services.replay(run), run.run_id)
+
+    @on(Loaded)
+    def _loaded(self, msg: Loaded) -> None:
+        s = self.state
+        s.errors.pop(msg.kind, None)
+        if msg.kind == "context":
+            s.context = msg.payload
+            for screen in list(self._screens):
+                if screen.is_mounted:
+                    screen.update_header()
+            return
+        if msg.kind == "models":
+            s.models = msg.payload
+        elif msg.kind == "versions" and msg.key:
+            s.versions[msg.key] = msg.payload
+        elif msg.kind == "details" and msg.key:
+            s.details[msg.key] = msg.payload
+        elif msg.kind == "fleet":
+            self._fleet_busy = False
+            s.fleet, s.fleet_at = msg.payload
+            s.fleet_error = None
+        elif msg.kind == "releases" and msg.key:
+            s.releases[msg.key] = msg.payload
+        elif msg.kind == "ledger":
+            s.ledger = msg.payload
+        elif msg.kind == "verify":
+            s.verify = msg.payload
+        elif msg.kind == "runs":
+            s.runs = msg.payload
+        elif msg.kind == "replay" and msg.key:
+            s.live[msg.key] = msg.payload
+            self._changed("live")
+            self.push_screen(RunLiveScreen(msg.key))
+            return
+        elif msg.kind == "prepared":
+            self._prepared(msg.payload)
+            return
+        self._changed(msg.kind)
+
+    @on(LoadFailed)
+    def _failed(self, msg: LoadFailed) -> None:
+        self.state.errors[msg.kind] = msg.message
+        if msg.kind == "fleet":
+            self._fleet_busy = False
+            self.state.fleet_error = f"fleet: {msg.message}" + (f" (fix: {msg.hint})" if msg.hint else "")
+        text = msg.message + (f"\nfix: {msg.hint}" if msg.hint else "")
+        self.notify(text, title=f"{msg.kind} failed", severity="error", timeout=8)
+        self._changed(msg.kind)
+
+    # -- runs ---------------------------------------------------------------------------------------------
+    def pin_for_form(self, form: RunFormScreen, model: str, ref: str | None) -> None:
+        """Pin (deploy) or resolve (rollback: a version number) for the form's preview, without launching."""
+        self._prepare(form, form.request(), launch=False)
+
+    def request_launch(self, form: RunFormScreen) -> None:
+        if self.read_only:
+            self.notify("read-only mode: runs are disabled", severity="warning")
+            return
+        req = form.request()
+        try:
+            req.validate()
+        except ModelfleetError as exc:
+            self.notify(exc.message + (f"\nfix: {exc.hint}" if exc.hint else ""), severity="error")
+            return
+        self._prepare(form, req, launch=True)
+
+    @work(thread=True, exclusive=True, group="prepare")
+    def _prepare(self, form: RunFormScreen, req: RunRequest, launch: bool) -> None:
+        """Pin the version (once), resolve the target and decide whether the action is fleet-wide."""
+
+        def prepare() -> tuple[RunFormScreen, RunRequest, bool, list[str], bool]:
+            r = req
+            if r.kind == "deploy" and r.model and r.version is None:
+                version, digest = self.services.pin(r.model, r.ref)
+                r = RunRequest(r.kind, model=r.model, ref=r.ref, target=r.target, waves=r.waves,
+                               max_fail=r.max_fail, check=r.check, version=version, digest=digest)
+            hosts = self.services.resolve_target(r.target)
+            return form, r, self.services.is_fleet_wide(r.target), hosts, launch
+
+        self._call("prepared", prepare)
+
+    def _prepared(self, payload: tuple[RunFormScreen, RunRequest, bool, list[str], bool]) -> None:
+        form, req, fleet_wide, hosts, launch = payload
+        if req.model and req.version is not None and req.digest:
+            form.pinned_now(req.model, req.ref, req.version, req.digest)
+        if not launch:
+            return
+        body = (f"{len(hosts)} host(s): {', '.join(hosts[:8])}{' …' if len(hosts) > 8 else ''}\n\n"
+                f"$ {RunRequest.shell(req.cli_command())}\n\n"
+                f"$ {RunRequest.shell(req.playbook_command(self.inventory_arg))}")
+        if req.check:
+            body += "\n\ncheck mode: nothing will change"
+        title = f"Start {req.kind}{' of ' + (req.model_ref or '') if req.kind in NEEDS_MODEL else ''}?"
+
+        def done(ok: bool | None) -> None:
+            if ok:
+                self._launch(req, len(hosts))
+
+        self.push_screen(ConfirmScreen(title, body, typed=req.target if fleet_wide else None), done)
+
+    def _launch(self, req: RunRequest, total_hosts: int) -> None:
+        try:
+            run_id = self.services.new_run_id()
+        except Exception:
+            run_id = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{uuid.uuid4().hex[:6]}"
+        self.state.live[run_id] = RunState(run_id, kind=req.kind, total_hosts=total_hosts)
+        self.state.handles[run_id] = None
+        self._changed("live")
+        self.switch_mode("runs")
+        self.push_screen(RunLiveScreen(run_id))
+        self._run_worker(req, run_id)
+
+    @work(thread=True, group="run")
+    def _run_worker(self, req: RunRequest, run_id: str) -> None:
+        def on_event(ev: dict[str, Any]) -> None:
+            self.post_message(RunEvent(run_id, ev))
+
+        try:
+            handle = self.services.launch(req, on_event, run_id=run_id)
+        except ModelfleetError as exc:
+            self.post_message(LoadFailed("run", exc.message, exc.hint, run_id))
+            self.post_message(RunFinished(run_id, "error", None))
+            return
+        except Exception as exc:
+            self.post_message(LoadFailed("run", f"{type(exc).__name__}: {exc}", None, run_id))
+            self.post_message(RunFinished(run_id, "error", None))
+            return
+        self.post_message(RunStarted(run_id))
+        self.state.handles[run_id] = handle
+        handle.wait()
+        self.post_message(RunFinished(run_id, handle.status, handle.rc))
+
+    @on(RunStarted)
+    def _run_started(self, msg: RunStarted) -> None:
+        self._changed("live")
+
+    @on(RunEvent)
+    def _run_event(self, msg: RunEvent) -> None:
+        st = self.state.live.get(msg.run_id)
+        if st is not None:
+            st.feed(msg.event)
+            self._changed("live")
+
+    @on(RunFinished)
+    def _run_finished(self, msg: RunFinished) -> None:
+        st = self.state.live.get(msg.run_id)
+        if st is None:
+            return
+        st.finish(msg.status, msg.rc)
+        self._changed("live")
+        severity: Literal["information", "error"] = "information" if msg.status == "successful" else "error"
+        self.notify(st.summary(), title="run finished", severity=severity, timeout=10)
+        self.load_runs()
+        self.refresh_fleet()
+
+    def open_run(self, run_id: str) -> None:
+        if run_id in self.state.live:
+            self.push_screen(RunLiveScreen(run_id))
+            return
+        run = next((r for r in self.state.runs or [] if r.run_id == run_id), None)
+        if run is None:
+            return
+        if not run.replayable:
+            self.notify(f"run {run_id} has no artifact folder to replay; its ledger events are in :ledger",
+                        severity="warning")
+            return
+        self.replay_run(run)
+
+    def request_cancel(self, run_id: str) -> None:
+        handle = self.state.handles.get(run_id)
+        st = self.state.live.get(run_id)
+        if handle is None or st is None or st.finished:
+            self.notify("nothing to cancel: the run is not running here", severity="warning")
+            return
+
+        def done(ok: bool | None) -> None:
+            if ok:
+                handle.cancel()
+                self.notify(f"cancel requested for {run_id}")
+
+        self.push_screen(ConfirmScreen(f"Cancel {run_id}?", "Hosts in the current wave finish their task; "
+                                       "no further hosts are touched.", confirm_label="Cancel run"), done)

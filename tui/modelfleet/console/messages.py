@@ -1,0 +1,74 @@
+"""Messages the app's workers post (up) and the state screens read (down)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from textual.message import Message
+
+from modelfleet.console.runstate import RunState
+
+
+class Loaded(Message):
+    """A worker finished loading ``kind`` (models, versions, detail, fleet, releases, ledger, verify, runs, pin)."""
+
+    def __init__(self, kind: str, payload: Any, key: str | None = None) -> None:
+        super().__init__()
+        self.kind = kind
+        self.payload = payload
+        self.key = key
+
+
+class LoadFailed(Message):
+    def __init__(self, kind: str, message: str, hint: str | None = None, key: str | None = None) -> None:
+        super().__init__()
+        self.kind = kind
+        self.message = message
+        self.hint = hint
+        self.key = key
+
+
+class RunEvent(Message):
+    """One ansible-runner event of a live run (posted from the runner's thread)."""
+
+    def __init__(self, run_id: str, event: dict[str, Any]) -> None:
+        super().__init__()
+        self.run_id = run_id
+        self.event = event
+
+
+class RunStarted(Message):
+    def __init__(self, run_id: str) -> None:
+        super().__init__()
+        self.run_id = run_id
+
+
+class RunFinished(Message):
+    def __init__(self, run_id: str, status: str, rc: int | None) -> None:
+        super().__init__()
+        self.run_id = run_id
+        self.status = status
+        self.rc = rc
+
+
+@dataclass
+class ConsoleState:
+    """Everything loaded so far; screens read it, only the app writes it."""
+
+    context: dict[str, str] = field(default_factory=dict)
+    models: list[Any] | None = None
+    versions: dict[str, dict[str, Any]] = field(default_factory=dict)  # model -> {versions, placements, flags}
+    details: dict[str, Any] = field(default_factory=dict)  # "model/version" -> VersionDetail
+    fleet: list[Any] | None = None
+    fleet_at: float | None = None
+    fleet_error: str | None = None
+    releases: dict[str, Any] = field(default_factory=dict)  # node -> list[Release] | None
+    node_events: dict[str, list[Any]] = field(default_factory=dict)
+    ledger: list[Any] | None = None
+    ledger_filters: dict[str, str] = field(default_factory=dict)
+    verify: Any = None
+    runs: list[Any] | None = None
+    live: dict[str, RunState] = field(default_factory=dict)  # run_id -> state (live and replayed)
+    handles: dict[str, Any] = field(default_factory=dict)  # run_id -> RunHandle of runs started here
+    errors: dict[str, str] = field(default_factory=dict)  # kind -> last error

@@ -1,0 +1,113 @@
+"""The base of every view: context header with breadcrumbs, the view's body, the ``:`` command bar, footer."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, cast
+
+from textual.app import ComposeResult
+from textual.screen import Screen
+from textual.widgets import Footer
+
+from modelfleet.console.widgets.command_bar import CommandBar
+from modelfleet.console.widgets.filterable_table import FilterableTable
+from modelfleet.console.widgets.header import ContextHeader
+
+if TYPE_CHECKING:  # pragma: no cover
+    from modelfleet.console.app import ModelfleetApp
+    from modelfleet.console.messages import ConsoleState
+
+COMMANDS = ["models", "fleet", "runs", "ledger", "help", "deploy", "health", "rollback", "provision", "quit", "q"]
+
+
+class ViewScreen(Screen[None]):
+    """Subclasses set ``crumb`` and ``kinds`` (state kinds they show) and implement ``body`` and ``refresh_view``."""
+
+    crumb = ""
+    kinds: tuple[str, ...] = ()
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._dirty = True
+
+    @property
+    def mf(self) -> ModelfleetApp:
+        return cast("ModelfleetApp", self.app)
+
+    @property
+    def state(self) -> ConsoleState:
+        return self.mf.state
+
+    def compose(self) -> ComposeResult:
+        yield ContextHeader()
+        yield from self.body()
+        yield CommandBar(COMMANDS)
+        yield Footer()
+
+    def body(self) -> ComposeResult:
+        yield from ()
+
+    def on_mount(self) -> None:
+        self.mf.register_screen(self)
+        self.update_header()
+
+    def on_unmount(self) -> None:
+        self.mf.unregister_screen(self)
+
+    def on_screen_resume(self) -> None:
+        self.update_header()
+        if self._dirty:
+            self._dirty = False
+            self.refresh_view()
+        self.on_view_shown()
+
+    def on_view_shown(self) -> None:
+        """Hook: the view became active (e.g. ask the app to load data)."""
+
+    def update_header(self, status: str | None = None) -> None:
+        self.query_one(ContextHeader).show(crumbs=self.mf.crumbs(self), context=self.state.context,
+                                           read_only=self.mf.read_only, status=status)
+
+    def data_changed(self, kind: str) -> None:
+        """The app stored new ``kind`` data; redraw now if shown, else on the next resume."""
+        if kind not in self.kinds:
+            return
+        if self.is_current:
+            self.refresh_view()
+        else:
+            self._dirty = True
+
+    def refresh_view(self) -> None:
+        """Redraw from ``self.state``."""
+
+    # -- actions shared by every view ------------------------------------------------------------------------
+    def focused_table(self) -> FilterableTable | None:
+        focused = self.focused
+        if focused is not None:
+            for node in focused.ancestors_with_self:
+                if isinstance(node, FilterableTable):
+                    return node
+        tables = list(self.query(FilterableTable))
+        return tables[0] if tables else None
+
+    def action_filter(self) -> None:
+        table = self.focused_table()
+        if table is not None:
+            table.open_filter()
+
+    def action_command(self) -> None:
+        self.query_one(CommandBar).open()
+
+    def on_command_bar_command(self, event: CommandBar.Command) -> None:
+        self.mf.run_command(event.text)
+
+    def go_back(self) -> bool:
+        """Esc: close a filter first, else pop this screen if it was drilled into. True when handled."""
+        for table in self.query(FilterableTable):
+            if table.filtering:
+                table.close_filter(clear=True)
+                return True
+        return False
+
+    def context_for_run(self) -> dict[str, Any]:
+        """Defaults for the run form when launched from this view."""
+        return {}

@@ -1,0 +1,173 @@
+"""Fleet: every node grouped by class and environment, latency vs SLO, errors, load, resources, last seen."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.containers import Horizontal, VerticalScroll
+from textual.widgets import Static
+
+from modelfleet.console import fmt
+from modelfleet.console.screens.base import ViewScreen
+from modelfleet.console.widgets.filterable_table import FilterableTable, Row
+from modelfleet.console.widgets.sparkline import LatencySparkline
+from modelfleet.core.fleet_status import NodeStatus, summarize
+
+COLUMNS = ["node", "address", "class", "env", "model@version", "health", "p50 ms", "p95 ms", "p99 ms",
+           "err %", "req/s", "cpu", "mem", "last seen"]
+EMPTY = ("",) * (len(COLUMNS) - 2)
+
+
+def fleet_rows(statuses: list[NodeStatus], slo: Any, now: float) -> list[Row]:
+    groups: dict[tuple[str, str], list[NodeStatus]] = {}
+    for s in statuses:
+        groups.setdefault((s.node_class, s.environment or "-"), []).append(s)
+    rows: list[Row] = []
+    for (cls, env), members in sorted(groups.items()):
+        gkey = f"group:{cls}:{env}"
+        bad = sum(1 for m in members if m.state != "ok")
+        label = Text(f"▸ {cls}/{env}", style="bold")
+        count = Text(f"{len(members)} node{'s' if len(members) != 1 else ''}"
+                     + (f", {bad} ⚠" if bad else ""), style="bold yellow" if bad else "bold")
+        rows.append(Row(gkey, (label, count, *EMPTY), header=True))
+        for s in members:
+            seen = fmt.age(now - s.last_seen) if s.last_seen is not None else "never"
+            rows.append(Row(s.name, (
+                s.name, s.address, s.node_class, s.environment or "-", fmt.dash(s.target),
+                fmt.state(s.state), fmt.ms(s.p50_ms, slo.p50_ms), fmt.ms(s.p95_ms, slo.p95_ms),
+                fmt.ms(s.p99_ms, slo.p99_ms), fmt.pct(s.error_rate, warn=0.01), fmt.rate(s.rps),
+                "-" if s.cpu is None else f"{s.cpu * 100:.0f}%", fmt.size(s.mem_bytes),
+                Text(seen, style="bold magenta" if s.state in ("stale", "unreachable") else ""),
+            ), group=gkey))
+    return rows
+
+
+class FleetScreen(ViewScreen):
+    crumb = "Fleet"
+    kinds = ("fleet",)
+
+    def body(self) -> ComposeResult:
+        yield Static(id="fleet-summary", classes="summary")
+        yield FilterableTable(COLUMNS, id="fleet")
+
+    def on_view_shown(self) -> None:
+        if self.state.fleet is None:
+            self.mf.refresh_fleet()
+
+    def context_for_run(self) -> dict[str, Any]:
+        key = self.query_one(FilterableTable).cursor_key
+        if key and not key.startswith("group:"):
+            return {"target": key}
+        return {}
+
+    def refresh_view(self) -> None:
+        statuses = self.state.fleet
+        summary = self.query_one("#fleet-summary", Static)
+        slo = self.mf.slo
+        if statuses is None:
+            summary.update(self.state.fleet_error or "probing agents…")
+            return
+        counts = summarize(statuses)
+        text = Text(f"{counts['total']} nodes  ")
+        for key in ("ok", "slo", "unavailable", "error", "unreachable", "stale"):
+            if counts[key]:
+                text.append(f"{counts[key]} {fmt.STATE_LABEL[key]}  ", style=fmt.STATE_STYLE[key])
+        text.append(f"· SLO p50 {slo.p50_ms:g} / p95 {slo.p95_ms:g} / p99 {slo.p99_ms:g} ms"
+                    f" · refresh every {self.mf.refresh_s:g}s", style="dim")
+        if self.state.fleet_error:
+            text.append(f"\n{self.state.fleet_error}", style="red")
+        summary.update(text)
+        now = self.state.fleet_at or self.mf.now()
+        self.query_one(FilterableTable).set_rows(fleet_rows(statuses, slo, now))
+
+    @on(FilterableTable.Selected)
+    def _open(self, event: FilterableTable.Selected) -> None:
+        if not event.key.startswith("group:"):
+            self.app.push_screen(NodeScreen(event.key))
+
+
+class NodeScreen(ViewScreen):
+    kinds = ("fleet", "releases")
+
+    def __init__(self, node: str) -> None:
+        super().__init__()
+        self.node = node
+        self.crumb = node
+
+    def body(self) -> ComposeResult:
+        with Horizontal(classes="split"):
+            with VerticalScroll(id="node-detail", classes="detail-left"):
+                yield Static(id="node-text")
+                yield LatencySparkline(id="node-spark")
+            with VerticalScroll(id="node-releases", classes="detail"):
+                yield Static(id="node-releases-text")
+
+    def on_view_shown(self) -> None:
+        self.mf.load_releases(self.node)
+
+    def context_for_run(self) -> dict[str, Any]:
+        return {"target": self.node}
+
+    def refresh_view(self) -> None:
+        status = next((s for s in self.state.fleet or [] if s.name == self.node), None)
+        slo = self.mf.slo
+        text = Text()
+        if status is None:
+            text.append(f"{self.node}: no status yet", style="dim")
+            self.query_one("#node-text", Static).update(text)
+        else:
+            s = status
+            now = self.state.fleet_at or self.mf.now()
+            text.append(f"{s.name}  ", style="bold")
+            text.append_text(fmt.state(s.state))
+            if s.reason:
+                text.append(f"  {s.reason}", style="dim")
+            text.append(f"\naddress   {s.address}\nclass     {s.node_class}\nenv       {s.environment or '-'}\n"
+                        f"groups    {', '.join(s.groups) or '-'}\nserving   {fmt.dash(s.target)}\n"
+                        f"digest    {fmt.dash(s.digest)}\nuptime    "
+                        f"{'-' if s.uptime_s is None else f'{s.uptime_s:.0f}s'}\n"
+                        f"last seen {fmt.age(None if s.last_seen is None else now - s.last_seen)}\n\n")
+            for q in ("p50", "p95", "p99"):
+                text.append(f"{q}       ")
+                text.append_text(fmt.ms(getattr(s, f"{q}_ms"), slo.budget(q)))
+                text.append(f" ms (SLO {slo.budget(q):g})\n")
+            text.append("errors    ")
+            text.append_text(fmt.pct(s.error_rate, warn=0.01))
+            text.append(f"  ({fmt.dash(s.errors)} of {fmt.dash(s.requests)} requests)\n"
+                        f"req/s     {fmt.rate(s.rps)}\n"
+                        f"cpu       {'-' if s.cpu is None else f'{s.cpu * 100:.0f}% of a core'}\n"
+                        f"memory    {fmt.size(s.mem_bytes)} agent"
+                        f"{'' if s.host_mem_ratio is None else f', host {s.host_mem_ratio * 100:.0f}% used'}\n"
+                        f"drift     {_drift(s.drift_available)}\n\n")
+            self.query_one("#node-text", Static).update(text)
+            self.query_one(LatencySparkline).show(list(s.history), slo.p95_ms)
+        rel = Text("releases on disk\n", style="bold")
+        if self.node not in self.state.releases:
+            rel.append("loading…", style="dim")
+        else:
+            releases, events = self.state.releases[self.node]
+            if releases is None:
+                rel.append("(remote node: releases from the ledger)\n", style="dim")
+            elif not releases:
+                rel.append("none\n", style="dim")
+            else:
+                for r in releases:
+                    mark = " ← current" if r.current else " ← previous" if r.previous else ""
+                    rel.append(f"  {r.model}/{r.name}", style="bold green" if r.current else "")
+                    rel.append(f"{mark}\n", style="dim")
+            rel.append("\nledger (newest last)\n", style="bold")
+            if not events:
+                rel.append("  no events for this node\n", style="dim")
+            for e in events[-15:]:
+                rel.append(f"  {fmt.when(e.ts)}  {e.action:<14} {e.model or '-'} v{e.version or '-'}  "
+                           f"{e.outcome or '-'}\n")
+        self.query_one("#node-releases-text", Static).update(rel)
+
+
+def _drift(available: bool | None) -> str:
+    if available is None:
+        return "-"
+    return "counting against the reference profile" if available else "no reference profile"

@@ -1,0 +1,97 @@
+"""Ledger: events with filters (model, node, action, actor) and the integrity status from ``ledger verify``."""
+
+from __future__ import annotations
+
+import json
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.containers import Horizontal, VerticalScroll
+from textual.widgets import Input, Static
+
+from modelfleet.console import fmt
+from modelfleet.console.screens.base import ViewScreen
+from modelfleet.console.widgets.filterable_table import FilterableTable, Row
+
+FILTERS = ("model", "node", "action", "actor")
+
+
+class LedgerScreen(ViewScreen):
+    crumb = "Ledger"
+    kinds = ("ledger", "verify")
+
+    def body(self) -> ComposeResult:
+        yield Static(id="ledger-verify", classes="summary")
+        with Horizontal(id="ledger-filters"):
+            for f in FILTERS:
+                yield Input(self.state.ledger_filters.get(f, ""), placeholder=f"{f} (Enter)", id=f"lf-{f}")
+        with Horizontal(classes="split"):
+            yield FilterableTable(["seq", "time (UTC)", "actor", "action", "model", "version", "node", "run",
+                                   "outcome"], id="ledger")
+            with VerticalScroll(classes="detail"):
+                yield Static(id="ledger-event")
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self.query_one("#ledger", FilterableTable).table.focus()
+
+    def on_view_shown(self) -> None:
+        if self.state.ledger is None:
+            self.mf.load_ledger()
+
+    @on(Input.Submitted, "#ledger-filters Input")
+    def _apply(self, event: Input.Submitted) -> None:
+        event.stop()
+        filters = {f: self.query_one(f"#lf-{f}", Input).value.strip() for f in FILTERS}
+        self.mf.load_ledger({k: v for k, v in filters.items() if v})
+        self.query_one("#ledger", FilterableTable).table.focus()
+
+    def refresh_view(self) -> None:
+        v = self.state.verify
+        t = Text()
+        if v is None:
+            t.append(self.state.errors.get("verify") or "verifying the hash chain…", style="dim")
+        elif v.ok:
+            t.append("✔ chain verified", style="bold green")
+            t.append(f": {v.count} events, head {(v.head_hash or '-')[:16]}")
+            if v.incomplete_runs:
+                t.append(f" · {len(v.incomplete_runs)} incomplete run(s): {', '.join(v.incomplete_runs[:3])}",
+                         style="magenta")
+        else:
+            t.append(f"✘ CHAIN BROKEN at event {v.first_bad_seq}", style="bold red")
+            t.append(f": {v.reason}")
+        events = self.state.ledger
+        active = {k: v for k, v in self.state.ledger_filters.items() if v}
+        if events is not None:
+            t.append(f"\n{len(events)} events shown (newest first)", style="dim")
+            if active:
+                t.append(" · filters: " + ", ".join(f"{k}={v}" for k, v in active.items()), style="dim")
+            t.append(" · v: verify again", style="dim")
+        elif "ledger" in self.state.errors:
+            t.append("\n" + self.state.errors["ledger"], style="red")
+        self.query_one("#ledger-verify", Static).update(t)
+        if events is None:
+            return
+        rows = [Row(str(e.seq), (str(e.seq), e.ts.strftime("%Y-%m-%d %H:%M:%S"), e.actor, e.action,
+                                 fmt.dash(e.model), fmt.dash(e.version), fmt.dash(e.node), fmt.dash(e.run_id),
+                                 fmt.state(e.outcome) if e.outcome else "-"))
+                for e in reversed(events)]
+        self.query_one("#ledger", FilterableTable).set_rows(rows)
+
+    @on(FilterableTable.Highlighted)
+    def _show(self, event: FilterableTable.Highlighted) -> None:
+        ev = next((e for e in self.state.ledger or [] if str(e.seq) == event.key), None)
+        if ev is None:
+            return
+        d = ev.to_dict()
+        t = Text(f"event {ev.seq}\n", style="bold")
+        for k in ("ts", "actor", "action", "model", "version", "digest", "target", "node", "run_id", "outcome"):
+            t.append(f"{k:<8} {fmt.dash(d[k])}\n")
+        t.append("\ndetails\n", style="bold")
+        t.append(json.dumps(ev.details, indent=2, sort_keys=True)[:3000] + "\n")
+        t.append(f"\nprev {ev.prev_hash[:32]}…\nhash {ev.hash[:32]}…\n", style="dim")
+        self.query_one("#ledger-event", Static).update(t)
+
+    def action_verify(self) -> None:
+        self.mf.verify_ledger()

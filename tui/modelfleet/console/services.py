@@ -1,0 +1,433 @@
+"""The console's only door to the world: registry, inventory, agents, ledger and runs, all through ``core/``
+and ``runners/``. Every method here may block; the app calls them from worker threads only.
+
+Headless on purpose (no Textual import): tests and the benchmark swap in another :class:`ConsoleServices`
+(fixed data for snapshots, a synthetic 1,000-version registry for the bench) without touching the screens.
+"""
+
+from __future__ import annotations
+
+import shlex
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from modelfleet.console.runstate import artifact_status, find_artifact_dirs, replay
+from modelfleet.core.errors import ModelfleetError, RunError, UsageError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from modelfleet.console.runstate import RunState
+    from modelfleet.core.config import Settings
+    from modelfleet.core.fleet import Inventory, Node
+    from modelfleet.core.fleet_status import FleetProber, NodeStatus, Release
+
+RUN_KINDS = ("deploy", "rollback", "healthcheck", "provision")
+PLAYBOOKS = {"deploy": "deploy.yml", "rollback": "rollback.yml", "healthcheck": "healthcheck.yml",
+             "provision": "provision.yml"}
+CLI_VERBS = {"deploy": "deploy", "rollback": "rollback", "healthcheck": "health", "provision": "provision"}
+NEEDS_MODEL = ("deploy", "rollback")
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """What the run form produced. ``version``/``digest`` are filled in by pinning before launch."""
+
+    kind: str
+    model: str | None = None
+    ref: str | None = None  # version or alias as typed: "7", "champion", "latest"
+    target: str = "edge"  # inventory group(s) or an Ansible --limit
+    waves: str = "1,25%,100%"
+    max_fail: int = 20
+    check: bool = False
+    version: int | None = None
+    digest: str | None = None
+
+    @property
+    def model_ref(self) -> str | None:
+        if not self.model:
+            return None
+        if self.version is not None:
+            return f"{self.model}/{self.version}"
+        if not self.ref:
+            return f"{self.model}@champion"
+        return f"{self.model}/{self.ref}" if self.ref.isdigit() else f"{self.model}@{self.ref}"
+
+    def validate(self) -> None:
+        if self.kind not in RUN_KINDS:
+            raise UsageError(f"unknown run kind {self.kind!r}; one of {', '.join(RUN_KINDS)}")
+        if self.kind in NEEDS_MODEL and not self.model:
+            raise UsageError(f"a {self.kind} needs a model", hint="type the model name, e.g. credit-risk")
+        if not self.target.strip():
+            raise UsageError("no target", hint="name a group (edge, edge_cpu, staging) or nodes")
+        if not 0 <= self.max_fail <= 100:
+            raise UsageError(f"failure budget {self.max_fail} must be 0-100 (% of hosts per wave)")
+        from modelfleet.core.config import parse_waves
+
+        parse_waves(self.waves, origin="waves")
+
+    def cli_command(self) -> list[str]:
+        """The equivalent ``modelfleet`` command line."""
+        cmd = ["modelfleet", CLI_VERBS[self.kind]]
+        if self.kind == "deploy" and self.model_ref:
+            cmd.append(self.model_ref)
+        elif self.kind == "rollback" and self.model:
+            cmd.append(self.model)
+            if self.version is not None:
+                cmd += ["--to", str(self.version)]
+        cmd += ["--limit", self.target]
+        if self.kind == "deploy":
+            cmd += ["--waves", self.waves, "--max-fail", str(self.max_fail)]
+        if self.check:
+            cmd.append("--check")
+        cmd.append("--yes")
+        return cmd
+
+    def extravars(self) -> dict[str, Any]:
+        """What the playbook gets (names as the roles read them); the deploy bundle is built at launch."""
+        from modelfleet.core.config import parse_waves
+
+        ev: dict[str, Any] = {}
+        if self.model and self.kind in NEEDS_MODEL:
+            ev["model_release_model"] = self.model
+        if self.kind == "deploy":
+            ev["model_release_version"] = str(self.version) if self.version is not None else "<pinned at launch>"
+            ev["model_release_digest"] = self.digest or "<pinned at launch>"
+            ev["model_release_bundle"] = "<signed bundle built at launch>"
+            ev["modelfleet_waves"] = parse_waves(self.waves) if self._waves_ok() else self.waves
+            ev["modelfleet_max_fail_percentage"] = self.max_fail
+        if self.kind == "rollback":
+            ev["model_release_rollback_to"] = str(self.version) if self.version is not None else "previous"
+        return ev
+
+    def _waves_ok(self) -> bool:
+        try:
+            from modelfleet.core.config import parse_waves
+
+            parse_waves(self.waves)
+            return True
+        except ModelfleetError:
+            return False
+
+    def playbook_command(self, inventory: str, playbook_dir: str = "playbooks") -> list[str]:
+        """The equivalent plain ``ansible-playbook`` command line."""
+        import json
+
+        cmd = ["ansible-playbook", "-i", inventory, f"{playbook_dir}/{PLAYBOOKS[self.kind]}", "--limit", self.target]
+        simple = {k: v for k, v in self.extravars().items() if isinstance(v, str)}
+        rich = {k: v for k, v in self.extravars().items() if not isinstance(v, str)}
+        for key, value in simple.items():
+            cmd += ["-e", f"{key}={value}"]
+        if rich:
+            cmd += ["-e", json.dumps(rich)]
+        if self.check:
+            cmd.append("--check")
+        return cmd
+
+    @staticmethod
+    def shell(cmd: list[str]) -> str:
+        return shlex.join(cmd)
+
+
+@dataclass
+class RunInfo:
+    """A past or running run, from the ledger and/or an artifact folder."""
+
+    run_id: str
+    kind: str
+    started: float | None
+    outcome: str
+    model: str | None = None
+    version: str | None = None
+    target: str | None = None
+    actor: str | None = None
+    artifact_dir: Path | None = None
+
+    @property
+    def replayable(self) -> bool:
+        return self.artifact_dir is not None
+
+
+class RunHandle:
+    """A started run: ``cancel()`` asks the runner to stop; ``wait()`` blocks until it ends."""
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        self.cancel_requested = threading.Event()
+        self.done = threading.Event()
+        self.status = "running"
+        self.rc: int | None = None
+        self.artifact_dir: Path | None = None
+
+    def cancel(self) -> None:
+        self.cancel_requested.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self.done.wait(timeout)
+
+
+@dataclass
+class VersionDetail:
+    digest: str | None = None
+    digest_source: str = ""
+    signature: dict[str, Any] | None = None
+    error: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class ConsoleServices:
+    """Real services on the configured registry, inventory, agents and ledger."""
+
+    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.clock = clock
+        self._registry: Any = None
+        self._ledger: Any = None
+        self._prober: FleetProber | None = None
+        self._inventory: tuple[float, Inventory] | None = None
+        self._lock = threading.Lock()
+
+    # -- context -------------------------------------------------------------------------------------------
+    def context(self) -> dict[str, str]:
+        s = self.settings
+        return {"registry": _short_uri(s.effective_registry_uri), "inventory": _short_path(s.fleet.inventory),
+                "ledger": _short_uri(s.ledger.url)}
+
+    @property
+    def actor(self) -> str:
+        import getpass
+
+        try:
+            return f"console:{getpass.getuser()}"
+        except Exception:
+            return "console"
+
+    # -- registry ------------------------------------------------------------------------------------------
+    @property
+    def registry(self) -> Any:
+        with self._lock:
+            if self._registry is None:
+                from modelfleet.core.registry import Registry
+
+                self._registry = Registry.from_settings(self.settings)
+            return self._registry
+
+    def models(self) -> list[Any]:
+        return list(self.registry.list_models())
+
+    def versions(self, model: str) -> list[Any]:
+        return list(self.registry.list_versions(model))
+
+    def version_detail(self, model: str, version: int) -> VersionDetail:
+        """Digest and signature of a version: from the artifact cache (downloaded once, content-addressed)."""
+        try:
+            pinned = self.registry.pin(f"{model}/{version}")
+        except ModelfleetError as exc:
+            return VersionDetail(error=exc.message)
+        signature = None
+        try:
+            from modelfleet.core.registry import read_signature
+
+            signature = read_signature(Path(pinned.path))
+        except Exception as exc:  # a missing MLmodel must not break the pane
+            signature = {"error": str(exc)}
+        return VersionDetail(digest=pinned.digest, digest_source="artifact cache (sha256 of the tree)",
+                             signature=signature)
+
+    def new_run_id(self) -> str:
+        from modelfleet.runners.ansible import new_run_id
+
+        return str(new_run_id())
+
+    def pin(self, model: str, ref: str | None) -> tuple[int, str]:
+        req = RunRequest("deploy", model=model, ref=ref)
+        pinned = self.registry.pin(req.model_ref or model)
+        return int(pinned.version), str(pinned.digest)
+
+    # -- fleet ---------------------------------------------------------------------------------------------
+    def inventory(self) -> Inventory:
+        from modelfleet.core.fleet import Inventory
+
+        path = Path(self.settings.fleet.inventory)
+        try:
+            mtime = path.stat().st_mtime
+        except OSError:
+            mtime = -1.0
+        with self._lock:
+            if self._inventory is None or self._inventory[0] != mtime:
+                self._inventory = (mtime, Inventory.load(path, default_agent_port=self.settings.fleet.agent_port))
+            return self._inventory[1]
+
+    def nodes(self) -> list[Node]:
+        return self.inventory().nodes
+
+    @property
+    def prober(self) -> FleetProber:
+        if self._prober is None:
+            from modelfleet.core.fleet_status import FleetProber
+
+            self._prober = FleetProber.from_settings(self.settings, clock=self.clock)
+        return self._prober
+
+    def probe(self) -> list[NodeStatus]:
+        return self.prober.probe_sync(self.nodes())
+
+    def releases(self, node_name: str) -> list[Release] | None:
+        from modelfleet.core.fleet_status import releases_on_disk
+
+        return releases_on_disk(self.inventory().node(node_name))
+
+    def resolve_target(self, target: str) -> list[str]:
+        return [n.name for n in self.inventory().select(target)]
+
+    def is_fleet_wide(self, target: str) -> bool:
+        """True when the target selects every node, or any node of a protected (production) environment."""
+        inv = self.inventory()
+        chosen = inv.select(target)
+        return len(chosen) == len(inv) or any(n.environment == "production" for n in chosen)
+
+    # -- ledger --------------------------------------------------------------------------------------------
+    @property
+    def ledger(self) -> Any:
+        with self._lock:
+            if self._ledger is None:
+                from modelfleet.core.ledger import Ledger
+
+                self._ledger = Ledger(self.settings.ledger.url)
+                self._ledger.ensure_schema()
+            return self._ledger
+
+    def ledger_events(self, filters: Mapping[str, str | None] | None = None, limit: int = 500) -> list[Any]:
+        f = {k: v for k, v in (filters or {}).items() if v}
+        return list(self.ledger.events(limit=limit, **f))
+
+    def ledger_verify(self) -> Any:
+        return self.ledger.verify()
+
+    def placement_events(self, model: str) -> list[Any]:
+        return list(self.ledger.events(model=model))
+
+    # -- runs ----------------------------------------------------------------------------------------------
+    @property
+    def runs_dir(self) -> Path:
+        return Path(self.settings.state_dir) / "runs"
+
+    def runs(self, limit: int = 200) -> list[RunInfo]:
+        out: dict[str, RunInfo] = {}
+        try:
+            for r in self.ledger.runs(limit=limit):
+                out[r.run_id] = RunInfo(r.run_id, r.action or "run", r.started.timestamp() if r.started else None,
+                                        r.outcome, r.model, r.version, r.target, r.actor)
+        except ModelfleetError:
+            pass
+        for run_id, path in find_artifact_dirs(self.runs_dir):
+            info = out.get(run_id)
+            if info is None:
+                status, _ = artifact_status(path)
+                try:
+                    started = path.stat().st_mtime
+                except OSError:
+                    started = None
+                info = out[run_id] = RunInfo(run_id, _kind_from(path), started, status)
+            info.artifact_dir = path
+        return sorted(out.values(), key=lambda r: r.started or 0.0, reverse=True)
+
+    def replay(self, run: RunInfo) -> RunState:
+        if run.artifact_dir is None:
+            raise RunError(f"run {run.run_id} has no artifact folder to replay",
+                           hint="only runs started from this machine keep ansible-runner artifacts")
+        return replay(run.run_id, run.artifact_dir, kind=run.kind)
+
+    def launch(self, request: RunRequest, on_event: Callable[[dict[str, Any]], None], *,
+               run_id: str | None = None) -> RunHandle:
+        """Start a run through ``core.deploy`` + ``runners.ansible``; raw runner events go to ``on_event``
+        from the runner's thread. Returns once the run has started; the handle's ``done`` is set at the end."""
+        from modelfleet.core import deploy as deploy_mod
+        from modelfleet.runners.ansible import AnsibleRun, RunSpec, new_run_id
+
+        request.validate()
+        s = self.settings
+        run_id = run_id or new_run_id()
+        hosts = self.resolve_target(request.target)
+        extra: dict[str, Any]
+        version: str | None = None
+        digest: str | None = None
+        details: dict[str, Any] = {"source": "console"}
+        if request.kind == "deploy":
+            assert request.model is not None
+            ref = f"{request.model}/{request.version}" if request.version is not None else (request.model_ref or "")
+            release = deploy_mod.prepare_release(s, ref, registry=self.registry)
+            if request.digest and release.digest != request.digest:
+                raise RunError(f"{ref} now has digest {release.digest[:12]}, not the pinned {request.digest[:12]}",
+                               hint="preview again to re-pin")
+            options = deploy_mod.DeployOptions.from_settings(s, limit=request.target, waves=request.waves,
+                                                             max_fail=request.max_fail, check=request.check)
+            extra = deploy_mod.deploy_extra_vars(release, options, run_id)
+            version, digest = release.version, release.digest
+            details.update(deploy_mod.release_summary(release))
+        elif request.kind == "rollback":
+            assert request.model is not None
+            to = str(request.version) if request.version is not None else None
+            extra = deploy_mod.rollback_extra_vars(request.model, to, run_id)
+        elif request.kind == "provision":
+            extra = deploy_mod.provision_extra_vars(s, run_id)
+        else:
+            extra = {"modelfleet_run_id": run_id}
+        extra["modelfleet_target"] = request.target
+        spec = RunSpec(PLAYBOOKS[request.kind], Path(s.fleet.inventory), extra_vars=extra, limit=request.target,
+                       check=request.check, hosts=hosts, kind=request.kind)
+        recorder = deploy_mod.RunRecorder(self.ledger, run_id=run_id, kind=request.kind, actor=self.actor,
+                                          target=request.target, model=request.model, version=version,
+                                          digest=digest)
+        handle = RunHandle(run_id)
+
+        def finished(result: Any) -> None:
+            handle.status = str(result.status)
+            handle.rc = result.rc
+            handle.artifact_dir = Path(result.artifact_dir)
+            try:
+                outcome = deploy_mod.RunOutcome(
+                    status=result.status, hosts={h: st.status.value for h, st in result.hosts.items()},
+                    rc=result.rc, duration_s=result.duration_s, batches=result.batches, error=result.error)
+                recorder.end(outcome)
+            except ModelfleetError:
+                pass
+
+        run = AnsibleRun(s, spec, run_id=run_id, actor=self.actor, on_raw_event=on_event, on_finish=finished,
+                         ledger_owner=True)
+        recorder.start(**details, check=request.check)
+        run.start()
+
+        def watch() -> None:
+            while not run.done:
+                if handle.cancel_requested.wait(0.2):
+                    run.cancel()
+                    break
+            run.wait()
+            handle.done.set()
+
+        threading.Thread(target=watch, name=f"console-run-{run_id}", daemon=True).start()
+        return handle
+
+
+def _kind_from(path: Path) -> str:
+    head = path.name.split("-", 1)[0]
+    return head if head in RUN_KINDS else "run"
+
+
+def _short_path(path: Path | str) -> str:
+    p = Path(path)
+    try:
+        return str(p.relative_to(Path.cwd()))
+    except ValueError:
+        return str(p)
+
+
+def _short_uri(uri: str) -> str:
+    if uri.startswith("sqlite:///"):
+        return "sqlite:///" + _short_path(uri[len("sqlite:///"):])
+    from modelfleet.core.registry import redact_uri
+
+    return redact_uri(uri)

@@ -1,0 +1,1 @@
+"""Reusable console widgets: filterable table, context header with breadcrumbs, sparkline, command bar."""

@@ -1,0 +1,46 @@
+"""The ``:`` command line (k9s style): ``:fleet``, ``:models``, ``:runs``, ``:ledger``, ``:help``, ``:q``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from textual.binding import Binding
+from textual.message import Message
+from textual.suggester import SuggestFromList
+from textual.widgets import Input
+
+
+class CommandBar(Input):
+    """Hidden until ``:``; Enter posts :class:`CommandBar.Command`, Esc hides it."""
+
+    DEFAULT_CSS = """
+    CommandBar { dock: bottom; display: none; height: 3; }
+    CommandBar.-open { display: block; }
+    """
+    BINDINGS = [Binding("escape", "close", "close", show=False)]
+
+    class Command(Message):
+        def __init__(self, text: str) -> None:
+            super().__init__()
+            self.text = text
+
+    def __init__(self, commands: Sequence[str], *, id: str | None = None) -> None:
+        super().__init__(placeholder=":command  (models, fleet, runs, ledger, help, deploy, health, q)",
+                         suggester=SuggestFromList(list(commands), case_sensitive=False), id=id)
+
+    def open(self) -> None:
+        self.value = ""
+        self.add_class("-open")
+        self.focus()
+
+    def action_close(self) -> None:
+        self.remove_class("-open")
+        self.value = ""
+        self.screen.focus_next()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        text = event.value.strip().lstrip(":")
+        self.remove_class("-open")
+        self.value = ""
+        self.post_message(self.Command(text))

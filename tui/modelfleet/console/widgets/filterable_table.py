@@ -1,0 +1,193 @@
+"""A DataTable with a ``/`` filter line above it; keeps every row and shows the ones that match.
+
+Rows are :class:`Row` (a key and cells); a row with ``header=True`` is a group heading, shown when at least one
+row of its group matches. Messages up: :class:`FilterableTable.Selected` (Enter) and
+:class:`FilterableTable.Highlighted` (cursor moved), both carrying the row key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.message import Message
+from textual.widgets import DataTable, Input
+
+Cell = str | Text
+
+
+@dataclass(frozen=True)
+class Row:
+    key: str
+    cells: tuple[Cell, ...]
+    header: bool = False  # a group heading row
+    group: str | None = None  # the heading key this row belongs to
+
+    def text(self) -> str:
+        return " ".join(c.plain if isinstance(c, Text) else str(c) for c in self.cells).lower()
+
+
+def matches(row: Row, needle: str) -> bool:
+    """Every whitespace-separated word must occur in the row (``!word``: must not occur)."""
+    hay = row.text()
+    for word in needle.lower().split():
+        if word.startswith("!") and len(word) > 1:
+            if word[1:] in hay:
+                return False
+        elif word not in hay:
+            return False
+    return True
+
+
+class FilterInput(Input):
+    BINDINGS = [Binding("escape", "close", "close filter", show=False)]
+
+    def action_close(self) -> None:
+        parent = self.parent
+        if isinstance(parent, FilterableTable):
+            parent.close_filter(clear=not self.value)
+
+
+class FilterableTable(Vertical):
+    """Table + filter. ``set_rows`` replaces the data; the filter and the cursor (by key) survive."""
+
+    DEFAULT_CSS = """
+    FilterableTable { height: 1fr; }
+    FilterableTable > FilterInput { display: none; height: 3; }
+    FilterableTable.-filtering > FilterInput { display: block; }
+    FilterableTable > DataTable { height: 1fr; }
+    """
+
+    class Selected(Message):
+        def __init__(self, table: FilterableTable, key: str) -> None:
+            super().__init__()
+            self.table = table
+            self.key = key
+
+        @property
+        def control(self) -> FilterableTable:
+            return self.table
+
+    class Highlighted(Message):
+        def __init__(self, table: FilterableTable, key: str) -> None:
+            super().__init__()
+            self.table = table
+            self.key = key
+
+        @property
+        def control(self) -> FilterableTable:
+            return self.table
+
+    def __init__(self, columns: Sequence[str], *, id: str | None = None, classes: str | None = None,
+                 placeholder: str = "filter (words must all match; !word excludes; Esc closes)") -> None:
+        super().__init__(id=id, classes=classes)
+        self.columns = list(columns)
+        self.placeholder = placeholder
+        self.rows: list[Row] = []
+        self.filter_text = ""
+        self.shown: list[str] = []
+
+    def compose(self) -> ComposeResult:
+        box = FilterInput(placeholder=self.placeholder)
+        box.can_focus = False  # focusable only while open
+        yield box
+        table: DataTable[Cell] = DataTable(cursor_type="row", zebra_stripes=True)
+        yield table
+
+    def on_mount(self) -> None:
+        self.table.add_columns(*self.columns)
+
+    @property
+    def table(self) -> DataTable[Cell]:
+        return self.query_one(DataTable)
+
+    @property
+    def input(self) -> FilterInput:
+        return self.query_one(FilterInput)
+
+    # -- data ----------------------------------------------------------------------------------------------
+    def set_rows(self, rows: Sequence[Row]) -> None:
+        self.rows = list(rows)
+        self._apply()
+
+    def visible_rows(self) -> list[Row]:
+        needle = self.filter_text.strip()
+        if not needle:
+            return list(self.rows)
+        keep: list[Row] = [r for r in self.rows if not r.header and matches(r, needle)]
+        groups = {r.group for r in keep}
+        return [r for r in self.rows if (r.header and r.key in groups) or (not r.header and r in keep)]
+
+    def _apply(self) -> None:
+        table = self.table
+        current = self.cursor_key
+        visible = self.visible_rows()
+        table.clear()
+        for r in visible:
+            table.add_row(*r.cells, key=r.key)
+        self.shown = [r.key for r in visible]
+        if current in self.shown:
+            table.move_cursor(row=self.shown.index(current), animate=False)
+        elif visible and visible[0].header and len(visible) > 1:
+            table.move_cursor(row=1, animate=False)
+
+    @property
+    def cursor_key(self) -> str | None:
+        table = self.table
+        if not self.shown or table.cursor_row < 0 or table.cursor_row >= len(self.shown):
+            return None
+        return self.shown[table.cursor_row]
+
+    def select_key(self, key: str) -> None:
+        if key in self.shown:
+            self.table.move_cursor(row=self.shown.index(key), animate=False)
+
+    # -- filter --------------------------------------------------------------------------------------------
+    def open_filter(self) -> None:
+        self.add_class("-filtering")
+        self.input.can_focus = True
+        self.input.focus()
+
+    def close_filter(self, *, clear: bool = False) -> None:
+        if clear:
+            self.input.value = ""
+            self.filter_text = ""
+            self._apply()
+        self.remove_class("-filtering")
+        self.input.can_focus = bool(self.filter_text)
+        self.table.focus()
+
+    @property
+    def filtering(self) -> bool:
+        return self.has_class("-filtering") or bool(self.filter_text)
+
+    @on(Input.Changed)
+    def _changed(self, event: Input.Changed) -> None:
+        event.stop()
+        self.filter_text = event.value
+        self._apply()
+
+    @on(Input.Submitted)
+    def _submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        if not event.value:
+            self.remove_class("-filtering")
+            self.input.can_focus = False
+        self.table.focus()
+
+    @on(DataTable.RowSelected)
+    def _selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        if event.row_key.value is not None:
+            self.post_message(self.Selected(self, str(event.row_key.value)))
+
+    @on(DataTable.RowHighlighted)
+    def _highlighted(self, event: DataTable.RowHighlighted) -> None:
+        event.stop()
+        if event.row_key.value is not None:
+            self.post_message(self.Highlighted(self, str(event.row_key.value)))

@@ -1,0 +1,56 @@
+"""The console header: breadcrumbs on the left, the current context (registry, inventory, ledger) below."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from rich.text import Text
+from textual.widgets import Static
+
+
+class ContextHeader(Static):
+    """Two lines: ``modelfleet > Models > credit-risk  [READ-ONLY]`` and the context."""
+
+    DEFAULT_CSS = """
+    ContextHeader { height: 2; background: $panel; color: $text; padding: 0 1; }
+    """
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.crumbs: list[str] = []
+        self.context: dict[str, str] = {}
+        self.read_only = False
+        self.status = ""
+
+    def show(self, crumbs: Sequence[str] | None = None, context: Mapping[str, str] | None = None,
+             read_only: bool | None = None, status: str | None = None) -> None:
+        if crumbs is not None:
+            self.crumbs = list(crumbs)
+        if context is not None:
+            self.context = dict(context)
+        if read_only is not None:
+            self.read_only = read_only
+        if status is not None:
+            self.status = status
+        self.update(self.render_text())
+
+    def render_text(self) -> Text:
+        line = Text()
+        line.append("modelfleet", style="bold")
+        for c in self.crumbs:
+            line.append(" > ", style="dim")
+            line.append(c, style="bold cyan")
+        if self.read_only:
+            line.append("  [READ-ONLY]", style="bold yellow")
+        if self.status:
+            line.append("  " + self.status, style="dim")
+        line.append("\n")
+        first = True
+        for key in ("registry", "inventory", "ledger"):
+            if key in self.context:
+                if not first:
+                    line.append("  │  ", style="dim")
+                line.append(f"{key} ", style="dim")
+                line.append(self.context[key])
+                first = False
+        return line
