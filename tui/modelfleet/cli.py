@@ -61,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--config", type=Path, metavar="FILE", help="configuration file (default: nearest modelfleet.toml)"
     )
+    parser.add_argument(
+        "--read-only", action="store_true", help="open the console with every action disabled (browse only)"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMAND_MODULES:
         try:
