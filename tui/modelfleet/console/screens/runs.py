@@ -7,12 +7,13 @@ from typing import Any
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Button, Input, Label, Select, Static, Switch
 
 from modelfleet.console import fmt
 from modelfleet.console.screens.base import ViewScreen
-from modelfleet.console.services import NEEDS_MODEL, RUN_KINDS, RunRequest
+from modelfleet.console.services import RUN_KINDS, RunRequest
 from modelfleet.console.widgets.filterable_table import FilterableTable, Row
 from modelfleet.core.errors import ModelfleetError
 
@@ -67,6 +68,7 @@ class RunFormScreen(ViewScreen):
 
     crumb = "new run"
     kinds = ("pin",)
+    BINDINGS = [Binding("ctrl+r", "launch", "launch…"), Binding("ctrl+o", "preview", "pin + preview")]
 
     def __init__(self, defaults: dict[str, Any] | None = None) -> None:
         super().__init__()
@@ -163,6 +165,12 @@ class RunFormScreen(ViewScreen):
     def pinned_now(self, model: str, ref: str | None, version: int, digest: str) -> None:
         self.pinned = (model, ref, version, digest)
         self.show_preview()
+
+    def action_preview(self) -> None:
+        self._preview()
+
+    def action_launch(self) -> None:
+        self._launch()
 
     @on(Button.Pressed, "#preview")
     def _preview(self) -> None:

@@ -1,0 +1,212 @@
+"""Fixed, deterministic console data (same messages as the real workers post) for pilot and snapshot tests."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from modelfleet.console.services import ConsoleServices, RunHandle, RunInfo, RunRequest, VersionDetail
+from modelfleet.core.config import Settings, load_settings
+from modelfleet.core.errors import NodeNotFound
+from modelfleet.core.fleet import Inventory, Node, NodeClass
+from modelfleet.core.fleet_status import NodeStatus, Release
+from modelfleet.core.ledger import Event, VerifyResult, compute_hash
+from modelfleet.core.registry import ModelSummary, ModelVersionInfo
+
+NOW = 1_750_000_000.0  # fixed clock: 2025-06-15 15:06:40 UTC
+T0 = datetime.fromtimestamp(NOW - 86400 * 3, UTC)
+
+
+def _node(i: int, cls: NodeClass, env: str) -> Node:
+    return Node(name=f"edge-{cls.value}-{i:02d}", address=f"127.0.10.{i}", node_class=cls,
+                groups=("edge", cls.group, env))
+
+
+NODES = [_node(1, NodeClass.CPU, "staging"), _node(2, NodeClass.CPU, "staging"), _node(3, NodeClass.CPU, "production"),
+         _node(4, NodeClass.GPU, "production"), _node(5, NodeClass.ARM, "staging"), _node(6, NodeClass.ARM, "staging")]
+
+
+def statuses() -> list[NodeStatus]:
+    def row(n: Node, **kw: Any) -> NodeStatus:
+        base: dict[str, Any] = dict(name=n.name, address=n.address, node_class=n.node_class.value,
+                                    environment=n.environment, groups=n.groups, model="credit-risk", version="2",
+                                    digest="ab12" * 16, uptime_s=3600.0, p50_ms=3.2, p95_ms=8.9, p99_ms=14.1,
+                                    requests=12000, errors=3, error_rate=0.00025, rps=41.5, cpu=0.12,
+                                    mem_bytes=182 * 2**20, host_mem_ratio=0.41, drift_available=True,
+                                    last_seen=NOW - 1, age_s=1.0, probed_at=NOW, state="ok",
+                                    history=(8.1, 8.4, 9.0, 8.7, 12.5, 8.9, 8.8, 9.1))
+        base.update(kw)
+        return NodeStatus(**base)
+
+    return [
+        row(NODES[0]),
+        row(NODES[1], version="3", digest="cd34" * 16, p95_ms=61.0, p99_ms=120.0, state="slo",
+            slo_breaches=("p95", "p99"), reason="over SLO: p95 61.0 > 50 ms, p99 120.0 > 100 ms"),
+        row(NODES[2]),
+        row(NODES[3], p50_ms=1.1, p95_ms=2.4, p99_ms=3.9, cpu=0.31),
+        row(NODES[4], state="unreachable", reason="connection refused", last_seen=NOW - 12, age_s=12.0, rps=None,
+            cpu=None),
+        row(NODES[5], state="stale", reason="timed out", last_seen=NOW - 300, age_s=300.0, rps=None, cpu=None),
+    ]
+
+
+def _metrics(auc: float, acc: float) -> dict[str, float]:
+    return {"auc": auc, "accuracy": acc, "log_loss": 0.41}
+
+
+VERSIONS = [
+    ModelVersionInfo("credit-risk", v, aliases, {"modelfleet.demo": f"v{v}"}, f"run{v:04d}", _metrics(auc, acc),
+                     {"learner": learner, "max_depth": str(v + 2)}, T0.replace(hour=v), f"models:/m-{v}", "READY",
+                     "")
+    for v, aliases, auc, acc, learner in (
+        (3, ("champion",), 0.912, 0.874, "gbm"), (2, ("challenger",), 0.897, 0.861, "forest"),
+        (1, (), 0.861, 0.833, "logistic"))
+]
+MODELS = [ModelSummary("credit-risk", "Demo credit default classifier", 3, {"champion": 3, "challenger": 2},
+                       {"modelfleet.demo": "credit-risk"}, T0, T0.replace(hour=5)),
+          ModelSummary("fraud-score", "", 1, {}, {}, T0, T0)]
+
+
+def events() -> list[Event]:
+    out: list[Event] = []
+    prev = "0" * 64
+    specs = [
+        ("ops", "run_start", "credit-risk", "2", None, "r1", "started", {"kind": "deploy"}),
+        ("ansible", "node_deploy", "credit-risk", "2", "edge-cpu-01", "r1", "changed", {}),
+        ("ansible", "node_deploy", "credit-risk", "2", "edge-cpu-02", "r1", "changed", {}),
+        ("ansible", "node_deploy", "credit-risk", "2", "edge-cpu-03", "r1", "changed", {}),
+        ("ops", "run_end", "credit-risk", "2", None, "r1", "ok", {"kind": "deploy"}),
+        ("ops", "approve", "credit-risk", "3", None, None, "approved", {"role": "qa"}),
+    ]
+    for i, (actor, action, model, version, node, run, outcome, details) in enumerate(specs, start=1):
+        rec: dict[str, Any] = {"seq": i, "ts": f"2025-06-1{i % 9}T10:00:00.000000Z", "actor": actor,
+                               "action": action, "model": model, "version": version, "digest": None,
+                               "target": "edge", "node": node, "run_id": run, "outcome": outcome,
+                               "details": details, "prev_hash": prev}
+        rec["hash"] = compute_hash(rec)
+        prev = rec["hash"]
+        out.append(Event(i, datetime(2025, 6, 10 + i, 10, 0, tzinfo=UTC), actor, action, model, version, None,
+                         "edge", node, run, outcome, details, rec["prev_hash"], rec["hash"]))
+    return out
+
+
+def runner_events(hosts: list[str], *, fail: str | None = None) -> list[dict[str, Any]]:
+    """A plausible ansible-runner event stream for a run over ``hosts``."""
+    evs: list[dict[str, Any]] = [{"event": "playbook_on_start", "counter": 1, "stdout": ""}]
+    c = 1
+    for h in hosts:
+        c += 1
+        evs.append({"event": "playbook_on_play_start", "counter": c, "stdout": "\nPLAY [Check every agent] ****",
+                    "event_data": {"play": "Check every agent", "play_uuid": "p1"}})
+        for task in ("Agent answers /health", "Version is the expected one"):
+            c += 1
+            evs.append({"event": "playbook_on_task_start", "counter": c, "stdout": f"\nTASK [{task}] ****",
+                        "event_data": {"task": task}})
+            c += 1
+            failed = h == fail and task.startswith("Version")
+            evs.append({"event": "runner_on_failed" if failed else "runner_on_ok", "counter": c,
+                        "stdout": f"{'fatal' if failed else 'ok'}: [{h}]",
+                        "event_data": {"host": h, "task": task,
+                                       "res": {"changed": False, "msg": "wrong version" if failed else "All good"}}})
+    c += 1
+    stats = {"ok": {h: 2 for h in hosts}, "failures": {fail: 1} if fail else {}, "changed": {}, "dark": {}}
+    evs.append({"event": "playbook_on_stats", "counter": c, "stdout": "\nPLAY RECAP ****", "event_data": stats})
+    return evs
+
+
+class FakeServices(ConsoleServices):
+    """Fixed data, a fixed clock, and a launcher that plays runner events (optionally gated by an Event)."""
+
+    def __init__(self, settings: Settings | None = None, *, gate: threading.Event | None = None,
+                 fail_host: str | None = None, artifacts: Path | None = None) -> None:
+        super().__init__(settings or load_settings(env={}, cwd=Path("/nonexistent-mf")), clock=lambda: NOW)
+        self.gate = gate
+        self.fail_host = fail_host
+        self.launched: list[RunRequest] = []
+        self.artifacts = artifacts
+        self.canceled = threading.Event()
+
+    def context(self) -> dict[str, str]:
+        return {"registry": "sqlite:///.modelfleet/mlflow.db", "inventory": ".modelfleet/sim/inventory.yml",
+                "ledger": "sqlite:///.modelfleet/ledger.db"}
+
+    def models(self) -> list[Any]:
+        return list(MODELS)
+
+    def versions(self, model: str) -> list[Any]:
+        return list(VERSIONS) if model == "credit-risk" else []
+
+    def version_detail(self, model: str, version: int) -> VersionDetail:
+        return VersionDetail(digest=f"{version:02d}" * 32, digest_source="fixed",
+                             signature={"inputs": [{"name": "income", "type": "double"}],
+                                        "outputs": [{"type": "long"}]})
+
+    def pin(self, model: str, ref: str | None) -> tuple[int, str]:
+        version = int(ref) if ref and ref.isdigit() else 3
+        return version, f"{version:02d}" * 32
+
+    def inventory(self) -> Inventory:
+        groups: dict[str, list[str]] = {"edge": [n.name for n in NODES]}
+        for n in NODES:
+            for g in n.groups:
+                groups.setdefault(g, [])
+                if n.name not in groups[g]:
+                    groups[g].append(n.name)
+        return Inventory(NODES, groups)
+
+    def probe(self) -> list[NodeStatus]:
+        return statuses()
+
+    def releases(self, node_name: str) -> list[Release] | None:
+        if node_name not in {n.name for n in NODES}:
+            raise NodeNotFound(node_name)
+        return [Release("credit-risk", "1-aaaaaaaaaaaa", previous=True), Release("credit-risk", "2-bbbbbbbbbbbb",
+                                                                                  current=True)]
+
+    def ledger_events(self, filters: Mapping[str, str | None] | None = None, limit: int = 500) -> list[Any]:
+        f = {k: v for k, v in (filters or {}).items() if v}
+        return [e for e in events() if all(getattr(e, k) == v for k, v in f.items())]
+
+    def ledger_verify(self) -> Any:
+        return VerifyResult(True, 6, head_hash=events()[-1].hash)
+
+    def placement_events(self, model: str) -> list[Any]:
+        return [e for e in events() if e.model == model]
+
+    def runs(self, limit: int = 200) -> list[RunInfo]:
+        out = [RunInfo("20250614T100000Z-aaaaaa", "deploy", NOW - 86400, "ok", "credit-risk", "2", "edge", "ops")]
+        if self.artifacts is not None:
+            out.insert(0, RunInfo("20250615T090000Z-bbbbbb", "healthcheck", NOW - 3600, "failed", None, None,
+                                  "edge", "ops", artifact_dir=self.artifacts))
+        return out
+
+    def new_run_id(self) -> str:
+        return f"20250615T150640Z-{len(self.launched):06d}"
+
+    def launch(self, request: RunRequest, on_event: Callable[[dict[str, Any]], None], *,
+               run_id: str | None = None) -> RunHandle:
+        request.validate()
+        self.launched.append(request)
+        handle = RunHandle(run_id or "run")
+        hosts = self.resolve_target(request.target)
+
+        def play() -> None:
+            evs = runner_events(hosts, fail=self.fail_host)
+            for i, ev in enumerate(evs):
+                if self.gate is not None and i == len(evs) // 2:
+                    while not self.gate.wait(0.05):
+                        if handle.cancel_requested.is_set():
+                            self.canceled.set()
+                            handle.status = "canceled"
+                            handle.done.set()
+                            return
+                on_event(ev)
+            handle.status = "failed" if self.fail_host else "successful"
+            handle.rc = 2 if self.fail_host else 0
+            handle.done.set()
+
+        threading.Thread(target=play, daemon=True).start()
+        return handle
