@@ -355,13 +355,16 @@ class Registry:
             return [self._summary(rm) for rm in items]
 
     def _model_names(self, limit: int = 8) -> str:
+        """A short list of existing model names for error messages (one small page, never all pages)."""
         try:
-            names = [m.name for m in self.list_models()]
+            with self._guard("listing registered models"):
+                page = self.client.search_registered_models(max_results=limit + 1, order_by=["name ASC"])
         except ModelfleetError:
             return ""
+        names = [rm.name for rm in page]
         if not names:
             return "the registry has no models"
-        more = f" (+{len(names) - limit} more)" if len(names) > limit else ""
+        more = " ..." if len(names) > limit or getattr(page, "token", None) else ""
         return "known models: " + ", ".join(names[:limit]) + more
 
     def get_model(self, name: str) -> ModelSummary:
