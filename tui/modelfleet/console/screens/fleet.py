@@ -16,8 +16,10 @@ from modelfleet.console.widgets.filterable_table import FilterableTable, Row
 from modelfleet.console.widgets.sparkline import LatencySparkline
 from modelfleet.core.fleet_status import NodeStatus, summarize
 
-COLUMNS = ["node", "address", "class", "env", "model@version", "health", "p50 ms", "p95 ms", "p99 ms",
-           "err %", "req/s", "cpu", "mem", "last seen"]
+COLUMNS: list[tuple[str, int]] = [
+    ("node", 14), ("address", 13), ("class", 5), ("env", 10), ("model@version", 18), ("health", 11),
+    ("p50 ms", 6), ("p95 ms", 6), ("p99 ms", 6), ("err %", 6), ("req/s", 6), ("cpu", 5), ("mem", 9),
+    ("last seen", 9)]
 EMPTY = ("",) * (len(COLUMNS) - 2)
 
 

@@ -65,8 +65,8 @@ class VersionsScreen(ViewScreen):
     def body(self) -> ComposeResult:
         yield Static(id="versions-summary", classes="summary")
         with Horizontal(classes="split"):
-            yield FilterableTable(["version", "aliases", "created", "key metrics", "runs on", "groups", "check"],
-                                  id="versions")
+            yield FilterableTable([("version", 7), ("aliases", 16), ("created", 16), ("key metrics", 34),
+                                   ("runs on", 9), ("groups", 22), ("check", 44)], id="versions")
             with VerticalScroll(id="version-detail", classes="detail"):
                 yield Static(id="version-detail-text")
 

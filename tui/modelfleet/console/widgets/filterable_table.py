@@ -19,6 +19,7 @@ from textual.message import Message
 from textual.widgets import DataTable, Input
 
 Cell = str | Text
+MAX_SHOWN = 250  # rows put in the DataTable at once; the rest are reached with the / filter
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,7 @@ class FilterableTable(Vertical):
         def control(self) -> FilterableTable:
             return self.table
 
-    def __init__(self, columns: Sequence[str], *, id: str | None = None, classes: str | None = None,
+    def __init__(self, columns: Sequence[str | tuple[str, int]], *, id: str | None = None, classes: str | None = None,
                  placeholder: str = "filter (words must all match; !word excludes; Esc closes)") -> None:
         super().__init__(id=id, classes=classes)
         self.columns = list(columns)
@@ -100,7 +101,12 @@ class FilterableTable(Vertical):
         yield table
 
     def on_mount(self) -> None:
-        self.table.add_columns(*self.columns)
+        # Fixed widths (label, width) spare DataTable from measuring every cell of every row (1,000 rows).
+        for col in self.columns:
+            if isinstance(col, tuple):
+                self.table.add_column(col[0], width=col[1])
+            else:
+                self.table.add_column(col)
 
     @property
     def table(self) -> DataTable[Cell]:
@@ -112,7 +118,10 @@ class FilterableTable(Vertical):
 
     # -- data ----------------------------------------------------------------------------------------------
     def set_rows(self, rows: Sequence[Row]) -> None:
-        self.rows = list(rows)
+        rows = list(rows)
+        if rows == self.rows and self.shown:
+            return  # nothing changed: keep the table (and the loop) idle
+        self.rows = rows
         self._apply()
 
     def visible_rows(self) -> list[Row]:
@@ -127,10 +136,14 @@ class FilterableTable(Vertical):
         table = self.table
         current = self.cursor_key
         visible = self.visible_rows()
+        hidden = max(0, len(visible) - MAX_SHOWN)
+        visible = visible[:MAX_SHOWN]
         table.clear()
-        for r in visible:
-            table.add_row(*r.cells, key=r.key)
+        table.add_rows([r.cells for r in visible])
         self.shown = [r.key for r in visible]
+        if hidden:
+            more = Text(f"… {hidden} more rows: narrow them with /", style="dim italic")
+            table.add_row(more, *([""] * (len(self.columns) - 1)))
         if current in self.shown:
             table.move_cursor(row=self.shown.index(current), animate=False)
         elif visible and visible[0].header and len(visible) > 1:
@@ -183,11 +196,11 @@ class FilterableTable(Vertical):
     @on(DataTable.RowSelected)
     def _selected(self, event: DataTable.RowSelected) -> None:
         event.stop()
-        if event.row_key.value is not None:
-            self.post_message(self.Selected(self, str(event.row_key.value)))
+        if 0 <= event.cursor_row < len(self.shown):
+            self.post_message(self.Selected(self, self.shown[event.cursor_row]))
 
     @on(DataTable.RowHighlighted)
     def _highlighted(self, event: DataTable.RowHighlighted) -> None:
         event.stop()
-        if event.row_key.value is not None:
-            self.post_message(self.Highlighted(self, str(event.row_key.value)))
+        if 0 <= event.cursor_row < len(self.shown):
+            self.post_message(self.Highlighted(self, self.shown[event.cursor_row]))

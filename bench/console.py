@@ -1,0 +1,183 @@
+"""Console benchmark: 1,000-version registry, 200 agents on loopback, headless Textual app.
+
+Figures: time to first paint, view switch, a full fleet refresh (200 nodes probed with bounded concurrency and
+rendered) and the longest event-loop stall seen by a 10 ms heartbeat during the whole session.
+Targets (issue 5): first paint < 1.0 s, view switch < 100 ms, fleet refresh < 2 s, loop never blocked > 50 ms.
+
+    .venv/bin/python bench/console.py [--nodes 200] [--versions 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tui"))
+
+from modelfleet.console.services import ConsoleServices  # noqa: E402
+from modelfleet.core.config import load_settings  # noqa: E402
+from modelfleet.core.fleet import Inventory, Node, NodeClass  # noqa: E402
+from modelfleet.core.registry import ModelSummary, ModelVersionInfo  # noqa: E402
+
+PREFIX = "127.0.96"
+PORT = 18080
+
+
+class BenchServices(ConsoleServices):
+    """Synthetic registry (1,000 versions) + 200-node inventory; probing and rendering are the real code."""
+
+    def __init__(self, n_nodes: int, n_versions: int) -> None:
+        super().__init__(load_settings(env={}, cwd=Path("/nonexistent-bench")))
+        from bench.console_agents import addresses
+
+        classes = list(NodeClass)
+        self.node_list = [Node(name=f"edge-{i:03d}", address=a, node_class=classes[i % 3], agent_port=PORT,
+                               groups=("edge", classes[i % 3].group, "staging" if i % 4 else "production"))
+                          for i, a in enumerate(addresses(PREFIX, n_nodes))]
+        t0 = datetime(2025, 1, 1, tzinfo=UTC)
+        self.version_list = [
+            ModelVersionInfo("bench-model", v, ("champion",) if v == 7 else (), {}, f"run{v}",
+                             {"auc": 0.8 + v / 1e5, "accuracy": 0.7}, {"depth": str(v % 9)},
+                             t0 + timedelta(hours=v), f"models:/bench/{v}", "READY", "")
+            for v in range(n_versions, 0, -1)]
+
+    def context(self) -> dict[str, str]:
+        return {"registry": "synthetic (bench)", "inventory": f"{len(self.node_list)} nodes", "ledger": "-"}
+
+    def models(self) -> list[Any]:
+        t = datetime(2025, 1, 1, tzinfo=UTC)
+        return [ModelSummary("bench-model", "", len(self.version_list), {"champion": 7}, {}, t, t)]
+
+    def versions(self, model: str) -> list[Any]:
+        return list(self.version_list)
+
+    def placement_events(self, model: str) -> list[Any]:
+        return []
+
+    def inventory(self) -> Inventory:
+        return Inventory(self.node_list, {"edge": [n.name for n in self.node_list]})
+
+    def ledger_events(self, filters: Any = None, limit: int = 500) -> list[Any]:
+        return []
+
+    def ledger_verify(self) -> Any:
+        from modelfleet.core.ledger import VerifyResult
+
+        return VerifyResult(True, 0)
+
+    def runs(self, limit: int = 200) -> list[Any]:
+        return []
+
+
+async def session(n_nodes: int, n_versions: int) -> dict[str, float]:
+    from modelfleet.console.app import ModelfleetApp
+
+    services = BenchServices(n_nodes, n_versions)
+    gaps: list[float] = []
+    figures: dict[str, float] = {}
+    t_start = time.perf_counter()
+    app = ModelfleetApp(services=services, refresh_s=0)
+    painted = asyncio.Event()
+
+    async with app.run_test(size=(160, 48)) as pilot:
+        app.call_after_refresh(painted.set)
+        await painted.wait()
+        figures["first_paint_s"] = time.perf_counter() - t_start
+        last = [time.perf_counter()]
+
+        def beat() -> None:
+            now = time.perf_counter()
+            gaps.append(now - last[0] - 0.01)
+            last[0] = now
+
+        app.set_interval(0.01, beat)
+
+        async def until(cond: Any, timeout: float = 30) -> float:
+            t0 = time.perf_counter()
+            while not cond():
+                await asyncio.sleep(0.002)
+                if time.perf_counter() - t0 > timeout:
+                    raise TimeoutError("benchmark step timed out")
+            return time.perf_counter() - t0
+
+        # first fleet probe (also warms up connections and imports)
+        await until(lambda: app.state.fleet is not None)
+        figures["first_fleet_s"] = time.perf_counter() - t_start
+        ok = sum(1 for s in app.state.fleet or [] if s.state == "ok")
+        figures["nodes_ok"] = ok
+
+        # full fleet refreshes: probe 200 agents + render
+        refreshes = []
+        for _ in range(5):
+            before = app.state.fleet_at
+            t0 = time.perf_counter()
+            app.refresh_fleet()
+            await until(lambda b=before: app.state.fleet_at != b)
+            await pilot.pause()
+            refreshes.append(time.perf_counter() - t0)
+        figures["fleet_refresh_s_median"] = statistics.median(refreshes)
+        figures["fleet_refresh_s_max"] = max(refreshes)
+
+        # load the 1,000-version view once, then time view switches between loaded views
+        await pilot.press("1")
+        await until(lambda: app.state.models is not None)
+        await pilot.pause()
+        await pilot.press("enter")
+        await until(lambda: "bench-model" in app.state.versions)
+        await pilot.pause()
+        switches = []
+        for key in ("2", "1", "4", "2", "1", "3", "2", "1") * 2:
+            t0 = time.perf_counter()
+            await pilot.press(key)
+            await pilot.pause()
+            switches.append(time.perf_counter() - t0)
+        figures["view_switch_ms_median"] = statistics.median(switches) * 1000
+        figures["view_switch_ms_max"] = max(switches) * 1000
+        figures["heartbeat_max_stall_ms"] = max(gaps) * 1000 if gaps else 0.0
+        figures["heartbeats"] = len(gaps)
+    return figures
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--nodes", type=int, default=200)
+    ap.add_argument("--versions", type=int, default=1000)
+    args = ap.parse_args()
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    agents = subprocess.Popen([sys.executable, str(ROOT / "bench" / "console_agents.py"), PREFIX, str(args.nodes),
+                               str(PORT)], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert agents.stdout is not None
+        if agents.stdout.readline().strip() != "READY":
+            print("simulated agents did not start", file=sys.stderr)
+            return 2
+        sys.path.insert(0, str(ROOT))
+        figures = asyncio.run(session(args.nodes, args.versions))
+    finally:
+        agents.terminate()
+        agents.wait(10)
+    targets = {"first_paint_s": 1.0, "view_switch_ms_max": 100.0, "fleet_refresh_s_max": 2.0,
+               "heartbeat_max_stall_ms": 50.0}
+    print(f"console bench: {args.nodes} nodes, {args.versions} versions, {datetime.now(UTC):%Y-%m-%d}, "
+          f"{platform.machine()} {os.cpu_count()} CPUs, Python {platform.python_version()}")
+    failed = False
+    for key, value in figures.items():
+        target = targets.get(key)
+        verdict = "" if target is None else (f"  ok (< {target:g})" if value < target else f"  OVER ({target:g})")
+        failed |= target is not None and value >= target
+        print(f"  {key:<26} {value:10.3f}{verdict}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
