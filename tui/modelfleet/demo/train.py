@@ -83,7 +83,8 @@ def build_estimator(spec: VersionSpec, seed: int = 0) -> Any:
         parts.append(("cat", encoder, list(spec.categorical)))
     n_num = len(spec.numeric)
     learner = HistGradientBoostingClassifier(
-        max_iter=150, max_depth=3, learning_rate=0.08, min_samples_leaf=40, random_state=seed,
+        max_iter=60, max_depth=3, learning_rate=0.12, min_samples_leaf=40, early_stopping=False,
+        random_state=seed,
         categorical_features=[n_num + i for i in range(len(spec.categorical))] or None,
     )
     columns = ColumnTransformer(parts, remainder="drop", verbose_feature_names_out=False)
