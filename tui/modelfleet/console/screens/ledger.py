@@ -18,6 +18,7 @@ FILTERS = ("model", "node", "action", "actor")
 
 
 class LedgerScreen(ViewScreen):
+    AUTO_FOCUS = "#ledger DataTable"
     crumb = "Ledger"
     kinds = ("ledger", "verify")
 
