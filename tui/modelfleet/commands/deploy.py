@@ -159,14 +159,17 @@ class LiveProgress:
             self._wave_hosts.append(host)
 
     def _close_wave(self) -> None:
+        from modelfleet.runners.events import settled_status
+
         states = self._hosts()
         for host in self._wave_hosts:
             st = states.get(host)
             if st is None or host in self._printed:
                 continue
             self._printed.add(host)
-            progress(f"   {host:<16} {st.status.value:<11} ok={st.ok} changed={st.changed}"
-                     + (f"  {st.message}" if st.message and st.status.bad else ""))
+            status = settled_status(st)
+            progress(f"   {host:<16} {status.value:<11} ok={st.ok} changed={st.changed}"
+                     + (f"  {st.message}" if st.message and status.bad else ""))
         self._wave_hosts = []
 
 

@@ -371,6 +371,11 @@ class RunTracker:
             self.hosts[host] = replace(st, status=_status(st, final=True))
 
 
+def settled_status(st: HostState) -> HostStatus:
+    """The status ``st`` would have if the run ended now (for a host whose wave is over)."""
+    return _status(st, final=True)
+
+
 def _status(st: HostState, *, final: bool) -> HostStatus:
     if st.unreachable:
         return HostStatus.UNREACHABLE
