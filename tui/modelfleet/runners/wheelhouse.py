@@ -44,6 +44,8 @@ AGENT_REQUIREMENTS: tuple[str, ...] = (
     "psutil>=5.9",
     "cryptography>=42",
     "pyyaml>=6.0",
+    "uvicorn>=0.30",
+    "cloudpickle>=3.0",
 )
 
 # manylinux tags pip may pick for each node architecture (newest first is not required; pip takes any listed).
