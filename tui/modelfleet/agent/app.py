@@ -18,6 +18,7 @@ refused and the old one keeps serving.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import json
 import logging
@@ -171,6 +172,8 @@ class Agent:
         self._queue: asyncio.Queue[_Item] | None = None
         self._reload_lock: asyncio.Lock | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._reading: dict[asyncio.Task[Any], float] = {}
+        self._timed_out: set[asyncio.Task[Any]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self.ready_event: asyncio.Event | None = None
 
@@ -186,6 +189,7 @@ class Agent:
         self._reload_lock = asyncio.Lock()
         self.ready_event = asyncio.Event()
         self._spawn(self._batcher())
+        self._spawn(self._sweeper())
         try:
             self._loop.add_signal_handler(signal.SIGHUP, lambda: self._spawn(self.reload(source="SIGHUP")))
         except (NotImplementedError, RuntimeError, ValueError):
@@ -197,10 +201,8 @@ class Agent:
         for t in list(self._tasks):
             t.cancel()
         if self._loop is not None:
-            try:
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 self._loop.remove_signal_handler(signal.SIGHUP)
-            except (NotImplementedError, RuntimeError, ValueError):
-                pass
         for pool in (self._predict_pool, self._load_pool, self._parse_pool):
             pool.shutdown(wait=False, cancel_futures=True)
 
@@ -276,6 +278,17 @@ class Agent:
     def _update_ready(self) -> None:
         self.metrics.ready.set(1 if self.active is not None and not self.draining else 0)
         self.metrics.draining.set(1 if self.draining else 0)
+
+    async def _sweeper(self) -> None:
+        """Cancel body reads past their deadline (checked four times a second)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(0.25)
+            now = loop.time()
+            for task, deadline in list(self._reading.items()):
+                if deadline <= now and task not in self._timed_out:
+                    self._timed_out.add(task)
+                    task.cancel()
 
     # -- batching -------------------------------------------------------------------------------------------
     async def _batcher(self) -> None:
@@ -417,22 +430,31 @@ class Agent:
                 raise BadRequest(f"request body of {declared} bytes exceeds the limit of {limit} bytes", 413)
         chunks: list[bytes] = []
         size = 0
+        # the deadline is enforced by one sweeper task (_sweeper) instead of a timer per request: cheaper
+        task = asyncio.current_task()
+        assert task is not None
+        self._reading[task] = deadline
         try:
-            async with asyncio.timeout_at(deadline):
-                while True:
-                    msg = await receive()
-                    if msg["type"] == "http.disconnect":
-                        raise _Disconnected
-                    chunk = msg.get("body", b"")
-                    if chunk:
-                        size += len(chunk)
-                        if size > limit:
-                            raise BadRequest(f"request body exceeds the limit of {limit} bytes", 413)
-                        chunks.append(chunk)
-                    if not msg.get("more_body", False):
-                        break
-        except TimeoutError:
-            raise _Timeout from None
+            while True:
+                msg = await receive()
+                if msg["type"] == "http.disconnect":
+                    raise _Disconnected
+                chunk = msg.get("body", b"")
+                if chunk:
+                    size += len(chunk)
+                    if size > limit:
+                        raise BadRequest(f"request body exceeds the limit of {limit} bytes", 413)
+                    chunks.append(chunk)
+                if not msg.get("more_body", False):
+                    break
+        except asyncio.CancelledError:
+            if task in self._timed_out:
+                self._timed_out.discard(task)
+                task.uncancel()
+                raise _Timeout from None
+            raise
+        finally:
+            self._reading.pop(task, None)
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     async def _invocations(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -498,7 +520,7 @@ class Agent:
         s = self.active
         if s is None or self.draining:
             reason = "draining" if self.draining else self.not_ready_reason
-            body = {"status": "unavailable", "reason": reason,
+            body: dict[str, Any] = {"status": "unavailable", "reason": reason,
                     "version": s.release.version if s else None}
             self.metrics.observe_request("health", 503)
             await self._respond(send, 503, json.dumps(body).encode())

@@ -22,8 +22,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from modelfleet.agent.scoring import BadRequest, ColumnSpec, Parsed, build_frame, decode, parse_request
-from modelfleet.agent.scoring import parse_signature, to_jsonable
+from modelfleet.agent.scoring import (
+    BadRequest,
+    ColumnSpec,
+    Parsed,
+    build_frame,
+    decode,
+    parse_request,
+    parse_signature,
+    to_jsonable,
+)
 from modelfleet.core.errors import BundleError, CheckFailed
 
 RELEASE_FORMAT = "modelfleet-release/1"

@@ -1,0 +1,97 @@
+"""The agent stays small: no mlflow import; config validation; joblib and pickle releases load natively."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from modelfleet.agent.config import AgentConfig, load_config, read_token
+from modelfleet.agent.release import load_release, warm_and_probe
+from modelfleet.core.errors import ConfigError
+from tests.agent import modelkit
+from tests.agent.conftest import Models, Node
+from tests.conftest import REPO_ROOT
+
+
+def test_agent_never_imports_mlflow_or_textual(node: Node) -> None:
+    code = (
+        "import sys\n"
+        "import modelfleet.agent.main, modelfleet.agent.app\n"
+        "from pathlib import Path\n"
+        "from modelfleet.agent.release import load_release, warm_and_probe\n"
+        f"r = load_release(Path({str(node.current)!r})); warm_and_probe(r)\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('mlflow', 'textual'))\n"
+        "print(bad)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT,
+                         env={"PYTHONPATH": str(REPO_ROOT / "tui"), "PATH": "/usr/bin:/bin"}, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_config_file_round_trip_and_errors(tmp_path: Path) -> None:
+    cfg = tmp_path / "agent.toml"
+    cfg.write_text('[server]\naddress = "127.0.50.9"\nport = 9000\n[model]\ncurrent = "models/x/current"\n'
+                   '[limits]\nmax_rows = 50\nrequest_timeout_s = 2\n[log]\npath = "log/a.log"\n')
+    c = load_config(cfg)
+    assert (c.address, c.port, c.max_rows, c.request_timeout_s) == ("127.0.50.9", 9000, 50, 2.0)
+    assert c.current == tmp_path / "models/x/current" and c.log_path == tmp_path / "log/a.log"
+    for text, needle in [
+        ('[server]\naddress = "0.0.0.0"\n', "every interface"),
+        ('[server]\naddress = "localhost-ish"\n', "not an IP"),
+        ("[server]\nport = 70000\n", "out of range"),
+        ('[limits]\nmax_rows = "ten"\n', "max_rows must be int"),
+        ("[bogus]\nx = 1\n", "unknown section"),
+        ("[server\n", "not valid TOML"),
+    ]:
+        cfg.write_text(text)
+        with pytest.raises(ConfigError, match=needle):
+            load_config(cfg)
+    cfg.write_text('[server]\naddress = "0.0.0.0"\nallow_wildcard = true\n')
+    assert load_config(cfg).address == "0.0.0.0"
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.toml")
+    assert AgentConfig().address == "127.0.0.1"
+
+
+def test_token_files(tmp_path: Path) -> None:
+    t = tmp_path / "t"
+    t.write_text("  s3cret-token-value \n")
+    assert read_token(t, "token") == "s3cret-token-value"
+    t.write_text("short")
+    with pytest.raises(ConfigError, match="no usable token"):
+        read_token(t, "token")
+    with pytest.raises(ConfigError, match="cannot be read"):
+        read_token(tmp_path / "missing", "token")
+    assert read_token(None, "token") is None
+
+
+def test_joblib_and_pickle_releases(tmp_path: Path, models: Models) -> None:
+    import warnings
+
+    import mlflow.sklearn
+
+    df = modelkit.make_frame(3, seed=8)
+    rel = modelkit.write_release(tmp_path / "jl", None, "7", probe=modelkit.probe_for(models.model_v1, df),
+                                 joblib_model=models.model_v1)
+    r = load_release(rel)
+    assert r.flavor == "joblib" and r.version == "7" and r.schema is None
+    assert "probe ok" in warm_and_probe(r)
+    assert r.profile is None and "without a reference sample" in (r.profile_error or "")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mlflow.sklearn.save_model(models.model_v1, str(tmp_path / "cp"), serialization_format="cloudpickle")
+    r2 = load_release(tmp_path / "cp", default_name="credit-risk", default_version="9")
+    assert (r2.flavor, r2.name, r2.version) == ("sklearn", "credit-risk", "9")
+    rows = df.to_dict("records")
+    assert r2.score({"dataframe_records": rows}) == [int(v) for v in models.model_v1.predict(df)]
+
+
+def test_cold_start_is_measured(start_agent: Any) -> None:
+    a = start_agent()
+    assert a.ready_seconds is not None
+    # the 1.5 s budget is a benchmark figure (docs/benchmarks.md), not asserted on a shared CI box
+    assert a.ready_seconds < 60
