@@ -128,3 +128,19 @@ def _has_command(name: str) -> bool:
     from modelfleet.cli import build_parser
 
     return name in build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+
+
+def test_console_key_overrides_from_file_and_env(isolated_env: Path) -> None:
+    (isolated_env / "modelfleet.toml").write_text('[console.keys]\nfleet = "f2"\n')
+    assert load_settings(env={}, cwd=isolated_env).console.keys == {"fleet": "f2"}
+    s = load_settings(env={"MODELFLEET_CONSOLE_KEYS": "filter=slash,ctrl+f; fleet=f3"}, cwd=isolated_env)
+    assert s.console.keys == {"filter": "slash,ctrl+f", "fleet": "f3"}
+
+
+@pytest.mark.parametrize(
+    "text", ["[console]\nkeys = 3\n", "[console.keys]\nfleet = 2\n", '[console.keys]\nfleet = ""\n']
+)
+def test_bad_console_keys(isolated_env: Path, text: str) -> None:
+    (isolated_env / "modelfleet.toml").write_text(text)
+    with pytest.raises(ConfigError, match=r"console\.keys"):
+        load_settings(env={}, cwd=isolated_env)

@@ -76,6 +76,8 @@ class ConsoleSettings:
     slo_p95_ms: float = 50.0
     slo_p99_ms: float = 100.0
     stale_after_s: float = 30.0
+    # binding id -> keys, e.g. {"fleet": "f2", "filter": "slash,ctrl+f"}; ids are listed by the console's help
+    keys: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -146,6 +148,15 @@ def _coerce(key: str, raw: Any, default: Any, origin: str) -> Any:
             hint=f"fix {key} in {origin}" if not origin.startswith("MODELFLEET_") else f"fix or unset {origin}",
         )
 
+    if isinstance(default, dict):
+        if isinstance(raw, str):  # environment form: "fleet=f2;filter=slash,ctrl+f"
+            pairs = [p.split("=", 1) for p in raw.split(";") if p.strip()]
+            if not all(len(p) == 2 for p in pairs):
+                raise bad("a list of id=keys pairs separated by ';'")
+            raw = {k.strip(): v.strip() for k, v in pairs}
+        if not isinstance(raw, dict) or not all(isinstance(v, str) and v for v in raw.values()):
+            raise bad("a table of binding id = \"keys\" strings")
+        return dict(raw)
     if isinstance(default, bool):
         if isinstance(raw, bool):
             return raw
