@@ -1,0 +1,192 @@
+"""core/deploy.py (pin -> bundle -> extra vars -> ledger records), runners/health.py and the CLI's guard rails."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import re
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from modelfleet.core.bundle import verify_bundle
+from modelfleet.core.config import Settings
+from modelfleet.core.deploy import (
+    DeployOptions,
+    RunOutcome,
+    RunRecorder,
+    deploy_extra_vars,
+    normalize_ref,
+    prepare_release,
+    provision_extra_vars,
+    rollback_extra_vars,
+)
+from modelfleet.core.errors import ArtifactError, ConfigError, UsageError
+from modelfleet.core.fleet import Node, NodeClass
+from modelfleet.core.ledger import Ledger
+from modelfleet.core.registry import PinnedVersion
+from modelfleet.runners.health import Target, expected_from_ledger, plan_targets, probe
+from tests.conftest import REPO_ROOT
+
+DIGEST = "ab" * 32
+
+
+class FakeRegistry:
+    """Pins to a fixed model folder; no reference sample (like a model logged without one)."""
+
+    def __init__(self, model_dir: Path) -> None:
+        self.model_dir = model_dir
+        self.pins: list[str] = []
+
+    def pin(self, ref: str) -> PinnedVersion:
+        self.pins.append(str(ref))
+        return PinnedVersion(name="plain", version=4, digest=DIGEST, source="s", run_id=None, aliases=(),
+                             ref=str(ref), registry_uri="sqlite://", pinned_at=datetime.now(UTC),
+                             path=self.model_dir)
+
+    def load_reference_sample(self, name: str, version: int) -> Any:
+        raise ArtifactError(f"{name}/{version} has no reference sample")
+
+
+@pytest.fixture
+def model_dir(tmp_path: Path) -> Path:
+    d = tmp_path / "model"
+    d.mkdir()
+    (d / "MLmodel").write_text("flavors: {python_function: {loader_module: x}}\n", encoding="utf-8")
+    (d / "model.pkl").write_bytes(b"not really a model")
+    return d
+
+
+def test_release_without_probe_still_bundles_and_warns(settings: Settings, model_dir: Path) -> None:
+    registry = FakeRegistry(model_dir)
+    said: list[str] = []
+    release = prepare_release(settings, "plain@4", registry=registry, progress=said.append)  # type: ignore[arg-type]
+    assert registry.pins == ["plain/4"]  # @<number> means a version; pinned exactly once
+    assert release.probe_source == "none"
+    assert release.warnings and "gated on /health only" in release.warnings[0]
+    assert any(line.startswith("WARNING:") for line in said)
+    manifest = verify_bundle(release.bundle, release.public_key)
+    assert (manifest.model, manifest.version, manifest.digest, manifest.probe) == ("plain", "4", DIGEST, None)
+    again = prepare_release(settings, "plain/4", registry=registry)  # type: ignore[arg-type]
+    assert again.bundle_cached and again.bundle_sha256 == release.bundle_sha256  # same bytes: reruns change nothing
+    assert release.to_dict()["release"] == f"4-{DIGEST[:12]}"
+
+
+def test_extra_vars_match_the_playbooks_and_roles(settings: Settings, model_dir: Path) -> None:
+    release = prepare_release(settings, "plain/4", registry=FakeRegistry(model_dir))  # type: ignore[arg-type]
+    options = DeployOptions.from_settings(settings, limit="edge_cpu", waves="1,50%", max_fail=0,
+                                          revert_on_abort=True)
+    ev = deploy_extra_vars(release, options, "run-1")
+    assert ev["modelfleet_waves"] == [1, "50%"] and ev["modelfleet_max_fail_percentage"] == 0
+    assert ev["modelfleet_revert_on_abort"] is True and ev["modelfleet_run_id"] == "run-1"
+    assert ev["model_release_version"] == "4" and ev["model_release_bundle"] == str(release.bundle)
+    defaults = yaml.safe_load((REPO_ROOT / "roles/model_release/defaults/main.yml").read_text())
+    ansible_text = "\n".join(p.read_text() for p in [*(REPO_ROOT / "playbooks").glob("*.yml"),
+                                                     *(REPO_ROOT / "roles").rglob("*.yml")])
+    for name in (*ev, *rollback_extra_vars("m", None, "r"), *provision_extra_vars(settings, "r")):
+        if name.startswith("model_release_"):
+            assert name in defaults, f"{name} is not a model_release variable"
+        else:
+            assert re.search(rf"\b{name}\b", ansible_text), f"no playbook or role reads {name}"
+    assert Path(provision_extra_vars(settings, "r")["modelfleet_release_public_key"]).is_file()
+
+
+def test_options_defaults_and_validation(settings: Settings) -> None:
+    options = DeployOptions.from_settings(settings)
+    assert options.waves == [1, "25%", "100%"] and options.max_fail_percentage == 20
+    assert options.inventory == settings.fleet.inventory and not options.revert_on_abort
+    with pytest.raises(ConfigError, match="wave"):
+        DeployOptions.from_settings(settings, waves="1,0%")
+    with pytest.raises(UsageError, match="between 0 and 100"):
+        DeployOptions.from_settings(settings, max_fail=120)
+    custom = replace(settings, deploy=replace(settings.deploy, waves="2,100%", max_fail_percentage=0))
+    assert DeployOptions.from_settings(custom).waves == [2, "100%"]
+    assert normalize_ref("m@7") == "m/7" and normalize_ref("m@champion") == "m@champion"
+
+
+def test_run_recorder_writes_start_and_end(tmp_path: Path) -> None:
+    with Ledger(f"sqlite:///{tmp_path / 'l.db'}") as ledger:
+        rec = RunRecorder(ledger, run_id="r1", kind="deploy", actor="me", target=None, model="m", version="2",
+                          digest=DIGEST)
+        rec.start(ref="m@champion", warnings=["no probe"])
+        outcome = rec.end(RunOutcome(status="failed", rc=2, hosts={"a": "changed", "b": "rolled_back"},
+                                     batches=[["a"], ["b"]], duration_s=1.5))
+        events = ledger.events(run_id="r1")
+        runs = ledger.runs()
+    assert outcome == "failed"
+    assert [(e.action, e.outcome) for e in events] == [("run_start", "started"), ("run_end", "failed")]
+    assert events[0].digest == DIGEST and events[0].details["warnings"] == ["no probe"] and events[0].target == "all"
+    assert events[1].details["outcomes"] == {"changed": 1, "rolled_back": 1} and events[1].details["batches"] == [1, 1]
+    assert runs[0].outcome == "failed"
+    assert RunOutcome(status="canceled", hosts={}).outcome == "incomplete"
+    assert RunOutcome(status="successful", hosts={"a": "ok"}).outcome == "ok"
+
+
+def _ev(action: str, node: str, outcome: str, version: str | None, **details: Any) -> Any:
+    return argparse.Namespace(action=action, node=node, model="m", outcome=outcome, version=version,
+                              details=details)
+
+
+def test_health_targets_from_ledger_and_verdicts() -> None:
+    events = [
+        _ev("node_deploy", "a", "changed", "2", agent_url="http://127.0.0.1:9001"),
+        _ev("node_deploy", "a", "rolled_back", "3", to_version="2"),
+        _ev("node_deploy", "b", "changed", "3", agent_url="http://127.0.0.2:9001"),
+        _ev("node_deploy", "b", "failed", "4"),
+        _ev("node_rollback", "b", "rolled_back", "2", to_version="2"),
+        _ev("node_deploy", "b", "changed", "9", check=True),
+    ]
+    placed = expected_from_ledger(events)
+    assert placed == {("a", "m"): ("http://127.0.0.1:9001", "2"), ("b", "m"): ("http://127.0.0.2:9001", "2")}
+    nodes = [Node(n, f"127.0.0.{i}", NodeClass.CPU) for i, n in enumerate(("a", "b", "c"), 1)]
+    targets = plan_targets(nodes, placed)
+    assert [t.url for t in targets] == ["http://127.0.0.1:9001", "http://127.0.0.2:9001", "http://127.0.0.3:8080"]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        host = request.url.host
+        if host == "127.0.0.1":
+            return httpx.Response(200, json={"model": "m", "version": "2", "digest": DIGEST})
+        if host == "127.0.0.2":
+            return httpx.Response(200, json={"model": "m", "version": "3"})
+        if host == "127.0.0.3":
+            return httpx.Response(503, json={"reason": "loading"})
+        raise httpx.ConnectError("refused", request=request)
+
+    rows = probe([*targets, Target("d", "http://127.0.0.4:8080")], transport=httpx.MockTransport(handler))
+    assert [(r.node, r.verdict) for r in rows] == [("a", "healthy"), ("b", "wrong_version"), ("c", "unhealthy"),
+                                                  ("d", "unreachable")]
+    assert rows[2].reason == "loading" and rows[0].to_dict()["digest"] == DIGEST
+
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_confirmation_rules() -> None:
+    from modelfleet.commands.deploy import confirm
+
+    args = argparse.Namespace(yes=False, check=False, limit=None)
+    with pytest.raises(UsageError, match="no terminal"):
+        confirm(args, "deploy m", "m", stream_in=io.StringIO("m\n"))
+    confirm(argparse.Namespace(yes=True, check=False, limit=None), "deploy m", "m", stream_in=io.StringIO())
+    confirm(argparse.Namespace(yes=False, check=True, limit=None), "deploy m", "m", stream_in=io.StringIO())
+    confirm(args, "deploy m", "m", stream_in=_Tty("m\n"))  # fleet-wide: the typed word
+    with pytest.raises(UsageError, match="not confirmed"):
+        confirm(args, "deploy m", "m", stream_in=_Tty("y\n"))
+    confirm(argparse.Namespace(yes=False, check=False, limit="edge_cpu"), "deploy m", "m", stream_in=_Tty("y\n"))
+
+
+def test_cli_usage_errors_exit_2(settings: Settings, capsys: pytest.CaptureFixture[str]) -> None:
+    from modelfleet.cli import main
+
+    assert main(["deploy", "credit-risk@@x", "--yes"]) == 2
+    assert "credit-risk@@x" in capsys.readouterr().err
+    assert main(["deploy", "m@champion", "--waves", "0", "--yes"]) == 2
+    assert main(["rollback", "m", "--yes"]) == 2  # no inventory in a fresh project
+    assert "inventory" in capsys.readouterr().err
