@@ -204,8 +204,11 @@ class CallbackModule(CallbackBase):
             except Exception as exc:
                 self._disable(f"cannot read the ledger: {exc}")
         self._own_run = True
+        import socket
+
         details = {"kind": self._kind, "playbook": os.path.basename(self._playbook), "source": "ansible-playbook",
-                   "check": self._check, "limit": self._limit, "inventory": self._inventory}
+                   "check": self._check, "limit": self._limit, "inventory": self._inventory,
+                   "controller": socket.gethostname(), "pid": os.getpid()}
         self._append("run_start", outcome="started", details=details)
 
     def v2_playbook_on_stats(self, stats: Any) -> None:

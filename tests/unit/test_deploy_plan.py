@@ -127,6 +127,23 @@ def test_run_recorder_writes_start_and_end(tmp_path: Path) -> None:
     assert RunOutcome(status="successful", hosts={"a": "ok"}).outcome == "ok"
 
 
+def test_dead_runs_are_told_from_live_and_foreign_ones(tmp_path: Path) -> None:
+    from modelfleet.core.deploy import dead_runs
+
+    with Ledger(f"sqlite:///{tmp_path / 'l.db'}") as ledger:
+        def start(run_id: str, **details: Any) -> None:
+            ledger.append("run_start", actor="a", model="m", run_id=run_id, outcome="started", details=details)
+
+        start("dead", controller="here", pid=111)
+        start("done", controller="here", pid=112)
+        ledger.append("run_end", actor="a", model="m", run_id="done", outcome="ok")
+        assert dead_runs(ledger, "m", controller="here", pid_alive=lambda pid: False) == (["dead"], [])
+        assert dead_runs(ledger, "m", controller="here", pid_alive=lambda pid: True) == ([], ["dead"])
+        start("elsewhere", controller="other-host", pid=113)
+        assert dead_runs(ledger, "m", controller="here", pid_alive=lambda pid: False) == (["dead"], ["elsewhere"])
+        assert dead_runs(ledger, "other-model", controller="here") == ([], [])
+
+
 def _ev(action: str, node: str, outcome: str, version: str | None, **details: Any) -> Any:
     return argparse.Namespace(action=action, node=node, model="m", outcome=outcome, version=version,
                               details=details)

@@ -273,6 +273,57 @@ class RunRecorder:
         return outcome
 
 
+def controller_identity() -> dict[str, Any]:
+    """Who drives a run: this host and process (recorded in run_start to recognise runs that died)."""
+    import os
+    import socket
+
+    return {"controller": socket.gethostname(), "pid": os.getpid()}
+
+
+def _pid_alive(pid: int) -> bool:
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def dead_runs(
+    ledger: Ledger,
+    model: str,
+    *,
+    controller: str | None = None,
+    pid_alive: Callable[[int], bool] = _pid_alive,
+) -> tuple[list[str], list[str]]:
+    """Incomplete runs of ``model``: (runs whose controller process on this host is gone, the other ones).
+
+    A run killed mid-rollout leaves its per-model deploy lock on the nodes it was updating. When every
+    incomplete run of the model is known dead, the next deploy may break those locks; when any might still be
+    running (alive here, or driven from another controller), it must not.
+    """
+    import socket
+
+    controller = controller or socket.gethostname()
+    dead: list[str] = []
+    other: list[str] = []
+    for run in ledger.runs(model=model):
+        if run.outcome != "incomplete" or run.ended is not None:
+            continue
+        start = ledger.events(run_id=run.run_id, action="run_start", limit=1)
+        details = start[0].details if start else {}
+        pid = details.get("pid")
+        if details.get("controller") == controller and isinstance(pid, int) and not pid_alive(pid):
+            dead.append(run.run_id)
+        else:
+            other.append(run.run_id)
+    return dead, other
+
+
 def release_summary(release: Release) -> dict[str, Any]:
     """run_start details for a deploy: what was pinned and bundled, and any warning."""
     return {"ref": release.ref, "bundle": release.bundle.name, "bundle_sha256": release.bundle_sha256,
@@ -285,6 +336,8 @@ __all__ = [
     "Release",
     "RunOutcome",
     "RunRecorder",
+    "controller_identity",
+    "dead_runs",
     "deploy_extra_vars",
     "normalize_ref",
     "prepare_release",

@@ -20,6 +20,8 @@ from modelfleet.core.deploy import (
     Release,
     RunOutcome,
     RunRecorder,
+    controller_identity,
+    dead_runs,
     deploy_extra_vars,
     prepare_release,
     provision_extra_vars,
@@ -91,8 +93,14 @@ def _start(
 
     run = AnsibleRun(settings, spec, run_id=run_id, actor=actor, on_event=on_event, on_raw_event=on_raw_event,
                      on_finish=finish, ledger_owner=True)
+    if model and kind in ("deploy", "rollback") and not spec.check:
+        # runs of this model killed mid-way left their deploy locks on nodes: break them if they are surely dead
+        dead, other = dead_runs(ledger, model)
+        if dead and not other:
+            spec.extra_vars.update(model_release_break_stale_lock=True, model_release_lock_timeout_s=0)
+            details = {**details, "breaks_locks_of": dead}
     recorder.start(check=spec.check, limit=spec.limit, hosts=len(spec.hosts), playbook=run.playbook.name,
-                   artifacts=str(run.artifact_dir), **details)
+                   artifacts=str(run.artifact_dir), **controller_identity(), **details)
     try:
         run.start()
     except BaseException as exc:
