@@ -190,10 +190,9 @@ class Agent:
         self.ready_event = asyncio.Event()
         self._spawn(self._batcher())
         self._spawn(self._sweeper())
-        try:
+        # not possible outside the main thread (tests driving the app in-process)
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             self._loop.add_signal_handler(signal.SIGHUP, lambda: self._spawn(self.reload(source="SIGHUP")))
-        except (NotImplementedError, RuntimeError, ValueError):
-            pass  # not the main thread (tests driving the app in-process)
         if load:
             self._spawn(self.reload(source="startup"))
 

@@ -1,0 +1,1 @@
+"""Benchmarks (not timed tests); each prints its figures and the anchor it is compared with."""
