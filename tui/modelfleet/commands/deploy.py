@@ -26,6 +26,8 @@ def register(subparsers: Any) -> None:
         description="Run playbooks/provision.yml on the inventory (default: the simulated fleet).",
     )
     _common(p, confirm=True)
+    p.add_argument("--if-needed", action="store_true",
+                   help="do nothing when the ledger shows every selected node provisioned by a run that ended ok")
     p.set_defaults(func=cmd_provision)
 
     p = subparsers.add_parser(
@@ -45,6 +47,8 @@ def register(subparsers: Any) -> None:
                    "max_fail_percentage)")
     p.add_argument("--revert-on-abort", action="store_true",
                    help="when the budget is spent, switch the nodes this run updated back to their previous release")
+    p.add_argument("--if-needed", action="store_true",
+                   help="do nothing when every selected node's agent already answers with the pinned version")
     p.set_defaults(func=cmd_deploy)
 
     p = subparsers.add_parser(
@@ -242,6 +246,10 @@ def cmd_deploy(args: argparse.Namespace, settings: Any) -> int:
     if not hosts:
         raise UsageError(f"--limit {args.limit!r} selects no node", hint="name a group or node of the inventory")
     release = prepare_release(settings, ref, progress=progress)
+    if args.if_needed and not args.check and _already_deployed(settings, release, args.limit, hosts):
+        progress(f"{release.model}/{release.version} already runs and answers on all {len(hosts)} node(s): "
+                 "nothing to do")
+        return EXIT_OK
     confirm(args, f"deploy {release.model} version {release.version} to {len(hosts)} node(s)", release.model)
     holder: dict[str, Any] = {}
     live = LiveProgress(lambda: holder["run"].run.hosts(), verbose=args.verbose)
@@ -252,6 +260,24 @@ def cmd_deploy(args: argparse.Namespace, settings: Any) -> int:
              f"waves {options.waves}, budget {options.max_fail_percentage}%"
              + (" (check mode)" if options.check else ""))
     return _finish(args, "deploy", recorded, release)
+
+
+def _already_deployed(settings: Any, release: Any, limit: str | None, hosts: list[str]) -> bool:
+    from modelfleet.runners.health import check_fleet
+
+    rows = check_fleet(settings, limit=limit, model=release.model)
+    good = {r.node for r in rows if r.healthy and r.version == release.version and r.digest in (None, release.digest)}
+    return set(hosts) <= good
+
+
+def _already_provisioned(settings: Any, hosts: list[str]) -> bool:
+    from modelfleet.core.ledger import Ledger
+
+    with Ledger(settings.ledger.url) as ledger:
+        ok_runs = {r.run_id for r in ledger.runs() if r.action == "provision" and r.outcome == "ok"}
+        done = {e.node for e in ledger.events(action="node_provision")
+                if e.run_id in ok_runs and e.outcome in ("ok", "changed") and not e.details.get("check")}
+    return bool(hosts) and set(hosts) <= done
 
 
 def cmd_rollback(args: argparse.Namespace, settings: Any) -> int:
@@ -276,6 +302,9 @@ def cmd_provision(args: argparse.Namespace, settings: Any) -> int:
 
     inventory = _inventory(args, settings)
     hosts = target_hosts(settings, inventory, args.limit)
+    if args.if_needed and not args.check and _already_provisioned(settings, hosts):
+        progress(f"all {len(hosts)} node(s) are provisioned (ledger): nothing to do")
+        return EXIT_OK
     confirm(args, f"provision {len(hosts)} node(s)", "provision")
     holder: dict[str, Any] = {}
     live = LiveProgress(lambda: holder["run"].run.hosts(), verbose=args.verbose)
