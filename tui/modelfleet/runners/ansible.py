@@ -509,3 +509,10 @@ def replay(state_dir: Path, run_id: str, on_event: EventCallback | None = None,
             on_event(event)
     tracker.finish()
     return events, dict(tracker.hosts), tracker.batches
+
+
+def console_launch(settings: Any, request: Any, on_event: Callable[[dict[str, Any]], None]) -> Any:
+    """The console's entry point (see :func:`modelfleet.runners.rollout.console_launch`)."""
+    from modelfleet.runners.rollout import console_launch as launch
+
+    return launch(settings, request, on_event)

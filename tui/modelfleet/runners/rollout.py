@@ -144,6 +144,7 @@ def start_rollback(
     check: bool = False,
     inventory: Any = None,
     actor: str | None = None,
+    run_id: str | None = None,
     on_event: EventCallback | None = None,
     on_raw_event: Callable[[dict[str, Any]], None] | None = None,
 ) -> RecordedRun:
@@ -153,7 +154,7 @@ def start_rollback(
     validate_model_name(model)
     inventory = inventory or settings.fleet.inventory
     hosts = target_hosts(settings, inventory, limit)
-    run_id = new_run_id()
+    run_id = run_id or new_run_id()
     spec = RunSpec("rollback.yml", inventory, extra_vars=rollback_extra_vars(model, to, run_id), limit=limit,
                    check=check, hosts=hosts, kind="rollback")
     run = _start(settings, "rollback", spec, run_id=run_id, actor=actor, model=model, version=to, digest=None,
@@ -168,15 +169,87 @@ def start_provision(
     check: bool = False,
     inventory: Any = None,
     actor: str | None = None,
+    run_id: str | None = None,
     on_event: EventCallback | None = None,
     on_raw_event: Callable[[dict[str, Any]], None] | None = None,
 ) -> RecordedRun:
     """Start ``playbooks/provision.yml`` (the release key is created first: nodes get its public half)."""
     inventory = inventory or settings.fleet.inventory
     hosts = target_hosts(settings, inventory, limit)
-    run_id = new_run_id()
+    run_id = run_id or new_run_id()
     spec = RunSpec("provision.yml", inventory, extra_vars=provision_extra_vars(settings, run_id), limit=limit,
                    check=check, hosts=hosts, kind="provision")
     run = _start(settings, "provision", spec, run_id=run_id, actor=actor, model=None, version=None, digest=None,
                  details={}, on_event=on_event, on_raw_event=on_raw_event)
     return RecordedRun(run, "provision")
+
+
+class ConsoleHandle:
+    """What :func:`console_launch` returns (the console's RunHandle interface): ``run_id``, ``cancel()``,
+    ``wait(timeout) -> bool``, ``done``, ``status``, ``rc``, ``artifact_dir``, ``error``, ``result``."""
+
+    def __init__(self, run_id: str) -> None:
+        import threading
+
+        self.run_id = run_id
+        self.cancel_requested = threading.Event()
+        self.done = threading.Event()
+        self.status = "running"
+        self.rc: int | None = None
+        self.artifact_dir: Any = None
+        self.error: str | None = None
+        self.result: RunResult | None = None
+        self.recorded: RecordedRun | None = None
+
+    def cancel(self) -> None:
+        self.cancel_requested.set()
+        if self.recorded is not None:
+            self.recorded.cancel()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self.done.wait(timeout)
+
+
+def console_launch(settings: Settings, request: Any, on_event: Callable[[dict[str, Any]], None]) -> ConsoleHandle:
+    """Start a run for the console from its run form (``kind``, ``model``, ``model_ref``, ``target``, ``waves``,
+    ``max_fail``, ``check``, ``version``); ``on_event`` gets ansible-runner's raw event dicts. Returns at once;
+    pinning and bundling happen in the run's own thread."""
+    import threading
+
+    handle = ConsoleHandle(new_run_id())
+    actor = f"console:{default_actor()}"
+
+    def work() -> None:
+        try:
+            limit = None if request.target in ("", "all", "edge") else request.target
+            if request.kind == "deploy":
+                options = DeployOptions.from_settings(settings, limit=limit, waves=request.waves,
+                                                      max_fail=request.max_fail, check=request.check)
+                recorded = start_deploy(settings, request.model_ref, options, actor=actor, run_id=handle.run_id,
+                                        on_raw_event=on_event)
+            elif request.kind == "rollback":
+                to = None if request.version is None else str(request.version)
+                recorded = start_rollback(settings, request.model, to=to, limit=limit, check=request.check,
+                                          actor=actor, run_id=handle.run_id, on_raw_event=on_event)
+            elif request.kind == "provision":
+                recorded = start_provision(settings, limit=limit, check=request.check, actor=actor,
+                                           run_id=handle.run_id, on_raw_event=on_event)
+            else:
+                hosts = target_hosts(settings, settings.fleet.inventory, limit)
+                run = AnsibleRun(settings, RunSpec("healthcheck.yml", settings.fleet.inventory, limit=limit,
+                                                   hosts=hosts, kind="healthcheck"),
+                                 run_id=handle.run_id, actor=actor, on_raw_event=on_event)
+                recorded = RecordedRun(run.start(), "healthcheck")
+            handle.recorded = recorded
+            handle.artifact_dir = recorded.run.artifact_dir
+            if handle.cancel_requested.is_set():
+                recorded.cancel()
+            result = recorded.wait()
+            handle.result, handle.status, handle.rc, handle.error = result, result.status, result.rc, result.error
+        except Exception as exc:  # shown by the console; never kills its worker
+            handle.status, handle.error = "error", str(exc)
+        finally:
+            handle.done.set()
+
+    threading.Thread(target=work, name=f"console-run-{handle.run_id}", daemon=True).start()
+    return handle
