@@ -207,3 +207,26 @@ def test_cli_usage_errors_exit_2(settings: Settings, capsys: pytest.CaptureFixtu
     assert main(["deploy", "m@champion", "--waves", "0", "--yes"]) == 2
     assert main(["rollback", "m", "--yes"]) == 2  # no inventory in a fresh project
     assert "inventory" in capsys.readouterr().err
+
+
+def test_console_launch_reports_errors_on_its_handle(settings: Settings) -> None:
+    from modelfleet.runners.ansible import console_launch
+
+    request = argparse.Namespace(kind="deploy", model="m", model_ref="m@champion", target="edge", waves="1,100%",
+                                 max_fail=20, check=False, version=None)
+    handle = console_launch(settings, request, lambda raw: None)
+    assert handle.run_id and handle.wait(30)
+    assert handle.status == "error" and "inventory" in (handle.error or "")
+
+
+def test_already_provisioned_reads_the_ledger(settings: Settings) -> None:
+    from modelfleet.commands.deploy import _already_provisioned
+
+    with Ledger(settings.ledger.url) as ledger:
+        ledger.append("run_start", actor="a", run_id="p1", outcome="started", details={"kind": "provision"})
+        for node in ("a", "b"):
+            ledger.append("node_provision", actor="a", run_id="p1", node=node, outcome="changed")
+        ledger.append("run_end", actor="a", run_id="p1", outcome="ok")
+    assert _already_provisioned(settings, ["a", "b"])
+    assert not _already_provisioned(settings, ["a", "c"])
+    assert not _already_provisioned(settings, [])
