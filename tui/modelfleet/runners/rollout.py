@@ -99,6 +99,9 @@ def _start(
         if dead and not other:
             spec.extra_vars.update(model_release_break_stale_lock=True, model_release_lock_timeout_s=0)
             details = {**details, "breaks_locks_of": dead}
+            for dead_id in dead:  # close them, so that later runs do not break locks again
+                ledger.mark_incomplete(dead_id, actor=actor,
+                                       reason=f"controller process gone; run {run_id} breaks its deploy locks")
     recorder.start(check=spec.check, limit=spec.limit, hosts=len(spec.hosts), playbook=run.playbook.name,
                    artifacts=str(run.artifact_dir), **controller_identity(), **details)
     try:
