@@ -254,7 +254,7 @@ class CallbackModule(CallbackBase):
                 hv = dict(host.get_vars())
             entry = {"batch": self._batch, "ok": 0, "changed": 0, "failed": 0, "unreachable": 0, "skipped": 0,
                      "rescued": 0, "rolled_back": False, "failing": False, "message": None, "task": None,
-                     "agent_port": None, "facts": {},
+                     "agent_port": None, "facts": {}, "ansible_host": _str(getattr(host, "address", None)),
                      "address": _str(hv.get("modelfleet_agent_address") or hv.get("ansible_host") or name)}
             self._hosts[name] = entry
         with contextlib.suppress(Exception):
@@ -270,10 +270,12 @@ class CallbackModule(CallbackBase):
             # a failure followed by more results was rescued; the host is failed when its latest result failed
             entry["failing"] = key in ("failed", "unreachable") or entry["unreachable"] > 0
             res = result._result if isinstance(result._result, dict) else {}
-            from modelfleet.runners.events import agent_port_of, delegated_host, is_rollback_result
+            from modelfleet.runners.events import agent_port_of, delegated_address, delegated_host, is_rollback_result
 
             if key in ("ok", "changed", "failed") and is_rollback_result(entry["task"], res, bool(res.get("changed"))):
-                other = delegated_host(res)
+                address = delegated_address(res)
+                other = delegated_host(res) or next(
+                    (h for h, e in self._hosts.items() if address and e["ansible_host"] == address), None)
                 if other and other != result._host.get_name():
                     if other in self._hosts:
                         self._hosts[other]["rolled_back"] = True

@@ -79,3 +79,37 @@ def test_unreachable_ledger_warns_and_never_breaks_the_playbook(tmp_path: Path, 
     out = proc.stdout + proc.stderr
     assert "NOT being recorded" in out
     assert "were NOT recorded" in out and "node_pb node=n1" in out
+
+
+DELEGATING_PLAYBOOK = """
+- name: Rollout
+  hosts: n1,n2
+  gather_facts: false
+  serial: 1
+  tasks:
+    - name: Change something
+      ansible.builtin.command: "true"
+    - name: Revert | switch `current` back on the first node (as the budget revert does)
+      ansible.builtin.command: "true"
+      delegate_to: n1
+      when: inventory_hostname == 'n2'
+"""
+
+
+def test_delegated_revert_marks_the_node_it_ran_on(tmp_path: Path, settings: object) -> None:
+    from dataclasses import replace as dc_replace
+
+    from modelfleet.runners.ansible import AnsibleRun, RunSpec
+
+    (tmp_path / "inv.yml").write_text(INVENTORY, encoding="utf-8")
+    (tmp_path / "deleg.yml").write_text(DELEGATING_PLAYBOOK, encoding="utf-8")
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    s = dc_replace(settings, ledger=dc_replace(settings.ledger, url=url))  # type: ignore[type-var]
+    result = AnsibleRun(s, RunSpec(str(tmp_path / "deleg.yml"), tmp_path / "inv.yml", kind="deploy")).run(300)
+    assert result.status == "successful"
+    assert result.hosts["n1"].status.value == "rolled_back" and result.hosts["n2"].status.value == "changed"
+    with Ledger(url) as ledger:
+        nodes = [(e.node, e.outcome) for e in ledger.events() if e.node]
+    # n1 is recorded when its batch ends, then again when the later batch reverts it
+    assert [o for n, o in nodes if n == "n1"] == ["changed", "rolled_back"]
+    assert [o for n, o in nodes if n == "n2"] == ["changed"]

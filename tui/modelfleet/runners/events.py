@@ -84,6 +84,7 @@ class RunEvent:
     task: str | None = None
     action: str | None = None  # module name of the task
     host: str | None = None
+    address: str | None = None  # the host's ansible_host
     message: str | None = None
     rolled_back: bool = False
     ignored: bool = False  # a failure with ignore_errors
@@ -156,10 +157,18 @@ def _message(res: Mapping[str, Any]) -> str | None:
 
 
 def delegated_host(res: Mapping[str, Any]) -> str | None:
-    """The inventory name a task was delegated to, if any."""
+    """The inventory name a task was delegated to, when the result names it (ansible-core < 2.19)."""
     delegated = res.get("_ansible_delegated_vars")
     if isinstance(delegated, Mapping) and delegated.get("ansible_delegated_host"):
         return str(delegated["ansible_delegated_host"])
+    return None
+
+
+def delegated_address(res: Mapping[str, Any]) -> str | None:
+    """The address (``ansible_host``) a task was delegated to, if any (what ansible-core 2.19 keeps)."""
+    delegated = res.get("_ansible_delegated_vars")
+    if isinstance(delegated, Mapping) and delegated.get("ansible_host"):
+        return str(delegated["ansible_host"])
     return None
 
 
@@ -167,6 +176,8 @@ def _trim(res: Mapping[str, Any]) -> dict[str, Any]:
     out = {k: res[k] for k in _RESULT_KEEP if k in res}
     if delegated_host(res):
         out["delegated_host"] = delegated_host(res)
+    if delegated_address(res):
+        out["delegated_address"] = delegated_address(res)
     facts = res.get("ansible_facts")
     if isinstance(facts, Mapping):
         small = {k: v for k, v in facts.items() if k.startswith(("model_", "modelfleet_"))}
@@ -210,6 +221,7 @@ def parse_event(raw: Mapping[str, Any]) -> RunEvent:
         "task": (data.get("task") or None) if isinstance(data.get("task"), str) else None,
         "action": data.get("task_action") or None,
         "host": data.get("host") or None,
+        "address": data.get("remote_addr") or None,
         "raw_event": name,
     }
     res = data.get("res") if isinstance(data.get("res"), Mapping) else {}
@@ -259,6 +271,7 @@ class RunTracker:
         self.ignore_hosts = frozenset(ignore_hosts)  # controller-side plays are not fleet hosts
         self.hosts: dict[str, HostState] = {h: HostState(h) for h in hosts}
         self._batches: list[tuple[str, list[str]]] = []  # (play key, hosts) per batch, in order
+        self._by_address: dict[str, str] = {}  # ansible_host -> inventory name (to place delegated results)
         self._play_batches: dict[str, int] = {}  # play uuid -> batches started so far
         self._play: str | None = None
         self._batch: int | None = None
@@ -308,7 +321,9 @@ class RunTracker:
     def _apply_host(self, event: RunEvent) -> None:
         host = event.host
         assert host is not None
-        target = event.data.get("delegated_host")
+        if event.address and event.address not in self._by_address:
+            self._by_address[event.address] = host
+        target = event.data.get("delegated_host") or self._by_address.get(str(event.data.get("delegated_address")))
         if event.rolled_back and isinstance(target, str) and target != event.host:
             other = self.hosts.get(target) or HostState(target)
             other = replace(other, rolled_back=True)
