@@ -69,7 +69,8 @@ def attempt(args: argparse.Namespace, probe: dict[str, Any] | None, headers: dic
     got = answer.get("predictions") if isinstance(answer, dict) and "predictions" in expected else answer
     want = expected.get("predictions") if "predictions" in expected else expected
     if not close(got, want):
-        return {"ok": False, "reason": f"probe answer {got} differs from the expected {want}",
+        # The right version answering wrongly is deterministic: retrying only delays the rollback.
+        return {"ok": False, "final": True, "reason": f"probe answer {got} differs from the expected {want}",
                 "latency_ms": result["latency_ms"]}  # fmt: skip
     if elapsed_ms > args.latency_ms:
         return {"ok": False, "reason": f"probe took {elapsed_ms:.1f} ms, budget {args.latency_ms} ms",
@@ -116,7 +117,7 @@ def main() -> int:
         except (OSError, urllib.error.URLError) as exc:
             result = {"ok": False, "reason": f"{args.url} unreachable: {exc}"}
         result["attempts"] = n + 1
-        if result["ok"]:
+        if result["ok"] or result.get("final"):
             break
         if n < args.retries:
             time.sleep(args.backoff_s * (2**n))
