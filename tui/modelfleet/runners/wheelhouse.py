@@ -45,7 +45,10 @@ AGENT_REQUIREMENTS: tuple[str, ...] = (
     "cryptography>=42",
     "pyyaml>=6.0",
     "uvicorn>=0.30",
+    "uvloop>=0.19",
+    "httptools>=0.6",
     "cloudpickle>=3.0",
+    "skops>=0.10",
 )
 
 # manylinux tags pip may pick for each node architecture (newest first is not required; pip takes any listed).
