@@ -59,6 +59,7 @@ PLATFORM_TAGS: dict[str, tuple[str, ...]] = {
 }
 ARCH_ALIASES = {"amd64": "x86_64", "arm64": "aarch64", "armhf": "armv7l"}
 STAMP_NAME = "wheelhouse.json"
+AGENT_PARTS = ("agent", "core")  # package folders the node-side code imports
 FIXED_EPOCH = "315532800"  # 1980-01-01: zip timestamps of the modelfleet wheel, so rebuilds are byte-identical
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
@@ -99,9 +100,13 @@ def pin_to_controller(requirements: Sequence[str]) -> list[str]:
 
 
 def source_hash(source: Path, requirements: Sequence[str]) -> str:
-    """sha256 over the package sources, pyproject.toml and the requirement list: changes when the wheel would."""
+    """sha256 over what nodes run (the agent, core/, release_verify), pyproject.toml and the requirements.
+
+    Console or CLI changes do not rebuild the wheelhouse, so they do not reinstall every node's agent."""
     digest = hashlib.sha256()
-    files = [source / "pyproject.toml", *sorted((source / "tui" / "modelfleet").rglob("*"))]
+    pkg = source / "tui" / "modelfleet"
+    files = [source / "pyproject.toml", pkg / "__init__.py", pkg / "release_verify.py"]
+    files += [f for part in AGENT_PARTS for f in sorted((pkg / part).rglob("*"))]
     for path in files:
         if not path.is_file() or "__pycache__" in path.parts or path.suffix in {".pyc", ".pyo"}:
             continue
