@@ -118,12 +118,15 @@ async def test_ledger_verify_status_and_filters() -> None:
         text = screen_text(app)
         assert "chain verified" in text and "6 events" in text
         assert len(_table(app, "ledger").shown) == 6
-        app.screen.query_one("#lf-node", Input).value = "edge-cpu-02"
-        app.screen.query_one("#lf-node", Input).focus()
-        await pilot.press("enter")
+        assert not app.screen.query_one("#lf-node", Input).can_focus  # out of the focus chain until asked for
+        await pilot.press("f", "tab")  # f: the field filters (model first), Tab: node
+        assert app.focused is app.screen.query_one("#lf-node", Input)
+        await pilot.press(*"edge-cpu-02", "enter")
         await settle(pilot)
         assert _table(app, "ledger").shown == ["3"]
         assert "node=edge-cpu-02" in screen_text(app)
+        assert app.focused is _table(app, "ledger").table  # Enter applies and returns to the table
+        assert not app.screen.query_one("#lf-node", Input).can_focus
 
 
 async def test_healthcheck_from_form_is_fleet_wide_needs_typed_confirmation_and_runs_live() -> None:
@@ -305,6 +308,29 @@ async def test_help_screen_and_remapped_keys() -> None:
         await pilot.press("escape")
         await pilot.pause()
         assert isinstance(app.screen, FleetScreen)
+
+
+async def test_command_bar_opens_from_any_view_and_never_types_into_a_filter() -> None:
+    """The old focus race: after `4` the cursor must be in the ledger table, so `:` opens the command line."""
+    from modelfleet.console.widgets.command_bar import CommandBar
+
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        for key, screen_type in (("1", ModelsScreen), ("4", LedgerScreen), ("2", FleetScreen), ("4", LedgerScreen)):
+            await pilot.press(key, "colon")  # no pause in between: switching must not steal the next key
+            bar = app.screen.query_one(CommandBar)
+            assert isinstance(app.screen, screen_type) and bar.has_class("-open") and app.focused is bar
+            assert all(not i.value for i in app.screen.query("#ledger-filters Input"))  # type: ignore[attr-defined]
+            await pilot.press("escape")
+            assert not bar.has_class("-open")
+            assert not isinstance(app.focused, Input)  # focus back where it was, not the next text box
+        # in the ledger, the field filters take `:` as text only once the user opened them
+        await pilot.press("f", *"a:b")
+        assert app.screen.query_one("#lf-model", Input).value == "a:b"
+        assert not app.screen.query_one(CommandBar).has_class("-open")
+        await pilot.press("escape", "colon")
+        assert app.screen.query_one(CommandBar).has_class("-open")
 
 
 def test_unknown_key_action_is_a_config_error() -> None:

@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from textual import on, work
 from textual.app import App
 from textual.binding import Binding, BindingType
+from textual.widgets import Input
 
+from modelfleet.console.keys import KEYMAP, check_keys
 from modelfleet.console.messages import ConsoleState, Loaded, LoadFailed, RunEvent, RunFinished, RunStarted
 from modelfleet.console.runstate import RunState
 from modelfleet.console.screens.base import ViewScreen
@@ -34,25 +36,6 @@ from modelfleet.core.fleet_status import Slo, alias_mismatches, placements
 if TYPE_CHECKING:  # pragma: no cover
     from modelfleet.core.config import Settings
 
-# The one key table: binding id -> (default keys, action, description, shown in footer).
-# Override any of them with [console.keys] in modelfleet.toml, e.g.  fleet = "f2"  or  filter = "slash,ctrl+f".
-KEYMAP: dict[str, tuple[str, str, str, bool]] = {
-    "command": ("colon", "screen_action('command')", ":cmd", True),
-    "models": ("1", "view('models')", "models", True),
-    "fleet": ("2", "view('fleet')", "fleet", True),
-    "runs": ("3", "view('runs')", "runs", True),
-    "ledger": ("4", "view('ledger')", "ledger", True),
-    "filter": ("slash", "screen_action('filter')", "filter", True),
-    "back": ("escape", "go_back", "back", True),
-    "help": ("question_mark", "help", "help", True),
-    "refresh": ("r", "refresh", "refresh", True),
-    "new_run": ("n", "run_form('')", "new run…", True),
-    "deploy": ("d", "run_form('deploy')", "deploy…", True),
-    "healthcheck": ("h", "run_form('healthcheck')", "health-check…", True),
-    "cancel_run": ("c", "screen_action('cancel_run')", "cancel run…", True),
-    "verify": ("v", "screen_action('verify')", "verify ledger", True),
-    "quit": ("ctrl+q", "quit", "quit", True),
-}
 RUN_ACTIONS = ("new_run", "deploy", "healthcheck", "cancel_run")
 VIEWS = {"models": "models", "m": "models", "fleet": "fleet", "f": "fleet", "nodes": "fleet", "runs": "runs",
          "r": "runs", "ledger": "ledger", "l": "ledger", "events": "ledger"}
@@ -60,8 +43,14 @@ RUN_COMMANDS = {"deploy": "deploy", "health": "healthcheck", "healthcheck": "hea
                 "health-check": "healthcheck", "rollback": "rollback", "provision": "provision", "run": ""}
 
 
+# ``:`` works from any focus (a table, a button, a drill-down): a priority binding, checked before the focused
+# widget sees the key. It yields only to a text box the user is typing in (check_action below).
+PRIORITY = ("command",)
+
+
 def _bindings() -> list[Binding]:
-    return [Binding(keys, action, desc, show=show, id=bid) for bid, (keys, action, desc, show) in KEYMAP.items()]
+    return [Binding(keys, action, desc, show=show, id=bid, priority=bid in PRIORITY)
+            for bid, (keys, action, desc, show) in KEYMAP.items()]
 
 
 class ModelfleetApp(App[None]):
@@ -101,11 +90,7 @@ class ModelfleetApp(App[None]):
         self.periodic_refresh = refresh_s != 0
         self._screens: set[ViewScreen] = set()
         self._fleet_busy = False
-        overrides = dict(keys if keys is not None else getattr(console, "keys", None) or {})
-        unknown = sorted(set(overrides) - set(KEYMAP))
-        if unknown:
-            raise ModelfleetError(f"[console.keys] has unknown action {unknown[0]!r}",
-                                  hint=f"one of: {', '.join(KEYMAP)}")
+        overrides = check_keys(keys if keys is not None else getattr(console, "keys", None))
         if overrides:
             self.set_keymap(overrides)
 
@@ -148,6 +133,10 @@ class ModelfleetApp(App[None]):
             return None
         if action == "screen_action" and parameters:
             name = str(parameters[0])
+            # typing in a box the user focused (a filter, a form field): the key is text, not a command
+            if name == "command" and (isinstance(self.focused, Input)
+                                      or not hasattr(self.screen, "action_command")):
+                return False
             if name in ("cancel_run", "verify") and not hasattr(self.screen, f"action_{name}"):
                 return False
             if name == "cancel_run" and self.read_only:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 
 from rich.text import Text
-from textual import on
+from textual import events, on
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Input, Static
 
@@ -17,8 +18,36 @@ from modelfleet.console.widgets.filterable_table import FilterableTable, Row
 FILTERS = ("model", "node", "action", "actor")
 
 
+class FieldFilter(Input):
+    """A ledger field filter. Out of the focus chain until the user asks for it (``f`` or a click), so switching
+    to the ledger or closing the command bar never leaves the cursor in a filter box (where ``:`` would be
+    typed instead of opening the command line)."""
+
+    BINDINGS = [Binding("escape", "done", "close", show=False)]
+
+    def __init__(self, value: str, *, placeholder: str, id: str) -> None:
+        super().__init__(value, placeholder=placeholder, id=id)
+        self.can_focus = False
+
+    def activate(self) -> None:
+        screen = self.screen
+        for box in screen.query(FieldFilter):
+            box.can_focus = True
+        self.focus()
+
+    def on_mouse_down(self, event: events.MouseDown) -> None:
+        if not self.can_focus:
+            self.activate()
+
+    def action_done(self) -> None:
+        screen = self.screen
+        if isinstance(screen, LedgerScreen):
+            screen.close_field_filters()
+
+
 class LedgerScreen(ViewScreen):
     AUTO_FOCUS = "#ledger DataTable"
+    BINDINGS = [Binding("f", "field_filters", "field filters")]
     crumb = "Ledger"
     kinds = ("ledger", "verify")
 
@@ -26,7 +55,7 @@ class LedgerScreen(ViewScreen):
         yield Static(id="ledger-verify", classes="summary")
         with Horizontal(id="ledger-filters"):
             for f in FILTERS:
-                yield Input(self.state.ledger_filters.get(f, ""), placeholder=f"{f} (Enter)", id=f"lf-{f}")
+                yield FieldFilter(self.state.ledger_filters.get(f, ""), placeholder=f"{f} (f, Enter)", id=f"lf-{f}")
         with Horizontal(classes="split"):
             yield FilterableTable(["seq", "time (UTC)", "actor", "action", "model", "version", "node", "run",
                                    "outcome"], id="ledger")
@@ -46,6 +75,14 @@ class LedgerScreen(ViewScreen):
         event.stop()
         filters = {f: self.query_one(f"#lf-{f}", Input).value.strip() for f in FILTERS}
         self.mf.load_ledger({k: v for k, v in filters.items() if v})
+        self.close_field_filters()
+
+    def action_field_filters(self) -> None:
+        self.query_one("#lf-model", FieldFilter).activate()
+
+    def close_field_filters(self) -> None:
+        for box in self.query(FieldFilter):
+            box.can_focus = False
         self.query_one("#ledger", FilterableTable).table.focus()
 
     def refresh_view(self) -> None:
