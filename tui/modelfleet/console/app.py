@@ -387,7 +387,7 @@ class ModelfleetApp(App[None]):
             return
         body = (f"{len(hosts)} host(s): {', '.join(hosts[:8])}{' …' if len(hosts) > 8 else ''}\n\n"
                 f"$ {RunRequest.shell(req.cli_command())}\n\n"
-                f"$ {RunRequest.shell(req.playbook_command(self.inventory_arg))}")
+                f"$ {RunRequest.shell(req.playbook_command(self.inventory_arg, self.settings))}")
         if req.check:
             body += "\n\ncheck mode: nothing will change"
         title = f"Start {req.kind}{' of ' + (req.model_ref or '') if req.kind in NEEDS_MODEL else ''}?"

@@ -7,6 +7,7 @@ Headless on purpose (no Textual import): tests and the benchmark swap in another
 
 from __future__ import annotations
 
+import contextlib
 import shlex
 import threading
 import time
@@ -29,6 +30,20 @@ PLAYBOOKS = {"deploy": "deploy.yml", "rollback": "rollback.yml", "healthcheck": 
              "provision": "provision.yml"}
 CLI_VERBS = {"deploy": "deploy", "rollback": "rollback", "healthcheck": "health", "provision": "provision"}
 NEEDS_MODEL = ("deploy", "rollback")
+RUN_ID_PLACEHOLDER = "<run id>"
+
+
+def healthcheck_extra_vars(target: str, run_id: str) -> dict[str, Any]:
+    """The extra variables of ``playbooks/healthcheck.yml`` as the console runs it."""
+    return {"modelfleet_run_id": run_id, "modelfleet_target": target}
+
+
+def _public_key(settings: Settings | None) -> Path:
+    if settings is None:
+        return Path("<release public key>")
+    from modelfleet.core.signing import key_paths
+
+    return key_paths(settings.state_dir)[1]
 
 
 @dataclass(frozen=True)
@@ -69,7 +84,7 @@ class RunRequest:
         parse_waves(self.waves, origin="waves")
 
     def cli_command(self) -> list[str]:
-        """The equivalent ``modelfleet`` command line."""
+        """The equivalent ``modelfleet`` command line (flags as ``commands/deploy.py`` parses them)."""
         cmd = ["modelfleet", CLI_VERBS[self.kind]]
         if self.kind == "deploy" and self.model_ref:
             cmd.append(self.model_ref)
@@ -80,50 +95,53 @@ class RunRequest:
         cmd += ["--limit", self.target]
         if self.kind == "deploy":
             cmd += ["--waves", self.waves, "--max-fail", str(self.max_fail)]
-        if self.check:
-            cmd.append("--check")
-        cmd.append("--yes")
+        if self.kind != "healthcheck":  # `modelfleet health` only reads /health: no check mode, nothing to confirm
+            if self.check:
+                cmd.append("--check")
+            cmd.append("--yes")
         return cmd
 
-    def extravars(self) -> dict[str, Any]:
-        """What the playbook gets (names as the roles read them); the deploy bundle is built at launch."""
+    def extravars(self, settings: Settings | None = None, run_id: str = RUN_ID_PLACEHOLDER) -> dict[str, Any]:
+        """The playbook's extra variables, built by the same ``core.deploy`` functions the launch uses; what is
+        only known at launch (bundle, its checksum, the run id, an unpinned version) is a ``<placeholder>``."""
+        from modelfleet.core import deploy as d
         from modelfleet.core.config import parse_waves
 
-        ev: dict[str, Any] = {}
-        if self.model and self.kind in NEEDS_MODEL:
-            ev["model_release_model"] = self.model
         if self.kind == "deploy":
-            ev["model_release_version"] = str(self.version) if self.version is not None else "<pinned at launch>"
-            ev["model_release_digest"] = self.digest or "<pinned at launch>"
-            ev["model_release_bundle"] = "<signed bundle built at launch>"
-            ev["modelfleet_waves"] = parse_waves(self.waves) if self._waves_ok() else self.waves
-            ev["modelfleet_max_fail_percentage"] = self.max_fail
+            release = d.Release(
+                ref=self.model_ref or "", model=self.model or "<model>",
+                version=str(self.version) if self.version is not None else "<pinned at launch>",
+                digest=self.digest or "<pinned at launch>", bundle=Path("<signed bundle built at launch>"),
+                bundle_sha256="<bundle sha256>", public_key=_public_key(settings), probe_source="none")
+            try:
+                waves: list[int | str] = parse_waves(self.waves)
+            except ModelfleetError:
+                waves = [self.waves]
+            options = d.DeployOptions(inventory=Path("-"), limit=self.target or None, waves=waves,
+                                      max_fail_percentage=self.max_fail, check=self.check,
+                                      keep_releases=settings.deploy.keep_releases if settings else 3)
+            return d.deploy_extra_vars(release, options, run_id)
         if self.kind == "rollback":
-            ev["model_release_rollback_to"] = str(self.version) if self.version is not None else "previous"
-        return ev
+            to = str(self.version) if self.version is not None else None
+            return d.rollback_extra_vars(self.model or "<model>", to, run_id)
+        if self.kind == "provision":  # d.provision_extra_vars would create the signing key: same keys, no side effect
+            state = str(settings.state_dir) if settings else "<state dir>"
+            return {"modelfleet_state_dir": state, "modelfleet_release_public_key": str(_public_key(settings)),
+                    "modelfleet_run_id": run_id}
+        return healthcheck_extra_vars(self.target, run_id)
 
-    def _waves_ok(self) -> bool:
-        try:
-            from modelfleet.core.config import parse_waves
-
-            parse_waves(self.waves)
-            return True
-        except ModelfleetError:
-            return False
-
-    def playbook_command(self, inventory: str, playbook_dir: str = "playbooks") -> list[str]:
-        """The equivalent plain ``ansible-playbook`` command line."""
+    def playbook_command(self, inventory: str, settings: Settings | None = None,
+                         playbook_dir: str = "playbooks") -> list[str]:
+        """The equivalent plain ``ansible-playbook`` command line, shaped as the runner's own
+        (``AnsibleRun.command()``): inventory, playbook, ``--limit``, ``--check``, one JSON ``-e``."""
         import json
 
-        cmd = ["ansible-playbook", "-i", inventory, f"{playbook_dir}/{PLAYBOOKS[self.kind]}", "--limit", self.target]
-        simple = {k: v for k, v in self.extravars().items() if isinstance(v, str)}
-        rich = {k: v for k, v in self.extravars().items() if not isinstance(v, str)}
-        for key, value in simple.items():
-            cmd += ["-e", f"{key}={value}"]
-        if rich:
-            cmd += ["-e", json.dumps(rich)]
+        cmd = ["ansible-playbook", "-i", inventory, f"{playbook_dir}/{PLAYBOOKS[self.kind]}"]
+        if self.target:
+            cmd += ["--limit", self.target]
         if self.check:
             cmd.append("--check")
+        cmd += ["-e", json.dumps(self.extravars(settings), sort_keys=True)]
         return cmd
 
     @staticmethod
@@ -342,19 +360,18 @@ class ConsoleServices:
 
     def launch(self, request: RunRequest, on_event: Callable[[dict[str, Any]], None], *,
                run_id: str | None = None) -> RunHandle:
-        """Start a run through ``core.deploy`` + ``runners.ansible``; raw runner events go to ``on_event``
-        from the runner's thread. Returns once the run has started; the handle's ``done`` is set at the end."""
+        """Start a run the way the CLI does (``runners.rollout``: ledger run_start/run_end around the playbook);
+        raw runner events go to ``on_event`` from the runner's thread. Returns once the run has started; the
+        handle's ``done`` is set at the end."""
         from modelfleet.core import deploy as deploy_mod
-        from modelfleet.runners.ansible import AnsibleRun, RunSpec, new_run_id
+        from modelfleet.runners import rollout
+        from modelfleet.runners.ansible import new_run_id
 
         request.validate()
         s = self.settings
         run_id = run_id or new_run_id()
-        hosts = self.resolve_target(request.target)
-        extra: dict[str, Any]
-        version: str | None = None
-        digest: str | None = None
-        details: dict[str, Any] = {"source": "console"}
+        inventory = Path(s.fleet.inventory)
+        run: Any
         if request.kind == "deploy":
             assert request.model is not None
             ref = f"{request.model}/{request.version}" if request.version is not None else (request.model_ref or "")
@@ -363,53 +380,63 @@ class ConsoleServices:
                 raise RunError(f"{ref} now has digest {release.digest[:12]}, not the pinned {request.digest[:12]}",
                                hint="preview again to re-pin")
             options = deploy_mod.DeployOptions.from_settings(s, limit=request.target, waves=request.waves,
-                                                             max_fail=request.max_fail, check=request.check)
-            extra = deploy_mod.deploy_extra_vars(release, options, run_id)
-            version, digest = release.version, release.digest
-            details.update(deploy_mod.release_summary(release))
+                                                             max_fail=request.max_fail, check=request.check,
+                                                             inventory=inventory)
+            run = rollout.start_deploy(s, release, options, actor=self.actor, run_id=run_id,
+                                       on_raw_event=on_event).run
         elif request.kind == "rollback":
             assert request.model is not None
             to = str(request.version) if request.version is not None else None
-            extra = deploy_mod.rollback_extra_vars(request.model, to, run_id)
+            run = rollout.start_rollback(s, request.model, to=to, limit=request.target, check=request.check,
+                                         inventory=inventory, actor=self.actor, on_raw_event=on_event).run
         elif request.kind == "provision":
-            extra = deploy_mod.provision_extra_vars(s, run_id)
+            run = rollout.start_provision(s, limit=request.target, check=request.check, inventory=inventory,
+                                          actor=self.actor, on_raw_event=on_event).run
         else:
-            extra = {"modelfleet_run_id": run_id}
-        extra["modelfleet_target"] = request.target
-        spec = RunSpec(PLAYBOOKS[request.kind], Path(s.fleet.inventory), extra_vars=extra, limit=request.target,
-                       check=request.check, hosts=hosts, kind=request.kind)
-        recorder = deploy_mod.RunRecorder(self.ledger, run_id=run_id, kind=request.kind, actor=self.actor,
-                                          target=request.target, model=request.model, version=version,
-                                          digest=digest)
-        handle = RunHandle(run_id)
-
-        def finished(result: Any) -> None:
-            handle.status = str(result.status)
-            handle.rc = result.rc
-            handle.artifact_dir = Path(result.artifact_dir)
-            try:
-                outcome = deploy_mod.RunOutcome(
-                    status=result.status, hosts={h: st.status.value for h, st in result.hosts.items()},
-                    rc=result.rc, duration_s=result.duration_s, batches=result.batches, error=result.error)
-                recorder.end(outcome)
-            except ModelfleetError:
-                pass
-
-        run = AnsibleRun(s, spec, run_id=run_id, actor=self.actor, on_raw_event=on_event, on_finish=finished,
-                         ledger_owner=True)
-        recorder.start(**details, check=request.check)
-        run.start()
+            run = self._start_healthcheck(request, run_id, on_event)
+        handle = RunHandle(run.run_id)
+        handle.artifact_dir = Path(run.artifact_dir)
 
         def watch() -> None:
             while not run.done:
                 if handle.cancel_requested.wait(0.2):
                     run.cancel()
                     break
-            run.wait()
+            try:
+                result = run.wait()
+                handle.status, handle.rc = str(result.status), result.rc
+            except ModelfleetError:
+                handle.status = "error"
             handle.done.set()
 
         threading.Thread(target=watch, name=f"console-run-{run_id}", daemon=True).start()
         return handle
+
+    def _start_healthcheck(self, request: RunRequest, run_id: str,
+                           on_event: Callable[[dict[str, Any]], None]) -> Any:
+        """``playbooks/healthcheck.yml`` (read-only), recorded in the ledger like the other runs."""
+        from modelfleet.core import deploy as deploy_mod
+        from modelfleet.runners.ansible import AnsibleRun, RunSpec
+
+        s = self.settings
+        spec = RunSpec(PLAYBOOKS["healthcheck"], Path(s.fleet.inventory),
+                       extra_vars=healthcheck_extra_vars(request.target, run_id),
+                       limit=request.target, check=request.check, hosts=self.resolve_target(request.target),
+                       kind="healthcheck")
+        recorder = deploy_mod.RunRecorder(self.ledger, run_id=run_id, kind="healthcheck", actor=self.actor,
+                                          target=request.target)
+
+        def finished(result: Any) -> None:
+            with contextlib.suppress(ModelfleetError):
+                recorder.end(deploy_mod.RunOutcome(
+                    status=result.status, hosts={h: st.status.value for h, st in result.hosts.items()},
+                    rc=result.rc, duration_s=result.duration_s, batches=result.batches, error=result.error))
+
+        run = AnsibleRun(s, spec, run_id=run_id, actor=self.actor, on_raw_event=on_event, on_finish=finished,
+                         ledger_owner=True)
+        recorder.start(source="console", check=request.check, limit=request.target)
+        run.start()
+        return run
 
 
 def _kind_from(path: Path) -> str:

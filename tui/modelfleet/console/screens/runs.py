@@ -145,7 +145,7 @@ class RunFormScreen(ViewScreen):
             error = exc.message
         t.append("equivalent commands\n\n", style="bold")
         t.append("$ " + RunRequest.shell(req.cli_command()) + "\n\n")
-        t.append("$ " + RunRequest.shell(req.playbook_command(self.mf.inventory_arg)) + "\n\n")
+        t.append("$ " + RunRequest.shell(req.playbook_command(self.mf.inventory_arg, self.mf.settings)) + "\n\n")
         if req.kind == "deploy" and req.model:
             if req.version is not None:
                 t.append(f"pinned: {req.model} {req.ref or ''} → v{req.version}  sha256:{(req.digest or '')[:12]}\n",
