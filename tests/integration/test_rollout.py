@@ -91,6 +91,15 @@ class Ctx:
         for path in folder.glob("*.yml") if folder.is_dir() else []:
             path.unlink()
 
+    def diagnostics(self) -> str:
+        """The tail of every node's agent logs (for failure messages)."""
+        out = []
+        for node in NODES:
+            for log in sorted((self.node_root(node) / "log").glob("agent-*.log")):
+                lines = log.read_text(encoding="utf-8", errors="replace").splitlines()[-15:]
+                out.append(f"--- {node} {log.name}\n" + "\n".join(lines))
+        return "\n".join(out)
+
     def ledger_events(self, run_id: str) -> list[Any]:
         with Ledger(self.settings.ledger.url) as ledger:
             return ledger.events(run_id=run_id)
@@ -125,7 +134,7 @@ def ctx(make_sim_fleet: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 
 def test_deploy_champion_every_agent_answers_the_probe(ctx: Ctx) -> None:
     proc, data = ctx.deploy("credit-risk@champion")
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.returncode == 0, proc.stderr + ctx.diagnostics()
     assert data["release"]["version"] == "2" and data["release"]["probe"] == "input_example"
     manifest = verify_bundle(Path(data["release"]["bundle"]), ctx.settings.state_dir / "keys" / "release.pub")
     assert manifest.probe is not None
