@@ -110,6 +110,8 @@ def ctx(make_sim_fleet: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     with make_sim_fleet("127.0.90", 2290, "cpu=3,gpu=1,arm=2") as running:
         project = Path(running.settings.state_dir).parent
         state = running.settings.state_dir
+        # the fixture's temp folder is 0700; agents may run as the nodes' service user, who must reach their root
+        project.chmod(0o755)
         (project / "modelfleet.toml").write_text(
             f'[paths]\nstate_dir = "{state}"\n'
             f'[registry]\ntracking_uri = "sqlite:///{project}/mlflow.db"\n'
