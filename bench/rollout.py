@@ -85,6 +85,7 @@ def run_size(nodes: int, registry: Path) -> dict[str, Any]:
 
     with tempfile.TemporaryDirectory(prefix="mf-b-") as tmp:
         project = Path(tmp)
+        project.chmod(0o755)  # agents run as the nodes' service user, who must reach their root
         _config(project, registry, nodes)
         settings = load_settings(config_file=project / "modelfleet.toml")
         with sim_fleet_session(settings.state_dir, address_prefix=PREFIX, ssh_port=PORT, nodes=f"cpu={nodes}",
