@@ -254,7 +254,7 @@ class CallbackModule(CallbackBase):
                 hv = dict(host.get_vars())
             entry = {"batch": self._batch, "ok": 0, "changed": 0, "failed": 0, "unreachable": 0, "skipped": 0,
                      "rescued": 0, "rolled_back": False, "failing": False, "message": None, "task": None,
-                     "agent_port": None, "facts": {}, "ansible_host": _str(getattr(host, "address", None)),
+                     "agent_port": None, "facts": {}, "ansible_host": _str(hv.get("ansible_host") or name),
                      "address": _str(hv.get("modelfleet_agent_address") or hv.get("ansible_host") or name)}
             self._hosts[name] = entry
         with contextlib.suppress(Exception):
@@ -279,7 +279,7 @@ class CallbackModule(CallbackBase):
                 if other and other != result._host.get_name():
                     if other in self._hosts:
                         self._hosts[other]["rolled_back"] = True
-                else:
+                elif other or not address:  # not delegated, or delegated to itself
                     entry["rolled_back"] = True
             facts = res.get("ansible_facts")
             if isinstance(facts, dict):

@@ -93,6 +93,31 @@ def ansible_playbook_binary() -> str:
     return found
 
 
+def inventory_addresses(inventory: Path) -> dict[str, str]:
+    """``ansible_host`` -> host name for every host of a YAML inventory file that sets one (else empty)."""
+    out: dict[str, str] = {}
+    try:
+        import yaml
+
+        data = yaml.safe_load(Path(inventory).read_text(encoding="utf-8"))
+    except Exception:
+        return out
+
+    def walk(group: Any) -> None:
+        if not isinstance(group, dict):
+            return
+        for name, hv in (group.get("hosts") or {}).items():
+            if isinstance(hv, dict) and hv.get("ansible_host"):
+                out.setdefault(str(hv["ansible_host"]), str(name))
+        for child in (group.get("children") or {}).values():
+            walk(child)
+
+    if isinstance(data, dict):
+        for group in data.values():
+            walk(group)
+    return out
+
+
 @dataclass(frozen=True)
 class RunResult:
     run_id: str
@@ -183,7 +208,7 @@ class AnsibleRun:
         self._raw_subscriber = on_raw_event
         self._on_finish = on_finish
         self._lock = threading.RLock()
-        self._tracker = RunTracker(spec.hosts)
+        self._tracker = RunTracker(spec.hosts, addresses=inventory_addresses(spec.inventory))
         self._events: list[RunEvent] = []
         self._status = "pending"
         self._cancel = threading.Event()
@@ -496,7 +521,7 @@ def replay(state_dir: Path, run_id: str, on_event: EventCallback | None = None,
     meta: dict[str, Any] = {}
     with contextlib.suppress(OSError, ValueError):
         meta = json.loads((run_dir / RUN_META).read_text(encoding="utf-8"))
-    tracker = RunTracker(meta.get("hosts") or ())
+    tracker = RunTracker(meta.get("hosts") or (), addresses=inventory_addresses(Path(meta.get("inventory") or "")))
     events: list[RunEvent] = []
     previous: datetime | None = None
     for raw in load_events(run_dir):

@@ -267,11 +267,13 @@ def parse_event(raw: Mapping[str, Any]) -> RunEvent:
 class RunTracker:
     """Folds events into per-host states and batch numbers. Not thread-safe: the owner serializes calls."""
 
-    def __init__(self, hosts: Iterable[str] = (), *, ignore_hosts: Iterable[str] = ("localhost",)) -> None:
+    def __init__(self, hosts: Iterable[str] = (), *, ignore_hosts: Iterable[str] = ("localhost",),
+                 addresses: Mapping[str, str] | None = None) -> None:
+        """``addresses``: ansible_host -> inventory name, to place results delegated to another node."""
         self.ignore_hosts = frozenset(ignore_hosts)  # controller-side plays are not fleet hosts
         self.hosts: dict[str, HostState] = {h: HostState(h) for h in hosts}
         self._batches: list[tuple[str, list[str]]] = []  # (play key, hosts) per batch, in order
-        self._by_address: dict[str, str] = {}  # ansible_host -> inventory name (to place delegated results)
+        self._by_address: dict[str, str] = dict(addresses or {})
         self._play_batches: dict[str, int] = {}  # play uuid -> batches started so far
         self._play: str | None = None
         self._batch: int | None = None
@@ -321,10 +323,12 @@ class RunTracker:
     def _apply_host(self, event: RunEvent) -> None:
         host = event.host
         assert host is not None
-        if event.address and event.address not in self._by_address:
-            self._by_address[event.address] = host
-        target = event.data.get("delegated_host") or self._by_address.get(str(event.data.get("delegated_address")))
-        if event.rolled_back and isinstance(target, str) and target != event.host:
+        address = event.data.get("delegated_address")
+        target = (event.data.get("delegated_host") or self._by_address.get(str(address))
+                  or (address if address in self.hosts else None) or (address and "?"))
+        if event.rolled_back and isinstance(target, str) and target == "?":
+            event = replace(event, rolled_back=False)  # delegated to a node we cannot name: not this host's revert
+        elif event.rolled_back and isinstance(target, str) and target != event.host:
             other = self.hosts.get(target) or HostState(target)
             other = replace(other, rolled_back=True)
             self.hosts[target] = replace(other, status=_status(other, final=False))
