@@ -143,7 +143,7 @@ async def test_healthcheck_from_form_is_fleet_wide_needs_typed_confirmation_and_
         form.query_one("#target", Input).value = "edge"
         await pilot.pause()
         text = screen_text(app)
-        assert "$ modelfleet health --limit edge --yes" in text
+        assert "$ modelfleet health --limit edge\n" in text  # `modelfleet health` takes no --yes / --check
         assert "ansible-playbook -i .modelfleet/sim/inventory.yml playbooks/healthcheck.yml --limit edge" in text
         form.query_one("#launch", Button).press()
         await settle(pilot)

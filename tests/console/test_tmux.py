@@ -112,8 +112,8 @@ def test_console_in_a_real_terminal(tmux: Tmux) -> None:
     assert "Type edge-gpu-04 to confirm" in screen  # a production node: typed confirmation
     tmux.keys("-l", "edge-gpu-04")
     tmux.keys("Enter")
-    screen = tmux.wait_for("successful", timeout=30)
-    assert "1 ok" in screen and "edge-gpu-04" in screen
+    screen = tmux.wait_until(lambda s: "successful" in s and "1 ok" in s, "the run ending ok", timeout=30)
+    assert "edge-gpu-04" in screen
 
     tmux.keys("C-q")
     screen = tmux.wait_for("EXIT=0")

@@ -257,11 +257,29 @@ class ModelfleetApp(App[None]):
     def refresh_fleet(self) -> None:
         if not self._fleet_busy:
             self._fleet_busy = True
-            self._refresh_fleet()
+            if type(self.services).probe is ConsoleServices.probe:
+                self._refresh_fleet_async()  # the real prober: async on this loop
+            else:
+                self._refresh_fleet()  # a probe() of its own (fixed test data): keep it in a thread
 
     @work(thread=True, exclusive=True, group="fleet")
     def _refresh_fleet(self) -> None:
         self._call("fleet", lambda: (self.services.probe(), self.now()))
+
+    @work(exclusive=True, group="fleet")
+    async def _refresh_fleet_async(self) -> None:
+        try:
+            rows = await self.services.probe_async()
+        except ModelfleetError as exc:
+            self.post_message(LoadFailed("fleet", exc.message, exc.hint))
+            return
+        except Exception as exc:  # keep the console alive; show what broke
+            self.post_message(LoadFailed("fleet", f"{type(exc).__name__}: {exc}", None))
+            return
+        self.post_message(Loaded("fleet", (rows, self.now())))
+
+    async def on_unmount(self) -> None:
+        await self.services.aclose()
 
     @work(thread=True, exclusive=True, group="releases")
     def load_releases(self, node: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, cast
 
+from textual import events
 from textual.app import ComposeResult
 from textual.screen import Screen
 from textual.widgets import Footer
@@ -28,6 +29,8 @@ class ViewScreen(Screen[None]):
     def __init__(self) -> None:
         super().__init__()
         self._dirty = True
+        self._css_seen: int | None = None
+        self._resumed_once = False
 
     @property
     def mf(self) -> ModelfleetApp:
@@ -53,7 +56,16 @@ class ViewScreen(Screen[None]):
     def on_unmount(self) -> None:
         self.mf.unregister_screen(self)
 
-    def on_screen_resume(self) -> None:
+    def on_screen_resume(self, event: events.ScreenResume) -> None:
+        # Switching views must be cheap (< 100 ms): Textual re-applies every CSS rule to every widget of a resumed
+        # screen, which also throws away each DataTable's render cache (hundreds of ms for a full table). Styles
+        # only need that when the stylesheet changed (theme, CSS reload) while the screen was hidden. This runs
+        # before Screen._on_screen_resume (handlers follow the MRO; one handler per class, so no _on_ here).
+        css_count = getattr(self.app, "_css_update_count", None)
+        if self._resumed_once and css_count is not None and css_count == self._css_seen:
+            event.refresh_styles = False
+        self._css_seen = css_count
+        self._resumed_once = True
         self.update_header()
         if self._dirty:
             self._dirty = False
