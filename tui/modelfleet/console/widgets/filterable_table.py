@@ -20,6 +20,11 @@ from textual.widgets import DataTable, Input
 
 Cell = str | Text
 MAX_SHOWN = 250  # rows put in the DataTable at once; the rest are reached with the / filter
+MORE_KEY = "\0more"  # the "… N more rows" line
+
+
+def _more_text(hidden: int) -> Text:
+    return Text(f"… {hidden} more rows: narrow them with /", style="dim italic")
 
 
 @dataclass(frozen=True)
@@ -92,6 +97,8 @@ class FilterableTable(Vertical):
         self.rows: list[Row] = []
         self.filter_text = ""
         self.shown: list[str] = []
+        self._cells: list[tuple[Cell, ...]] = []
+        self._more = False
 
     def compose(self) -> ComposeResult:
         box = FilterInput(placeholder=self.placeholder)
@@ -102,11 +109,11 @@ class FilterableTable(Vertical):
 
     def on_mount(self) -> None:
         # Fixed widths (label, width) spare DataTable from measuring every cell of every row (1,000 rows).
-        for col in self.columns:
+        for i, col in enumerate(self.columns):
             if isinstance(col, tuple):
-                self.table.add_column(col[0], width=col[1])
+                self.table.add_column(col[0], width=col[1], key=str(i))
             else:
-                self.table.add_column(col)
+                self.table.add_column(col, key=str(i))
 
     @property
     def table(self) -> DataTable[Cell]:
@@ -138,12 +145,26 @@ class FilterableTable(Vertical):
         visible = self.visible_rows()
         hidden = max(0, len(visible) - MAX_SHOWN)
         visible = visible[:MAX_SHOWN]
+        keys = [r.key for r in visible]
+        if keys == self.shown and keys and len(keys) == len(self._cells) and bool(hidden) == self._more:
+            # the same rows in the same order (a refresh): update only the cells that changed, in place
+            for row, old in zip(visible, self._cells, strict=True):
+                if row.cells != old:
+                    for i, (new_cell, old_cell) in enumerate(zip(row.cells, old, strict=False)):
+                        if new_cell != old_cell:
+                            table.update_cell(row.key, str(i), new_cell)
+            self._cells = [r.cells for r in visible]
+            if hidden:
+                table.update_cell(MORE_KEY, "0", _more_text(hidden))
+            return
         table.clear()
-        table.add_rows([r.cells for r in visible])
-        self.shown = [r.key for r in visible]
+        for r in visible:
+            table.add_row(*r.cells, key=r.key)
+        self.shown = keys
+        self._cells = [r.cells for r in visible]
+        self._more = bool(hidden)
         if hidden:
-            more = Text(f"… {hidden} more rows: narrow them with /", style="dim italic")
-            table.add_row(more, *([""] * (len(self.columns) - 1)))
+            table.add_row(_more_text(hidden), *([""] * (len(self.columns) - 1)), key=MORE_KEY)
         if current in self.shown:
             table.move_cursor(row=self.shown.index(current), animate=False)
         elif visible and visible[0].header and len(visible) > 1:
