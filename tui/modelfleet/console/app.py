@@ -257,10 +257,10 @@ class ModelfleetApp(App[None]):
     def refresh_fleet(self) -> None:
         if not self._fleet_busy:
             self._fleet_busy = True
-            if type(self.services).probe is ConsoleServices.probe:
-                self._refresh_fleet_async()  # the real prober: async on this loop
-            else:
-                self._refresh_fleet()  # a probe() of its own (fixed test data): keep it in a thread
+            # Measured (bench/console.py, docs/benchmarks.md): probing 200 agents with httpx on the UI loop made
+            # refreshes ~3x slower and the loop busier than one worker thread running its own asyncio loop, so
+            # the probe stays in a thread; _refresh_fleet_async is kept for a later remote (Prometheus) source.
+            self._refresh_fleet()
 
     @work(thread=True, exclusive=True, group="fleet")
     def _refresh_fleet(self) -> None:
