@@ -27,9 +27,13 @@ deps: $(STAMP)
 system-deps-%:
 	@scripts/system-deps.sh $*
 
+# Each step is idempotent: a second `make run` reuses the seeded registry, the running fleet, the provisioned
+# nodes and the deployed champion, and goes straight to the console.
 run: system-deps-run deps
 	$(BIN)/modelfleet demo seed
 	$(BIN)/modelfleet sim up
+	$(BIN)/modelfleet provision --if-needed --yes
+	$(BIN)/modelfleet deploy credit-risk@champion --if-needed --yes
 	$(BIN)/modelfleet
 
 test: system-deps-test deps
