@@ -25,8 +25,6 @@ from modelfleet.sim.session import RunningFleet
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 PREFIX, SSH_PORT = "127.0.95", 2295
-# The one known failure of the playbooks at the time of writing (anything else fails the test):
-KNOWN_LIMIT_BUG = "has no attribute 'modelfleet_deploy_run_id'"
 
 
 @pytest.fixture(scope="module")
@@ -98,10 +96,6 @@ async def test_deploy_from_the_form_reaches_every_node(live_fleet: RunningFleet)
         st = app.state.live[run_id]
         failures = {h: [(t.task, t.msg) for t in hs.tasks if t.status in ("failed", "unreachable")]
                     for h, hs in st.hosts.items() if hs.failed or hs.unreachable}
-        if st.status == "failed" and any(KNOWN_LIMIT_BUG in msg for fs in failures.values() for _, msg in fs):
-            pytest.xfail("playbooks/deploy.yml with --limit <group> skips its localhost pin play ('no hosts "
-                         "matched'), so hostvars['localhost'].modelfleet_deploy_run_id is undefined on the nodes; "
-                         "the runner or the playbook must keep localhost in the limit (e.g. --limit 'edge,localhost')")
         assert st.status == "successful", f"{st.summary()}: {failures}\n" + "\n".join(list(st.lines)[-60:])
         assert {n.name for n in nodes} <= set(seen_live), f"hosts seen while running: {seen_live}"
         assert {h: s.status for h, s in st.hosts.items() if h in {n.name for n in nodes}} == {
