@@ -33,6 +33,8 @@ def make_sim_fleet(
     """
     with contextlib.ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mf-", dir=base_dir)))
+        # mkdtemp makes the folder 0700; agents run as the nodes' service user, who must reach their node root.
+        tmp.chmod(0o755)
         yield stack.enter_context(sim_fleet_session(tmp / "state", address_prefix=prefix, ssh_port=port, nodes=nodes))
 
 
