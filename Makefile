@@ -32,7 +32,7 @@ system-deps-%:
 run: system-deps-run deps
 	$(BIN)/modelfleet demo seed
 	$(BIN)/modelfleet sim up
-	$(BIN)/modelfleet provision --if-needed --yes
+	$(BIN)/modelfleet provision --yes
 	$(BIN)/modelfleet deploy credit-risk@champion --if-needed --yes
 	$(BIN)/modelfleet
 
