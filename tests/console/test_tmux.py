@@ -14,7 +14,12 @@ import pytest
 
 from tests.conftest import REPO_ROOT
 
-pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+
+@pytest.fixture(autouse=True)
+def _tmux_installed() -> None:
+    # `make test` installs tmux (scripts/system-deps.sh test); a missing tmux is a failed set-up, not a skip.
+    assert shutil.which("tmux"), "tmux is not installed; fix: sudo apt-get install -y tmux (make test does it as root)"
+
 APP = Path(__file__).with_name("tmux_app.py")
 
 
