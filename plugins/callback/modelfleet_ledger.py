@@ -84,6 +84,11 @@ class CallbackModule(CallbackBase):
         self._check = False
         self._limit: str | None = None
         self._inventory: list[str] = []
+        # Started by modelfleet (CLI or console)? Then end this playbook if that controller dies.
+        with contextlib.suppress(Exception):
+            from modelfleet.runners.controller_watch import start_controller_watch
+
+            start_controller_watch()
 
     # -- options and the ledger ------------------------------------------------------------------------------
 

@@ -255,14 +255,27 @@ def test_node_killed_mid_run_is_unreachable_and_rerun_converges(ctx: Ctx) -> Non
     assert set(ctx.versions().values()) == {"3"}
 
 
-def _run_alive(run_id: str) -> bool:
-    for environ in Path("/proc").glob("[0-9]*/environ"):
+def _run_processes(run_id: str) -> list[str]:
+    """Command lines of the processes still working for a run: ansible-playbook, its forks and ssh clients.
+
+    OpenSSH's ControlPersist masters (``ssh: <socket> [mux]``) are left out: they are idle connection caches
+    that inherited the run's environment and expire on their own (ansible.cfg's ControlPersist), not work."""
+    alive = []
+    for proc in Path("/proc").glob("[0-9]*"):
         try:
-            if f"MODELFLEET_RUN_ID={run_id}".encode() in environ.read_bytes():
-                return True
+            if f"MODELFLEET_RUN_ID={run_id}".encode() not in (proc / "environ").read_bytes():
+                continue
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
         except OSError:
             continue
-    return False
+        if cmdline.startswith("ssh:") and cmdline.endswith("[mux]"):
+            continue
+        alive.append(cmdline)
+    return alive
+
+
+def _run_alive(run_id: str) -> bool:
+    return bool(_run_processes(run_id))
 
 
 def test_controller_killed_mid_rollout_then_rerun_converges(ctx: Ctx) -> None:
@@ -286,7 +299,7 @@ def test_controller_killed_mid_rollout_then_rerun_converges(ctx: Ctx) -> None:
     deadline = time.monotonic() + 60
     while _run_alive(run_id) and time.monotonic() < deadline:
         time.sleep(0.5)
-    assert not _run_alive(run_id), "ansible-playbook outlived its controller"
+    assert not _run_alive(run_id), f"ansible-playbook outlived its controller: {_run_processes(run_id)}"
     rerun, data = ctx.deploy("credit-risk/1")
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     assert set(ctx.versions().values()) == {"1"}

@@ -244,6 +244,8 @@ class AnsibleRun:
             "MODELFLEET_ACTOR": self.actor,
             "MODELFLEET_RUN_KIND": self.kind,
             "MODELFLEET_LEDGER_RUN_OWNER": "caller" if self.ledger_owner else "callback",
+            # the ledger callback ends the playbook if this process dies (runners/controller_watch.py)
+            "MODELFLEET_CONTROLLER_PID": str(os.getpid()),
         }
         for key in ("ANSIBLE_STDOUT_CALLBACK", "ANSIBLE_CALLBACKS_ENABLED"):
             if key in os.environ:
