@@ -15,7 +15,6 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tui")]
 
 async def shoot(out: Path) -> None:
     from bench.console import BenchServices
-
     from modelfleet.console.app import ModelfleetApp
 
     services = BenchServices(12, 20)
