@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from rich.text import Text
-from textual import on
+from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -21,6 +21,26 @@ from textual.widgets import DataTable, Input
 Cell = str | Text
 MAX_SHOWN = 250  # rows put in the DataTable at once; the rest are reached with the / filter
 MORE_KEY = "\0more"  # the "… N more rows" line
+
+
+class MeasuredTable(DataTable[Cell]):
+    """A DataTable that redraws its cells when measuring new rows widened an auto-width column.
+
+    DataTable measures new rows when idle and keys its cell cache without the column width, so cells drawn
+    before the measurement stayed truncated until something restyled the table (Textual 8.2). Textual calls
+    this idle handler and then DataTable's own (one per class along the MRO), so a width change made by the
+    last idle pass is seen here on the next one, and restyles the table once.
+    """
+
+    _drawn_widths: tuple[int, ...] = ()
+
+    def on_idle(self, event: events.Idle) -> None:
+        widths = tuple(c.get_render_width(self) for c in self.ordered_columns)
+        if widths != self._drawn_widths:
+            if self._drawn_widths:
+                self.notify_style_update()
+                self.refresh()
+            self._drawn_widths = widths
 
 
 def _more_text(hidden: int) -> Text:
@@ -104,7 +124,7 @@ class FilterableTable(Vertical):
         box = FilterInput(placeholder=self.placeholder)
         box.can_focus = False  # focusable only while open
         yield box
-        table: DataTable[Cell] = DataTable(cursor_type="row", zebra_stripes=True)
+        table = MeasuredTable(cursor_type="row", zebra_stripes=True)
         yield table
 
     def on_mount(self) -> None:
