@@ -51,7 +51,7 @@ check: deps
 
 lint: deps
 	$(BIN)/ansible-lint --profile production playbooks roles
-	terraform fmt -check -recursive terraform
+	@if [ -d terraform ]; then terraform fmt -check -recursive terraform; fi
 
 bench: system-deps-bench deps
 	$(BIN)/python -m bench
