@@ -7,16 +7,17 @@ row of its group matches. Messages up: :class:`FilterableTable.Selected` (Enter)
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from rich.text import Text
-from textual import events, on
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.message import Message
 from textual.widgets import DataTable, Input
+from textual.widgets.data_table import CellKey, RowKey
 
 Cell = str | Text
 MAX_SHOWN = 250  # rows put in the DataTable at once; the rest are reached with the / filter
@@ -24,20 +25,27 @@ MORE_KEY = "\0more"  # the "… N more rows" line
 
 
 class MeasuredTable(DataTable[Cell]):
-    """A DataTable that redraws its cells when measuring new rows widened an auto-width column.
+    """A DataTable that redraws its cells when measuring rows widened an auto-width column.
 
-    DataTable measures new rows when idle and keys its cell cache without the column width, so cells drawn
-    before the measurement stayed truncated until something restyled the table (Textual 8.2). Textual calls
-    this idle handler and then DataTable's own (one per class along the MRO), so a width change made by the
-    last idle pass is seen here on the next one, and restyles the table once.
+    DataTable measures new and updated rows when idle and keys its cell cache without the column width, so cells
+    drawn before a measurement stayed truncated until something restyled the table (Textual 8.2, pinned). The
+    two measuring steps are wrapped here: a width change restyles the table at once.
     """
 
     _drawn_widths: tuple[int, ...] = ()
 
-    def on_idle(self, event: events.Idle) -> None:
+    def _update_dimensions(self, new_rows: Iterable[RowKey]) -> None:
+        super()._update_dimensions(new_rows)
+        self._restyle_if_widened()
+
+    def _update_column_widths(self, updated_cells: set[CellKey]) -> None:
+        super()._update_column_widths(updated_cells)
+        self._restyle_if_widened()
+
+    def _restyle_if_widened(self) -> None:
         widths = tuple(c.get_render_width(self) for c in self.ordered_columns)
         if widths != self._drawn_widths:
-            if self._drawn_widths:
+            if self._drawn_widths:  # the first measurement comes before anything was drawn
                 self.notify_style_update()
                 self.refresh()
             self._drawn_widths = widths
