@@ -68,7 +68,9 @@ def tmux(state: Path) -> Iterator[Tmux]:
     name = f"mf-make-run-{uuid.uuid4().hex[:8]}"
     exports = " ".join(f"{k}={_quote(v)}" for k, v in _env(state).items() if k.startswith("MODELFLEET_"))
     # make's output goes to the pane (the console needs the terminal itself: no pipe)
-    cmd = f"cd {REPO_ROOT} && env {exports} make run; echo EXIT=$?; sleep 60"
+    # without COLUMNS/LINES: a tmux server started by an earlier test may carry the 80x24 that a snapshot test
+    # left in its environment, and the console would believe them over the real window
+    cmd = f"cd {REPO_ROOT} && env -u COLUMNS -u LINES {exports} make run; echo EXIT=$?; sleep 60"
     subprocess.run(["tmux", "new-session", "-d", "-s", name, "-x", "160", "-y", "48", "bash", "-c", cmd],
                    check=True)
     subprocess.run(["tmux", "set-option", "-t", name, "window-size", "manual"], check=False)
@@ -95,13 +97,14 @@ def test_make_run_reaches_a_live_fleet_with_demo_data(tmux: Tmux, state: Path) -
     size = tmux.run("display-message", "-p", "-t", tmux.name, "#{window_width}x#{window_height}").strip()
     print(f"console up in a {size} window")  # shown with the test's output on a failure
     # both nodes serve the champion (v2 in the demo registry) and answer their probes
-    screen = tmux.wait_until(lambda s: s.count("credit-risk@2") == 2 and "2 nodes" in s and "ok" in s,
-                             "both nodes serving credit-risk@2", timeout=60)
+    # (and the console uses the whole 160-column window: the footer's last keys only fit there)
+    screen = tmux.wait_until(lambda s: s.count("credit-risk@2") == 2 and "2 nodes" in s and "ok" in s
+                             and "health-check" in s, "both nodes serving credit-risk@2", timeout=60)
     assert "edge-cpu-01" in screen and "edge-arm-01" in screen and "127.0.93.1" in screen
 
     tmux.keys("1")
-    tmux.wait_until(lambda s: "1 registered model" in s and "credit-risk" in s and "Demo after" in s,
-                    "the demo model with its description")
+    tmux.wait_until(lambda s: "1 registered model" in s and "credit-risk" in s and "Demo after the lending" in s,
+                    "the demo model with its description (no column cut short)")
     tmux.keys("Enter")
     tmux.wait_until(lambda s: "versions of credit-risk" in s and "champion" in s and "challenger" in s,
                     "the versions with their aliases", timeout=30)
