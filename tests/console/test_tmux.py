@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import shlex
 import shutil
 import subprocess
 import sys
@@ -64,17 +66,27 @@ class Tmux:
         return out[0] == "1"
 
 
-@pytest.fixture
-def tmux() -> Iterator[Tmux]:
-    name = f"mf-console-{uuid.uuid4().hex[:8]}"
-    cmd = f"cd {REPO_ROOT} && {sys.executable} {APP}; echo EXIT=$?; sleep 30"
-    subprocess.run(["tmux", "new-session", "-d", "-s", name, "-x", "160", "-y", "48", cmd], check=True)
+@contextlib.contextmanager
+def tmux_session(prefix: str, cmd: str) -> Iterator[Tmux]:
+    """``cmd`` (a shell line) in a detached 160x48 tmux session, killed on exit.
+
+    The command runs without COLUMNS/LINES: a tmux server keeps the environment it was started with, and a
+    console finding COLUMNS=80 LINES=24 there would draw at that size whatever the window's."""
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    line = f"env -u COLUMNS -u LINES bash -c {shlex.quote(cmd)}"
+    subprocess.run(["tmux", "new-session", "-d", "-s", name, "-x", "160", "-y", "48", line], check=True)
     subprocess.run(["tmux", "set-option", "-t", name, "window-size", "manual"], check=False)
     subprocess.run(["tmux", "resize-window", "-t", name, "-x", "160", "-y", "48"], check=False)
     try:
         yield Tmux(name)
     finally:
         subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True, check=False)
+
+
+@pytest.fixture
+def tmux() -> Iterator[Tmux]:
+    with tmux_session("mf-console", f"cd {REPO_ROOT} && {sys.executable} {APP}; echo EXIT=$?; sleep 30") as t:
+        yield t
 
 
 def test_console_in_a_real_terminal(tmux: Tmux) -> None:

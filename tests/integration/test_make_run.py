@@ -10,18 +10,18 @@ own on a small fleet (MODELFLEET_* overrides), so the checkout's own `.modelflee
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 import sys
 import tempfile
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import REPO_ROOT
-from tests.console.test_tmux import Tmux
+from tests.console.test_tmux import Tmux, tmux_session
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -65,24 +65,10 @@ def state() -> Iterator[Path]:
 def tmux(state: Path) -> Iterator[Tmux]:
     assert shutil.which("tmux"), "tmux is not installed; fix: sudo apt-get install -y tmux (make test does it)"
     assert shutil.which("make"), "make is not installed; fix: sudo apt-get install -y make"
-    name = f"mf-make-run-{uuid.uuid4().hex[:8]}"
-    exports = " ".join(f"{k}={_quote(v)}" for k, v in _env(state).items() if k.startswith("MODELFLEET_"))
+    exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in _env(state).items() if k.startswith("MODELFLEET_"))
     # make's output goes to the pane (the console needs the terminal itself: no pipe)
-    # without COLUMNS/LINES: a tmux server started by an earlier test may carry the 80x24 that a snapshot test
-    # left in its environment, and the console would believe them over the real window
-    cmd = f"cd {REPO_ROOT} && env -u COLUMNS -u LINES {exports} make run; echo EXIT=$?; sleep 60"
-    subprocess.run(["tmux", "new-session", "-d", "-s", name, "-x", "160", "-y", "48", "bash", "-c", cmd],
-                   check=True)
-    subprocess.run(["tmux", "set-option", "-t", name, "window-size", "manual"], check=False)
-    subprocess.run(["tmux", "resize-window", "-t", name, "-x", "160", "-y", "48"], check=False)
-    try:
-        yield Tmux(name)
-    finally:
-        subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True, check=False)
-
-
-def _quote(value: str) -> str:
-    return "'" + value.replace("'", "'\\''") + "'"
+    with tmux_session("mf-make-run", f"cd {REPO_ROOT} && env {exports} make run; echo EXIT=$?; sleep 60") as t:
+        yield t
 
 
 @pytest.mark.timeout(1800)
