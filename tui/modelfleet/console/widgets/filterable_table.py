@@ -29,7 +29,8 @@ class MeasuredTable(DataTable[Cell]):
 
     DataTable measures new and updated rows when idle and keys its cell cache without the column width, so cells
     drawn before a measurement stayed truncated until something restyled the table (Textual 8.2, pinned). The
-    two measuring steps are wrapped here: a width change restyles the table at once.
+    two measuring steps (private DataTable methods; recheck on a Textual upgrade, tests/console/
+    test_filterable_table.py fails when this stops working) are wrapped here: a width change restyles the table.
     """
 
     _drawn_widths: tuple[int, ...] = ()
@@ -45,7 +46,7 @@ class MeasuredTable(DataTable[Cell]):
     def _restyle_if_widened(self) -> None:
         widths = tuple(c.get_render_width(self) for c in self.ordered_columns)
         if widths != self._drawn_widths:
-            if self._drawn_widths:  # the first measurement comes before anything was drawn
+            if self._drawn_widths:  # on the first, _update_dimensions bumps the cache key itself
                 self.notify_style_update()
                 self.refresh()
             self._drawn_widths = widths
