@@ -80,10 +80,13 @@ class BenchServices(ConsoleServices):
 
 
 async def session(n_nodes: int, n_versions: int) -> dict[str, float]:
+    from textual import events
+
     from modelfleet.console.app import ModelfleetApp
 
     services = BenchServices(n_nodes, n_versions)
-    gaps: list[float] = []
+    gaps: list[tuple[str, float]] = []
+    phase = ["start"]
     figures: dict[str, float] = {}
     t_start = time.perf_counter()
     app = ModelfleetApp(services=services, refresh_s=0)
@@ -93,11 +96,13 @@ async def session(n_nodes: int, n_versions: int) -> dict[str, float]:
         app.call_after_refresh(painted.set)
         await painted.wait()
         figures["first_paint_s"] = time.perf_counter() - t_start
+        idle_gc = getattr(app, "idle_gc", None)  # (absent before it was built: the "before" column)
+        start_gc_s = idle_gc.last_pause_s if idle_gc else 0.0
         last = [time.perf_counter()]
 
         def beat() -> None:
             now = time.perf_counter()
-            gaps.append(now - last[0] - 0.01)
+            gaps.append((phase[0], now - last[0] - 0.01))
             last[0] = now
 
         app.set_interval(0.01, beat)
@@ -118,6 +123,7 @@ async def session(n_nodes: int, n_versions: int) -> dict[str, float]:
 
         # full fleet refreshes: probe 200 agents + render
         refreshes = []
+        phase[0] = "refresh"
         for _ in range(5):
             before = app.state.fleet_at
             t0 = time.perf_counter()
@@ -129,22 +135,52 @@ async def session(n_nodes: int, n_versions: int) -> dict[str, float]:
         figures["fleet_refresh_s_max"] = max(refreshes)
 
         # load the 1,000-version view once, then time view switches between loaded views
+        phase[0] = "load versions"
         await pilot.press("1")
         await until(lambda: app.state.models is not None)
         await pilot.pause()
         await pilot.press("enter")
         await until(lambda: "bench-model" in app.state.versions)
         await pilot.pause()
-        switches = []
+        # a switch: a key event handed to the app (as the terminal driver does) until the first frame of the new
+        # view is written, and until the app is idle again (Pilot.pause: no pending messages, one quiet 20 ms)
+        frames: list[tuple[float, Any]] = []
+        write_frame = app._display
+
+        def display(screen: Any, renderable: Any) -> None:
+            write_frame(screen, renderable)
+            if renderable is not None:
+                frames.append((time.perf_counter(), screen))
+
+        app._display = display  # type: ignore[method-assign]
+        phase[0] = "switch"
+        painted_at, idle_at = [], []
         for key in ("2", "1", "4", "2", "1", "3", "2", "1") * 2:
+            shown, seen = app.screen, len(frames)
             t0 = time.perf_counter()
-            await pilot.press(key)
+            assert app._driver is not None
+            app._driver.send_message(events.Key(key, key))
+            await until(lambda s=shown, n=seen: any(scr is not s for _t, scr in frames[n:]))
+            painted_at.append(next(t for t, scr in frames[seen:] if scr is not shown) - t0)
             await pilot.pause()
-            switches.append(time.perf_counter() - t0)
-        figures["view_switch_ms_median"] = statistics.median(switches) * 1000
-        figures["view_switch_ms_max"] = max(switches) * 1000
-        figures["heartbeat_max_stall_ms"] = max(gaps) * 1000 if gaps else 0.0
+            idle_at.append(time.perf_counter() - t0)
+        figures["view_switch_ms_median"] = statistics.median(painted_at) * 1000
+        figures["view_switch_ms_max"] = max(painted_at) * 1000
+        figures["view_switch_to_idle_ms_median"] = statistics.median(idle_at) * 1000
+        figures["view_switch_to_idle_ms_max"] = max(idle_at) * 1000
+        for name in ("start", "refresh", "load versions", "switch"):
+            stalls = [g for p, g in gaps if p == name]
+            figures[f"stall_ms_max_{name.replace(' ', '_')}"] = max(stalls) * 1000 if stalls else 0.0
+        figures["heartbeat_max_stall_ms"] = max(g for _p, g in gaps) * 1000 if gaps else 0.0
         figures["heartbeats"] = len(gaps)
+        figures["stalls_over_50ms"] = sum(1 for _p, g in gaps if g > 0.05)
+        # the console's own collections (modelfleet.console.idle_gc): the one at start-up (before the first
+        # frame), and a deep one as it runs when the user is idle (every 10 minutes), forced here to time it
+        if idle_gc is not None:
+            figures["gc_start_pause_ms"] = start_gc_s * 1000
+            figures["gc_idle_collections"] = idle_gc.collections - 1
+            idle_gc._collect(deep=True)
+            figures["gc_deep_idle_pause_ms"] = idle_gc.last_pause_s * 1000
     return figures
 
 

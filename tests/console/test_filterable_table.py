@@ -26,3 +26,32 @@ async def test_rows_set_after_mount_are_not_truncated_to_the_label_width() -> No
             await pilot.pause()
         line = table.table.render_line(1).text
         assert "credit-risk" in line and "Demo credit default classifier" in line, line
+
+
+async def test_an_update_redraws_only_the_cells_that_changed() -> None:
+    app = OneTable()
+    async with app.run_test(size=(100, 10)) as pilot:
+        await pilot.pause()
+        table = app.query_one(FilterableTable)
+        rows = [Row(str(i), (f"model-{i}", f"description {i}")) for i in range(5)]
+        table.set_rows(rows)
+        for _ in range(3):
+            await pilot.pause()
+        for y in range(1, 6):
+            table.table.render_line(y)
+        rendered: list[tuple[int, int]] = []
+        draw = type(table.table).__mro__[1]._render_cell  # DataTable's own (uncached) cell drawing
+
+        def counting(self, row_index, column_index, *args, **kwargs):  # type: ignore[no-untyped-def]
+            rendered.append((row_index, column_index))
+            return draw(self, row_index, column_index, *args, **kwargs)
+
+        type(table.table).__mro__[1]._render_cell = counting  # type: ignore[method-assign]
+        try:
+            table.set_rows([*rows[:2], Row("2", ("model-2", "changed")), *rows[3:]])
+            await pilot.pause()
+            lines = [table.table.render_line(y).text for y in range(1, 6)]
+        finally:
+            type(table.table).__mro__[1]._render_cell = draw  # type: ignore[method-assign]
+        assert "changed" in lines[2] and "description 1" in lines[1], lines
+        assert [c for c in rendered if c[0] >= 0] == [(2, 1)]

@@ -13,11 +13,12 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from textual import on, work
+from textual import events, on, work
 from textual.app import App
 from textual.binding import Binding, BindingType
 from textual.widgets import Input
 
+from modelfleet.console.idle_gc import IdleCollector
 from modelfleet.console.keys import KEYMAP, check_keys
 from modelfleet.console.messages import ConsoleState, Loaded, LoadFailed, RunEvent, RunFinished, RunStarted
 from modelfleet.console.runstate import RunState
@@ -90,12 +91,15 @@ class ModelfleetApp(App[None]):
         self.periodic_refresh = refresh_s != 0
         self._screens: set[ViewScreen] = set()
         self._fleet_busy = False
+        self.idle_gc = IdleCollector()
         overrides = check_keys(keys if keys is not None else getattr(console, "keys", None))
         if overrides:
             self.set_keymap(overrides)
 
     # -- lifecycle -----------------------------------------------------------------------------------------
     def on_mount(self) -> None:
+        self.idle_gc.start()
+        self.set_interval(1.0, self.idle_gc.tick)
         self.load_context()
         self.switch_mode(self.start_view)
         if self.periodic_refresh and self.refresh_s > 0:
@@ -278,7 +282,13 @@ class ModelfleetApp(App[None]):
             return
         self.post_message(Loaded("fleet", (rows, self.now())))
 
+    async def on_event(self, event: events.Event) -> None:
+        if isinstance(event, events.InputEvent):
+            self.idle_gc.input_seen()
+        await super().on_event(event)
+
     async def on_unmount(self) -> None:
+        self.idle_gc.stop()
         await self.services.aclose()
 
     @work(thread=True, exclusive=True, group="releases")

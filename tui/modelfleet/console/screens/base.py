@@ -1,4 +1,4 @@
-"""The base of every view: context header with breadcrumbs, the view's body, the ``:`` command bar, footer."""
+"""The base of every view: context header with breadcrumbs, the view's body, the ``:`` command bar, key bar."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ from typing import TYPE_CHECKING, Any, cast
 from textual import events
 from textual.app import ComposeResult
 from textual.screen import Screen
-from textual.widgets import Footer
 
 from modelfleet.console.widgets.command_bar import CommandBar
 from modelfleet.console.widgets.filterable_table import FilterableTable
 from modelfleet.console.widgets.header import ContextHeader
+from modelfleet.console.widgets.key_bar import KeyBar
 
 if TYPE_CHECKING:  # pragma: no cover
     from modelfleet.console.app import ModelfleetApp
@@ -29,6 +29,7 @@ class ViewScreen(Screen[None]):
     def __init__(self) -> None:
         super().__init__()
         self._dirty = True
+        self._changed_kinds: set[str] = set()
         self._css_seen: int | None = None
         self._resumed_once = False
 
@@ -44,7 +45,7 @@ class ViewScreen(Screen[None]):
         yield ContextHeader()
         yield from self.body()
         yield CommandBar(COMMANDS)
-        yield Footer()
+        yield KeyBar()
 
     def body(self) -> ComposeResult:
         yield from ()
@@ -69,7 +70,11 @@ class ViewScreen(Screen[None]):
         self.update_header()
         if self._dirty:
             self._dirty = False
+            self._changed_kinds.clear()
             self.refresh_view()
+        elif self._changed_kinds:
+            kinds, self._changed_kinds = self._changed_kinds, set()
+            self.refresh_changed(kinds)
         self.on_view_shown()
 
     def on_view_shown(self) -> None:
@@ -84,12 +89,17 @@ class ViewScreen(Screen[None]):
         if kind not in self.kinds:
             return
         if self.is_current:
-            self.refresh_view()
+            self.refresh_changed({kind})
         else:
-            self._dirty = True
+            self._changed_kinds.add(kind)
 
     def refresh_view(self) -> None:
         """Redraw from ``self.state``."""
+
+    def refresh_changed(self, kinds: set[str]) -> None:
+        """Redraw what shows ``kinds`` (the state kinds that changed); views whose parts depend on different
+        kinds override this to redraw only those parts (a 1,000-row table is not rebuilt for a detail pane)."""
+        self.refresh_view()
 
     # -- actions shared by every view ------------------------------------------------------------------------
     def focused_table(self) -> FilterableTable | None:

@@ -77,6 +77,12 @@ class VersionsScreen(ViewScreen):
     def context_for_run(self) -> dict[str, Any]:
         return {"model": self.model, "ref": self.current or "champion"}
 
+    def refresh_changed(self, kinds: set[str]) -> None:
+        if kinds == {"details"}:  # a digest/signature arrived: only the detail pane shows it
+            self.show_detail()
+        else:
+            self.refresh_view()
+
     def refresh_view(self) -> None:
         data = self.state.versions.get(self.model)
         summary = self.query_one("#versions-summary", Static)

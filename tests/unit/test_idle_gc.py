@@ -1,0 +1,91 @@
+"""IdleCollector: automatic full collections off while the console runs, its own ones only when idle."""
+
+from __future__ import annotations
+
+import gc
+
+from modelfleet.console.idle_gc import NO_AUTOMATIC_FULL, IdleCollector
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+class Cycle:
+    def __init__(self) -> None:
+        self.me = self
+
+
+def test_start_freezes_and_turns_off_automatic_full_collections_stop_puts_them_back() -> None:
+    before = gc.get_threshold()
+    collector = IdleCollector(clock=Clock())
+    collector.start()
+    try:
+        assert gc.get_threshold()[2] == NO_AUTOMATIC_FULL and gc.get_freeze_count() > 0
+        assert collector.collections == 1 and collector.deep_collections == 1
+    finally:
+        collector.stop()
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0
+
+
+def test_collects_only_when_idle_and_not_too_often_but_always_after_the_maximum() -> None:
+    clock = Clock()
+    collector = IdleCollector(idle_s=2, min_interval_s=30, max_interval_s=300, deep_interval_s=600, clock=clock)
+    collector.start()
+    try:
+        clock.t += 10
+        assert not collector.tick()  # idle, but the last collection was 10 s ago
+        clock.t += 25
+        collector.input_seen()
+        assert not collector.tick()  # 35 s since the last one, but the user just typed
+        clock.t += 2
+        assert collector.tick() and collector.collections == 2 and collector.deep_collections == 1
+        for _ in range(301):  # typing without pause: collected anyway after 300 s, never deep while typing
+            clock.t += 1
+            collector.input_seen()
+            collector.tick()
+        assert collector.collections == 3 and collector.deep_collections == 1
+        clock.t += 600
+        assert collector.tick() and collector.deep_collections == 2  # idle and 10 min since the last deep one
+    finally:
+        collector.stop()
+
+
+def test_cyclic_garbage_is_reclaimed_by_its_collections() -> None:
+    import weakref
+
+    clock = Clock()
+    collector = IdleCollector(clock=clock)
+    collector.start()
+    try:
+        young = Cycle()
+        young_ref = weakref.ref(young)
+        del young
+        clock.t += 60
+        assert collector.tick() and young_ref() is None  # allocated after the freeze: a plain collection
+        old = Cycle()
+        collector._collect(deep=False)  # survives a collection: frozen
+        old_ref = weakref.ref(old)
+        del old
+        clock.t += 60
+        collector.tick()
+        assert old_ref() is not None  # frozen garbage waits for the deep collection
+        clock.t += 600
+        assert collector.tick() and collector.deep_collections == 2 and old_ref() is None
+    finally:
+        collector.stop()
+
+
+def test_tick_before_start_or_after_stop_does_nothing() -> None:
+    clock = Clock()
+    collector = IdleCollector(clock=clock)
+    clock.t += 10_000
+    assert not collector.tick() and not collector.active
+    collector.start()
+    collector.stop()
+    clock.t += 10_000
+    assert not collector.tick() and collector.collections == 1
