@@ -55,3 +55,31 @@ async def test_an_update_redraws_only_the_cells_that_changed() -> None:
             type(table.table).__mro__[1]._render_cell = draw  # type: ignore[method-assign]
         assert "changed" in lines[2] and "description 1" in lines[1], lines
         assert [c for c in rendered if c[0] >= 0] == [(2, 1)]
+
+
+async def test_a_big_table_fills_a_batch_per_loop_turn_and_a_newer_set_supersedes_it() -> None:
+    from modelfleet.console.widgets.filterable_table import BATCH, MAX_SHOWN
+
+    app = OneTable()
+    async with app.run_test(size=(100, 10)) as pilot:
+        await pilot.pause()
+        table = app.query_one(FilterableTable)
+        rows = [Row(str(i), (f"model-{i}", f"v{i}")) for i in range(MAX_SHOWN + 50)]
+        table.set_rows(rows)
+        assert table.table.row_count == BATCH  # a screenful now, the rest on the next turns
+        table.set_rows(rows[:BATCH + 10])  # new data mid-fill: the old fill stops, the new one is shown
+        table.set_rows([*rows[:BATCH + 9], Row(str(BATCH + 9), ("changed", "v"))])  # and again, mid-fill
+        for _ in range(10):
+            await pilot.pause()
+        assert table.table.row_count == BATCH + 10 and table._filling is None
+        assert table.table.get_row(str(BATCH + 9))[0] == "changed"
+
+        table.set_rows(rows)
+        for _ in range(10):
+            await pilot.pause()
+        assert table.table.row_count == MAX_SHOWN + 1  # and the "… 50 more rows" line
+        table.select_key("1")
+        table.set_rows(list(reversed(rows[:MAX_SHOWN])))  # rebuilt: the cursor follows its row (in the last batch)
+        for _ in range(10):
+            await pilot.pause()
+        assert table.cursor_key == "1" and table.table.cursor_row == MAX_SHOWN - 2

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from rich.style import Style
@@ -23,6 +24,7 @@ from textual.widgets.data_table import CellKey, ColumnKey, RowKey
 
 Cell = str | Text
 MAX_SHOWN = 250  # rows put in the DataTable at once; the rest are reached with the / filter
+BATCH = 60  # rows added per loop turn when the table is rebuilt (a screenful first)
 MORE_KEY = "\0more"  # the "… N more rows" line
 
 
@@ -160,6 +162,7 @@ class FilterableTable(Vertical):
         self.shown: list[str] = []
         self._cells: list[tuple[Cell, ...]] = []
         self._more = False
+        self._filling: object | None = None  # the fill in progress (see _fill)
 
     def compose(self) -> ComposeResult:
         box = FilterInput(placeholder=self.placeholder)
@@ -207,7 +210,8 @@ class FilterableTable(Vertical):
         hidden = max(0, len(visible) - MAX_SHOWN)
         visible = visible[:MAX_SHOWN]
         keys = [r.key for r in visible]
-        if keys == self.shown and keys and len(keys) == len(self._cells) and bool(hidden) == self._more:
+        if (keys == self.shown and keys and len(keys) == len(self._cells) and bool(hidden) == self._more
+                and self._filling is None):
             # the same rows in the same order (a refresh): update only the cells that changed, in place
             for row, old in zip(visible, self._cells, strict=True):
                 if row.cells != old:
@@ -219,17 +223,35 @@ class FilterableTable(Vertical):
                 table.update_cell(MORE_KEY, "0", _more_text(hidden))
             return
         table.clear()
-        for r in visible:
-            table.add_row(*r.cells, key=r.key)
         self.shown = keys
         self._cells = [r.cells for r in visible]
         self._more = bool(hidden)
+        if current in self.shown:
+            cursor: int | None = self.shown.index(current)
+        elif visible and visible[0].header and len(visible) > 1:
+            cursor = 1
+        else:
+            cursor = None
+        self._filling = object()
+        self._fill(self._filling, visible, 0, hidden, cursor)
+
+    def _fill(self, fill: object, visible: list[Row], start: int, hidden: int, cursor: int | None) -> None:
+        """Add rows ``BATCH`` at a time, one batch per loop turn (a 250-row table at once, with DataTable measuring
+        every cell, held the event loop ~90 ms); a newer ``_apply`` supersedes an unfinished fill."""
+        if fill is not self._filling:
+            return
+        table = self.table
+        end = min(len(visible), start + BATCH)
+        for r in visible[start:end]:
+            table.add_row(*r.cells, key=r.key)
+        if cursor is not None and start <= cursor < end:
+            table.move_cursor(row=cursor, animate=False)
+        if end < len(visible):
+            self.set_timer(0.001, partial(self._fill, fill, visible, end, hidden, cursor))
+            return
         if hidden:
             table.add_row(_more_text(hidden), *([""] * (len(self.columns) - 1)), key=MORE_KEY)
-        if current in self.shown:
-            table.move_cursor(row=self.shown.index(current), animate=False)
-        elif visible and visible[0].header and len(visible) > 1:
-            table.move_cursor(row=1, animate=False)
+        self._filling = None
 
     @property
     def cursor_key(self) -> str | None:
