@@ -179,7 +179,8 @@ async def session(n_nodes: int, n_versions: int) -> dict[str, float]:
         figures["heartbeats"] = len(gaps)
         figures["stalls_over_50ms"] = sum(1 for _p, g in gaps if g > 0.05)
         # the console's own collections (modelfleet.console.idle_gc): the one at start-up (before the first
-        # frame), and a deep one as it runs when the user is idle (every 10 minutes), forced here to time it
+        # frame), and a deep one as it runs when the user is idle (after 25% growth of the long-lived heap),
+        # forced here to time it
         if idle_gc is not None:
             figures["gc_start_pause_ms"] = start_gc_s * 1000
             figures["gc_idle_collections"] = idle_gc.collections - 1

@@ -73,7 +73,8 @@ def _naive(settings: Any, bundle: Path, release: str) -> float:
         script = (f"set -e; rm -rf {rel}; mkdir -p {rel}; tar -xzf {incoming} -C {rel}; "
                   f"ln -sfn releases/naive-{release} {root}/models/credit-risk/current.naive; "
                   f"mv -Tf {root}/models/credit-risk/current.naive {root}/models/credit-risk/current; "
-                  f"supervisorctl -c {v['modelfleet_supervisor_conf']} restart modelfleet-agent-credit-risk >/dev/null")
+                  f"{v.get('modelfleet_supervisorctl', 'supervisorctl')} -c {v['modelfleet_supervisor_conf']} "
+                  "restart modelfleet-agent-credit-risk >/dev/null")
         subprocess.run(["ssh", "-p", str(PORT), *ssh_opts, target, script], check=True)
     return time.perf_counter() - start
 

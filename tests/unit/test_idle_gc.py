@@ -34,7 +34,8 @@ def test_start_freezes_and_turns_off_automatic_full_collections_stop_puts_them_b
 
 def test_collects_only_when_idle_and_not_too_often_but_always_after_the_maximum() -> None:
     clock = Clock()
-    collector = IdleCollector(idle_s=2, min_interval_s=30, max_interval_s=300, deep_interval_s=600, clock=clock)
+    collector = IdleCollector(idle_s=2, min_interval_s=30, max_interval_s=300, deep_interval_s=600, deep_growth=1e9,
+                              clock=clock)
     collector.start()
     try:
         clock.t += 10
@@ -59,7 +60,7 @@ def test_cyclic_garbage_is_reclaimed_by_its_collections() -> None:
     import weakref
 
     clock = Clock()
-    collector = IdleCollector(clock=clock)
+    collector = IdleCollector(clock=clock, deep_interval_s=600, deep_growth=1e9)
     collector.start()
     try:
         young = Cycle()
@@ -76,6 +77,27 @@ def test_cyclic_garbage_is_reclaimed_by_its_collections() -> None:
         assert old_ref() is not None  # frozen garbage waits for the deep collection
         clock.t += 600
         assert collector.tick() and collector.deep_collections == 2 and old_ref() is None
+    finally:
+        collector.stop()
+
+
+def test_a_grown_frozen_heap_gets_a_deep_collection_when_idle() -> None:
+    clock = Clock()
+    collector = IdleCollector(clock=clock, deep_interval_s=1e9, deep_growth=0.25)
+    collector.start()
+    try:
+        clock.t += 60
+        assert collector.tick() and collector.deep_collections == 1  # nothing new: a plain one
+        kept = [Cycle() for _ in range(gc.get_freeze_count() // 2)]  # +50% long-lived objects
+        clock.t += 60
+        collector.input_seen()
+        clock.t += 1
+        assert not collector.tick()  # typing: nothing (for up to max_interval_s)
+        clock.t += 60
+        assert collector.tick() and collector.deep_collections == 1  # idle: a plain one freezes the new objects
+        clock.t += 60
+        assert collector.tick() and collector.deep_collections == 2  # the frozen heap grew by 50%: a deep one
+        del kept
     finally:
         collector.stop()
 
