@@ -338,3 +338,30 @@ def test_unknown_key_action_is_a_config_error() -> None:
 
     with pytest.raises(ModelfleetError, match="unknown action 'flet'"):
         make_app(keys={"flet": "x"})
+
+
+async def test_first_visit_to_a_view_does_not_restyle_the_whole_app_but_a_theme_change_does() -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        calls: list[bool] = []
+        refresh_css = app.refresh_css
+
+        def counting(animate: bool = True) -> None:
+            calls.append(animate)
+            refresh_css(animate)
+
+        app.refresh_css = counting  # type: ignore[method-assign]
+        for key in ("1", "3", "4", "2"):
+            await pilot.press(key)
+            await settle(pilot)
+        assert calls == []  # each new view was styled as it mounted
+        app.theme = "textual-light"
+        await settle(pilot)
+        await pilot.press("1")
+        await settle(pilot)
+        assert calls and isinstance(app.screen, ModelsScreen)
+        from textual.color import Color
+
+        light = Color.parse(app.theme_variables["background"])
+        assert app.screen.styles.background.hex == light.hex  # the hidden view was restyled when shown
