@@ -184,7 +184,7 @@ async def session(n_nodes: int, n_versions: int) -> dict[str, float]:
         if idle_gc is not None:
             figures["gc_start_pause_ms"] = start_gc_s * 1000
             figures["gc_idle_collections"] = idle_gc.collections - 1
-            idle_gc._collect(deep=True)
+            idle_gc.collect(deep=True)
             figures["gc_deep_idle_pause_ms"] = idle_gc.last_pause_s * 1000
     return figures
 

@@ -83,3 +83,23 @@ async def test_a_big_table_fills_a_batch_per_loop_turn_and_a_newer_set_supersede
         for _ in range(10):
             await pilot.pause()
         assert table.cursor_key == "1" and table.table.cursor_row == MAX_SHOWN - 2
+
+
+async def test_a_cell_that_only_changes_colour_is_updated_and_redrawn() -> None:
+    from rich.text import Text
+
+    app = OneTable()
+    async with app.run_test(size=(100, 10)) as pilot:
+        await pilot.pause()
+        table = app.query_one(FilterableTable)
+        first = Row("a", ("node-1", "-"))  # the cursor's row (the cursor colours it over)
+        table.set_rows([first, Row("b", ("node-2", Text("1.5%")))])
+        for _ in range(3):
+            await pilot.pause()
+        before = table.table.render_line(2)
+        table.set_rows([first, Row("b", ("node-2", Text("1.5%", style="bold red")))])  # Text == ignores the style
+        for _ in range(3):
+            await pilot.pause()
+        after = table.table.render_line(2)
+        assert table.table.get_row("b")[1].style == "bold red"
+        assert after.text == before.text and list(after) != list(before)  # same characters, drawn red

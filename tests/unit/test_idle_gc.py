@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import gc
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 from modelfleet.console.idle_gc import NO_AUTOMATIC_FULL, IdleCollector
 
@@ -20,24 +24,29 @@ class Cycle:
         self.me = self
 
 
-def test_start_freezes_and_turns_off_automatic_full_collections_stop_puts_them_back() -> None:
-    before = gc.get_threshold()
-    collector = IdleCollector(clock=Clock())
+@contextmanager
+def running(**options: Any) -> Iterator[tuple[IdleCollector, Clock]]:
+    """A started collector on a clock the test moves; the interpreter's settings are put back afterwards."""
+    clock = Clock()
+    collector = IdleCollector(clock=clock, **options)
     collector.start()
     try:
-        assert gc.get_threshold()[2] == NO_AUTOMATIC_FULL and gc.get_freeze_count() > 0
-        assert collector.collections == 1 and collector.deep_collections == 1
+        yield collector, clock
     finally:
         collector.stop()
+
+
+def test_start_freezes_and_turns_off_automatic_full_collections_stop_puts_them_back() -> None:
+    before = gc.get_threshold()
+    with running() as (collector, _clock):
+        assert gc.get_threshold()[2] == NO_AUTOMATIC_FULL and gc.get_freeze_count() > 0
+        assert collector.collections == 1 and collector.deep_collections == 1
     assert gc.get_threshold() == before and gc.get_freeze_count() == 0
 
 
 def test_collects_only_when_idle_and_not_too_often_but_always_after_the_maximum() -> None:
-    clock = Clock()
-    collector = IdleCollector(idle_s=2, min_interval_s=30, max_interval_s=300, deep_interval_s=600, deep_growth=1e9,
-                              clock=clock)
-    collector.start()
-    try:
+    with running(idle_s=2, min_interval_s=30, max_interval_s=300, deep_interval_s=600,
+                 deep_growth=1e9) as (collector, clock):
         clock.t += 10
         assert not collector.tick()  # idle, but the last collection was 10 s ago
         clock.t += 25
@@ -52,24 +61,17 @@ def test_collects_only_when_idle_and_not_too_often_but_always_after_the_maximum(
         assert collector.collections == 3 and collector.deep_collections == 1
         clock.t += 600
         assert collector.tick() and collector.deep_collections == 2  # idle and 10 min since the last deep one
-    finally:
-        collector.stop()
 
 
 def test_cyclic_garbage_is_reclaimed_by_its_collections() -> None:
-    import weakref
-
-    clock = Clock()
-    collector = IdleCollector(clock=clock, deep_interval_s=600, deep_growth=1e9)
-    collector.start()
-    try:
+    with running(deep_interval_s=600, deep_growth=1e9) as (collector, clock):
         young = Cycle()
         young_ref = weakref.ref(young)
         del young
         clock.t += 60
         assert collector.tick() and young_ref() is None  # allocated after the freeze: a plain collection
         old = Cycle()
-        collector._collect(deep=False)  # survives a collection: frozen
+        collector.collect(deep=False)  # survives a collection: frozen
         old_ref = weakref.ref(old)
         del old
         clock.t += 60
@@ -77,15 +79,10 @@ def test_cyclic_garbage_is_reclaimed_by_its_collections() -> None:
         assert old_ref() is not None  # frozen garbage waits for the deep collection
         clock.t += 600
         assert collector.tick() and collector.deep_collections == 2 and old_ref() is None
-    finally:
-        collector.stop()
 
 
 def test_a_grown_frozen_heap_gets_a_deep_collection_when_idle() -> None:
-    clock = Clock()
-    collector = IdleCollector(clock=clock, deep_interval_s=1e9, deep_growth=0.25)
-    collector.start()
-    try:
+    with running(deep_interval_s=1e9, deep_growth=0.25) as (collector, clock):
         clock.t += 60
         assert collector.tick() and collector.deep_collections == 1  # nothing new: a plain one
         kept = [Cycle() for _ in range(gc.get_freeze_count() // 2)]  # +50% long-lived objects
@@ -98,8 +95,6 @@ def test_a_grown_frozen_heap_gets_a_deep_collection_when_idle() -> None:
         clock.t += 60
         assert collector.tick() and collector.deep_collections == 2  # the frozen heap grew by 50%: a deep one
         del kept
-    finally:
-        collector.stop()
 
 
 def test_tick_before_start_or_after_stop_does_nothing() -> None:

@@ -55,7 +55,7 @@ class IdleCollector:
         threshold0, threshold1, threshold2 = gc.get_threshold()
         self._saved = (threshold0, threshold1, threshold2)
         gc.set_threshold(threshold0, threshold1, NO_AUTOMATIC_FULL)
-        self._collect(deep=True)
+        self.collect(deep=True)
 
     def stop(self) -> None:
         if self._saved is None:
@@ -80,10 +80,11 @@ class IdleCollector:
         now = self.clock()
         grown = gc.get_freeze_count() > self._frozen_after_deep * (1 + self.deep_growth)
         idle = now - self._last_input >= self.idle_s
-        self._collect(deep=idle and (grown or now - self._last_deep >= self.deep_interval_s))
+        self.collect(deep=idle and (grown or now - self._last_deep >= self.deep_interval_s))
         return True
 
-    def _collect(self, *, deep: bool) -> None:
+    def collect(self, *, deep: bool) -> None:
+        """Collect now: what is new since the last freeze, or (``deep``) everything; then freeze the survivors."""
         started = time.perf_counter()
         if deep:
             gc.unfreeze()

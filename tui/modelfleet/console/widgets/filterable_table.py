@@ -28,6 +28,18 @@ BATCH = 60  # rows added per loop turn when the table is rebuilt (a screenful fi
 MORE_KEY = "\0more"  # the "… N more rows" line
 
 
+def same_cell(a: Cell, b: Cell) -> bool:
+    """Whether two cells draw the same. Rich's ``Text ==`` compares only the characters and spans, not the
+    text's own style: ``Text("1.5%", style="bold red")`` equals ``Text("1.5%")``, so a cell turning red would
+    never be updated or redrawn."""
+    if a is b:
+        return True
+    if isinstance(a, Text) and isinstance(b, Text):
+        return (a.plain == b.plain and a.style == b.style and a.spans == b.spans and a.justify == b.justify
+                and a.overflow == b.overflow and a.no_wrap == b.no_wrap)
+    return type(a) is type(b) and a == b
+
+
 class MeasuredTable(DataTable[Cell]):
     """A DataTable that redraws a cell when its column widens, and only the cells that changed after an update.
 
@@ -57,7 +69,7 @@ class MeasuredTable(DataTable[Cell]):
         value = self._data[row_key][column_key]
         drawn_as = (row_index, base_style, width, cursor, hover, self._show_hover_cursor, self._pseudo_class_state)
         kept = self._kept_cells.get(cell_key)
-        if kept is not None and kept[0] == drawn_as and (kept[1] is value or kept[1] == value):
+        if kept is not None and kept[0] == drawn_as and same_cell(kept[1], value):
             return kept[2]
         lines = super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
         if len(self._kept_cells) >= self.KEPT_CELLS_MAX:
@@ -99,6 +111,11 @@ class Row:
 
     def text(self) -> str:
         return " ".join(c.plain if isinstance(c, Text) else str(c) for c in self.cells).lower()
+
+    def draws_like(self, other: Row) -> bool:
+        return (self.key == other.key and self.header == other.header and self.group == other.group
+                and len(self.cells) == len(other.cells)
+                and all(same_cell(a, b) for a, b in zip(self.cells, other.cells, strict=True)))
 
 
 def matches(row: Row, needle: str) -> bool:
@@ -190,7 +207,8 @@ class FilterableTable(Vertical):
     # -- data ----------------------------------------------------------------------------------------------
     def set_rows(self, rows: Sequence[Row]) -> None:
         rows = list(rows)
-        if rows == self.rows and self.shown:
+        if self.shown and len(rows) == len(self.rows) and all(
+                a.draws_like(b) for a, b in zip(rows, self.rows, strict=True)):
             return  # nothing changed: keep the table (and the loop) idle
         self.rows = rows
         self._apply()
@@ -214,10 +232,9 @@ class FilterableTable(Vertical):
                 and self._filling is None):
             # the same rows in the same order (a refresh): update only the cells that changed, in place
             for row, old in zip(visible, self._cells, strict=True):
-                if row.cells != old:
-                    for i, (new_cell, old_cell) in enumerate(zip(row.cells, old, strict=False)):
-                        if new_cell != old_cell:
-                            table.update_cell(row.key, str(i), new_cell)
+                for i, (new_cell, old_cell) in enumerate(zip(row.cells, old, strict=False)):
+                    if not same_cell(new_cell, old_cell):
+                        table.update_cell(row.key, str(i), new_cell)
             self._cells = [r.cells for r in visible]
             if hidden:
                 table.update_cell(MORE_KEY, "0", _more_text(hidden))
