@@ -46,7 +46,7 @@ test-integration: system-deps-test deps
 	$(BIN)/python -m pytest -m integration $(PYTEST_ARGS)
 
 check: deps
-	$(BIN)/ruff check tui tests bench
+	$(BIN)/ruff check tui tests bench plugins
 	$(BIN)/mypy
 
 lint: deps

@@ -45,16 +45,22 @@ def ansible_env() -> dict[str, str]:
 
 
 def ansible_adhoc(
-    inventory: Path, pattern: str, module: str, args: str | None = None, *, verbose: int = 0, timeout: float = 120
+    inventory: Path, pattern: str, module: str, args: str | None = None, *, verbose: int = 0, timeout: float = 120,
+    strategy: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """``ansible -i INVENTORY PATTERN -m MODULE [-a ARGS]`` as a subprocess (``verbose=3`` adds ``-vvv``)."""
+    """``ansible -i INVENTORY PATTERN -m MODULE [-a ARGS]`` as a subprocess (``verbose=3`` adds ``-vvv``).
+
+    ``strategy`` overrides ansible.cfg's (``modelfleet_linear``, Mitogen), e.g. ``"linear"`` for plain Ansible.
+    """
     cmd = [str(VENV_BIN / "ansible"), "-i", str(inventory), pattern, "-m", module]
     if args is not None:
         cmd += ["-a", args]
     if verbose:
         cmd.append("-" + "v" * verbose)
-    return subprocess.run(cmd, capture_output=True, text=True, env=ansible_env(), cwd=REPO_ROOT,
-                          timeout=timeout, check=False)
+    env = ansible_env()
+    if strategy is not None:
+        env["ANSIBLE_STRATEGY"] = strategy
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO_ROOT, timeout=timeout, check=False)
 
 
 def host_results(output: str) -> dict[str, str]:

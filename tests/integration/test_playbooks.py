@@ -8,6 +8,7 @@ refused naming the lock holder, and check mode leaving every node untouched.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -251,6 +253,22 @@ def test_tampered_or_foreign_bundle_is_refused_before_the_switch(fleet: Fleet, r
         assert not (fleet.nodes[node] / "run" / f"{MODEL}.deploy.lock").exists()
 
 
+@contextlib.contextmanager
+def paused(proc: subprocess.Popen[str]) -> Iterator[None]:
+    """Freeze a running playbook (the process and every worker and ssh it started) for the block."""
+    tree = [psutil.Process(proc.pid)]
+    tree += tree[0].children(recursive=True)
+    for p in tree:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.suspend()
+    try:
+        yield
+    finally:
+        for p in tree:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                p.resume()
+
+
 def test_concurrent_deploy_is_refused_naming_the_holder(fleet: Fleet, releases: dict[str, Any]) -> None:
     node = "edge-arm-02"
     lock = fleet.nodes[node] / "run" / f"{MODEL}.deploy.lock"
@@ -262,7 +280,11 @@ def test_concurrent_deploy_is_refused_naming_the_holder(fleet: Fleet, releases: 
         while not lock.exists() and first.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
         assert lock.exists(), "the first deploy never took the lock"
-        second = playbook(fleet, "deploy.yml", *release_args(releases["2"]), *target, "-e", "modelfleet_run_id=run-B")
+        # The first run is held inside its locked section (a deploy here takes seconds, faster than a second
+        # ansible-playbook starts), so the second one meets the lock for certain.
+        with paused(first):
+            second = playbook(fleet, "deploy.yml", *release_args(releases["2"]), *target,
+                              "-e", "modelfleet_run_id=run-B")
         assert second.rc != 0
         assert "locked by run run-A" in second.out, second.out[-3000:]
     finally:

@@ -107,14 +107,23 @@ def test_inventory_reads_back_as_the_fleet(sim_fleet: RunningFleet) -> None:
 
 
 def test_ansible_reaches_every_node_over_ssh(sim_fleet: RunningFleet) -> None:
-    done = ansible_adhoc(sim_fleet.inventory, "edge", "ansible.builtin.ping", verbose=3)
+    # Plain Ansible says at -vvv how it connects: really SSH to each node's own address and the fleet's port,
+    # never a local connection.
+    done = ansible_adhoc(sim_fleet.inventory, "edge", "ansible.builtin.ping", verbose=3, strategy="linear")
     assert done.returncode == 0, done.stdout + done.stderr
     assert host_results(done.stdout) == dict.fromkeys(NODES, "SUCCESS")
-    # Really SSH to each node's own address and the fleet's port, never a local connection.
     assert "ESTABLISH LOCAL CONNECTION" not in done.stdout
     for address in ADDRESSES:
         assert f"<{address}> ESTABLISH SSH CONNECTION FOR USER: {_state(sim_fleet).user}" in done.stdout
         assert f"-o Port={SIM_SSH_PORT}" in done.stdout
+    # Through Mitogen (ansible.cfg's strategy) it logs in over the same SSH, once per node: the fleet's sshd
+    # records each login.
+    log = sim_fleet.fleet.sim_dir / "ssh" / "sshd.log"
+    logins_before = log.read_text().count("Accepted publickey")
+    done = ansible_adhoc(sim_fleet.inventory, "edge", "ansible.builtin.ping")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert host_results(done.stdout) == dict.fromkeys(NODES, "SUCCESS")
+    assert log.read_text().count("Accepted publickey") - logins_before >= len(NODES)
 
 
 def test_kill_makes_one_node_unreachable_and_start_brings_it_back(sim_fleet: RunningFleet) -> None:

@@ -66,6 +66,11 @@ class SshServer:
         return self.dir / "known_hosts"
 
     @property
+    def home(self) -> Path:
+        """HOME of every session: an empty folder, so the account's shell start-up files are not read."""
+        return self.dir / "home"
+
+    @property
     def log(self) -> Path:
         return self.dir / "sshd.log"
 
@@ -77,6 +82,7 @@ class SshServer:
         """Generate the host and client key pairs once; later ``up`` runs reuse them (known_hosts stays valid)."""
         self.dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.dir, 0o700)
+        self.home.mkdir(mode=0o700, exist_ok=True)
         for key, comment in ((self.host_key, "modelfleet-sim-host"), (self.client_key, "modelfleet-sim-client")):
             if key.exists() and key.with_suffix(".pub").exists():
                 continue
@@ -121,6 +127,9 @@ AllowAgentForwarding no
 PrintMotd no
 PrintLastLog no
 UseDNS no
+# Sessions get a HOME of their own: bash sources ~/.bashrc even for `ssh node cmd`, and a developer's
+# (pyenv, cargo, ...) costs ~0.2 s per command, which a real node's service account does not have.
+SetEnv HOME="{self.home}"
 # Ansible opens up to `forks` connections at once on one sshd: raise the unauthenticated-connection cap.
 MaxStartups 200:30:400
 MaxSessions 64
