@@ -5,7 +5,7 @@ Ansible's ``linear`` strategy (task by task, every host of the batch in step; ``
 ``max_fail_percentage`` behave exactly as documented) with Mitogen's connection layer under it when the
 ``mitogen`` package is importable: one persistent Python interpreter per node over the same SSH connection, and
 modules sent once and cached there instead of a new AnsiballZ interpreter per task. On this project's 2-core
-controller a task costs ~0.13 s instead of ~0.65 s (docs/benchmarks.md). Without Mitogen (a controller that only
+machine 60 tasks on one node take 11.0 s instead of 39.6 s (docs/benchmarks.md). Without Mitogen (a controller that only
 has ansible-core) the plugin is plain ``linear`` and says so once.
 
 Turn Mitogen off for one run with ``ANSIBLE_STRATEGY=linear``.

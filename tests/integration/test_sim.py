@@ -126,6 +126,14 @@ def test_ansible_reaches_every_node_over_ssh(sim_fleet: RunningFleet) -> None:
     assert log.read_text().count("Accepted publickey") - logins_before >= len(NODES)
 
 
+def test_ssh_sessions_have_the_fleets_own_home(sim_fleet: RunningFleet) -> None:
+    # The account's shell start-up files (~/.bashrc) are not read per command: HOME is the fleet's empty folder.
+    home = sim_fleet.fleet.sim_dir / "ssh" / "home"
+    done = ansible_adhoc(sim_fleet.inventory, "edge", "ansible.builtin.command", "printenv HOME")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count(f"\n{home}\n") == len(NODES), done.stdout
+
+
 def test_kill_makes_one_node_unreachable_and_start_brings_it_back(sim_fleet: RunningFleet) -> None:
     fleet = sim_fleet.fleet
     assert _ping(sim_fleet) == dict.fromkeys(NODES, "SUCCESS")  # warm ControlPersist masters on purpose
