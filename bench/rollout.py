@@ -45,16 +45,16 @@ def _config(project: Path, registry: Path, nodes: int) -> None:
 
 
 def _rollback_seconds(settings: Any, run_id: str, node: str) -> float | None:
+    """From the failed health gate to the previous release answering again, as the node-side step recorded it."""
     from modelfleet.runners.ansible import replay
     from modelfleet.runners.events import EventKind
 
     events, _, _ = replay(settings.state_dir, run_id)
-    mine = [e for e in events if e.host == node and e.created]
-    failed = [e for e in mine if e.kind is EventKind.HOST_FAILED and "Gate" in (e.task or "")]
-    back = [e for e in mine if "Recover" in (e.task or "") and e.kind in (EventKind.HOST_OK, EventKind.HOST_CHANGED)]
-    if not failed or not back or failed[0].created is None or back[-1].created is None:
-        return None
-    return (back[-1].created - failed[0].created).total_seconds()
+    for e in events:
+        step = e.data.get("modelfleet") if e.host == node and e.kind is EventKind.HOST_FAILED else None
+        if isinstance(step, dict) and step.get("rolled_back_at") and step.get("gate_failed_at"):
+            return float(step["rolled_back_at"]) - float(step["gate_failed_at"])
+    return None
 
 
 def _naive(settings: Any, bundle: Path, release: str) -> float:

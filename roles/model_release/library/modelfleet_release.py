@@ -1,0 +1,731 @@
+#!/usr/bin/python
+# modelfleet: the node-side step of the model_release role.
+"""Ansible module ``modelfleet_release``: prepare, deploy, roll back or revert one model release on a node.
+
+Each action is one call on the node, so a deploy costs a handful of tasks per node instead of dozens; the
+role keeps the controller-side parts (pinning, the push, the agent's config, waves and the failure budget).
+"""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: modelfleet_release
+short_description: Prepare, deploy, roll back or revert one model release on an edge node
+description:
+  - The node-side step of the model_release role; every action is one call on the node.
+  - C(prepare) reads the model's state on the node (C(current), C(previous), whether the release is unpacked,
+    free disk) and refuses while another run holds the per-model deploy lock, naming that run. Unless the
+    release is already current it checks free disk and takes the lock for this run (not in check mode).
+  - C(deploy) verifies the pushed bundle (signature and every checksum, with the node venv's
+    C(python -m modelfleet.release_verify)) and unpacks it into C(releases/<version>-<digest12>/), switches
+    C(current) by an atomic rename (C(previous) keeps the old target), reloads or starts the agent and runs the
+    functional health gate. On any failure after the switch it switches back, reloads, checks the old release
+    answers and drops the failed release. Then it keeps the last O(keep) releases, appends a line to
+    C(log/deployments.jsonl) and releases the lock. With O(reload=false) (the model's first release, whose agent
+    is installed after the switch) it stops after the switch; C(gate) finishes the deploy.
+  - C(gate) runs the health gate on the switched release and finishes the deploy (or recovers) as above.
+  - C(recover) undoes a deploy that failed outside this module (switched or not), journals it and unlocks.
+  - C(rollback) switches to the previous release or a named version still on the node, under the lock, gated,
+    and switches back if that release does not answer.
+  - C(revert) returns the node to the release that was current before this run (the failure budget was spent).
+options:
+  action:
+    description: What to do.
+    type: str
+    required: true
+    choices: [prepare, deploy, gate, recover, rollback, revert]
+  root:
+    description: The node folder modelfleet owns (modelfleet_root).
+    type: path
+    required: true
+  model:
+    description: Model name.
+    type: str
+    required: true
+  node:
+    description: Inventory name of the node, for messages and the journal.
+    type: str
+    default: ""
+  run_id:
+    description: Run id recorded in the lock and the journal.
+    type: str
+    default: ""
+  version:
+    description: Pinned version (deploy).
+    type: str
+    default: ""
+  digest:
+    description: Pinned artifact digest, sha256 hex (deploy).
+    type: str
+    default: ""
+  release:
+    description: Release folder name C(<version>-<digest12>).
+    type: str
+    default: ""
+  bundle:
+    description: Node path of the pushed or pulled bundle; empty when the release is already unpacked.
+    type: path
+  python:
+    description: Interpreter that has the modelfleet package (default the node venv's).
+    type: path
+  public_key:
+    description: Key the release signature is checked with (default C(<root>/etc/release.pub)).
+    type: path
+  holder:
+    description: What the lock records about this run (run_id, action, version, controller, pid, started).
+    type: dict
+    default: {}
+  break_stale_lock:
+    description: Remove a lock older than O(lock_timeout_s) held by another run.
+    type: bool
+    default: false
+  lock_timeout_s:
+    description: Age after which a lock counts as stale.
+    type: int
+    default: 3600
+  needed_bytes:
+    description: Free disk the release needs under O(root) (prepare).
+    type: int
+    default: 0
+  service_manager:
+    description: Init that runs the agent.
+    type: str
+    default: systemd
+    choices: [systemd, supervisord]
+  supervisorctl:
+    description: supervisorctl command (supervisord).
+    type: str
+    default: supervisorctl
+  supervisor_conf:
+    description: supervisord configuration file (supervisord).
+    type: str
+    default: ""
+  program:
+    description: Program or unit name of the model's agent (default C(modelfleet-agent-<model>)).
+    type: str
+  reload:
+    description: Reload or start the agent after the switch (deploy, gate). Off for a first release whose agent
+      is installed after the switch.
+    type: bool
+    default: true
+  reload_method:
+    description: C(signal) (SIGHUP through the init) or C(http) (POST /admin/reload with the admin token).
+    type: str
+    default: signal
+    choices: [signal, http]
+  agent_address:
+    description: Address the model's agent listens on.
+    type: str
+    default: 127.0.0.1
+  agent_port:
+    description: Port of the model's agent; 0 reads the port recorded on the node (C(<root>/etc/agents/ports.json)).
+    type: int
+    default: 0
+  probe:
+    description: Probe override C({request, expected}); empty uses the release manifest's probe.
+    type: dict
+    default: {}
+  gate_latency_ms:
+    description: Latency budget of the probe, milliseconds.
+    type: float
+    default: 500
+  gate_retries:
+    description: Gate retries (backoff doubles each time).
+    type: int
+    default: 6
+  gate_backoff_s:
+    description: First backoff between gate attempts, seconds.
+    type: float
+    default: 0.25
+  gate_timeout_s:
+    description: Timeout of one HTTP request of the gate, seconds.
+    type: float
+    default: 2.0
+  keep:
+    description: Releases kept per model (current and previous always stay).
+    type: int
+    default: 3
+  old_link:
+    description: What C(current) pointed at before this run (gate, recover, revert).
+    type: str
+    default: ""
+  old_previous:
+    description: What C(previous) pointed at before this run (gate, recover, revert).
+    type: str
+    default: ""
+  switched:
+    description: Whether this run switched C(current) (recover).
+    type: bool
+    default: false
+  switched_at:
+    description: When this run switched C(current), epoch seconds (gate, recover).
+    type: float
+  error:
+    description: Why the deploy failed (recover).
+    type: str
+    default: ""
+  rollback_to:
+    description: C(previous), or a version whose release is still on the node (rollback).
+    type: str
+    default: previous
+  requires:
+    description: The bundle's C(requires) (C(arch) list, C(accelerator)); checked against the node (prepare).
+    type: dict
+    default: {}
+  node_class:
+    description: Declared class of the node (cpu, gpu, arm).
+    type: str
+    default: cpu
+  hardware_check:
+    description: Check the real architecture; when off (simulated fleet) an arm-class node counts as aarch64.
+    type: bool
+    default: true
+author: modelfleet
+"""
+
+EXAMPLES = r"""
+- name: Take the lock and read the node's state
+  modelfleet_release:
+    action: prepare
+    root: /opt/modelfleet
+    model: credit-risk
+    release: 7-0123456789ab
+    run_id: deploy-20260101T000000Z-42
+    needed_bytes: 104857600
+  register: state
+
+- name: Verify, unpack, switch, reload and gate
+  modelfleet_release:
+    action: deploy
+    root: /opt/modelfleet
+    model: credit-risk
+    version: "7"
+    digest: 0123456789ab...
+    release: 7-0123456789ab
+    bundle: /opt/modelfleet/run/incoming/credit-risk-7-0123456789ab.tar.gz
+    agent_address: 127.0.10.1
+    service_manager: systemd
+"""
+
+RETURN = r"""
+outcome:
+  description: unchanged, deployed, rolled_back (the new release failed and the old one is back), refused
+    (the release never reached C(current)), reverted, revert_unhealthy or rollback_failed.
+  type: str
+  returned: always
+current:
+  description: Target of C(current) after the call (C(releases/<name>)).
+  type: str
+  returned: always
+previous:
+  description: Target of C(current) before the call (deploy, rollback, revert).
+  type: str
+  returned: changed
+previous_link:
+  description: Target of C(previous) (prepare).
+  type: str
+  returned: success
+is_current:
+  description: The release is unpacked and C(current) points at it (prepare).
+  type: bool
+  returned: success
+present:
+  description: The release is already unpacked on the node (prepare).
+  type: bool
+  returned: success
+lock_acquired:
+  description: This run holds the per-model deploy lock (prepare).
+  type: bool
+  returned: success
+modelfleet:
+  description: The step's record (stage, times, gate verdicts), also written to C(log/deployments.jsonl).
+  type: dict
+  returned: always
+"""
+
+import json  # noqa: E402
+import os  # noqa: E402
+from datetime import datetime, timezone  # noqa: E402
+import platform  # noqa: E402
+import time  # noqa: E402
+from typing import Any  # noqa: E402
+
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible.module_utils.modelfleet_release_gate import Gate, call  # noqa: E402
+from ansible.module_utils.modelfleet_release_node import (  # noqa: E402
+    AgentService,
+    NodeModel,
+    ServiceError,
+    describe_holder,
+    split_release,
+)
+
+
+# What a line of log/deployments.jsonl holds (the module's result carries the gate verdicts too).
+JOURNAL_FIELDS = ("time", "action", "node", "model", "version", "digest", "release", "previous", "outcome", "run_id",
+                  "switched_at", "gate_failed_at", "rolled_back_at", "latency_ms", "broke_lock_of", "error")
+
+
+class Failed(Exception):
+    """The step failed; ``fields`` go into the module's result."""
+
+    def __init__(self, msg: str, **fields: Any) -> None:
+        super().__init__(msg)
+        self.msg = msg
+        self.fields = fields
+
+
+class Step:
+    def __init__(self, module: AnsibleModule) -> None:
+        self.module = module
+        p = module.params
+        self.p = p
+        self.node = NodeModel(p["root"], p["model"])
+        self.name = p["release"]
+        self.program = p["program"] or "modelfleet-agent-" + p["model"]
+        self.service = AgentService(lambda cmd: module.run_command(list(cmd)), p["service_manager"], self.program,
+                                    p["supervisorctl"], p["supervisor_conf"])
+        self.record: dict[str, Any] = {"node": p["node"], "model": p["model"], "run_id": p["run_id"]}
+        self.check = module.check_mode
+
+    # -- pieces ---------------------------------------------------------------------------------------------
+    def where(self) -> str:
+        return "%s on %s" % (self.p["model"], self.p["node"] or "this node")
+
+    def locked_msg(self, holder: dict[str, Any]) -> str:
+        return ("%s is locked by %s; wait for it to finish, or if that run is gone break the lock with "
+                "-e model_release_break_stale_lock=true (locks older than %s s)"
+                % (self.where(), describe_holder(holder), self.p["lock_timeout_s"]))
+
+    def take_lock(self) -> bool:
+        """Hold the lock for this run (breaking a stale one when asked). True when this call took it."""
+        holder = self.node.lock_holder()
+        if holder is not None and holder.get("run_id") == self.p["run_id"]:
+            return False
+        if holder is not None:
+            if self.p["break_stale_lock"] and self.node.lock_age_s() > self.p["lock_timeout_s"]:
+                self.node.break_lock()
+                self.record["broke_lock_of"] = holder.get("run_id")
+            else:
+                raise Failed(self.locked_msg(holder), outcome="locked", lock_holder=holder)
+        other = self.node.take_lock(dict(self.p["holder"], run_id=self.p["run_id"]))
+        if other is not None:
+            raise Failed(self.locked_msg(other), outcome="locked", lock_holder=other)
+        return True
+
+    def unlock(self) -> None:
+        self.node.release_lock(self.p["run_id"])
+
+    def remove_bundle(self) -> None:
+        bundle = self.p["bundle"]
+        if bundle and os.path.isfile(bundle):
+            os.unlink(bundle)
+
+    def verify(self, name: str, bundle: str | None) -> dict[str, Any]:
+        """Signature and every checksum (and the unpack, from a bundle). Raises Failed(outcome=refused)."""
+        python = self.p["python"] or os.path.join(self.p["root"], "agent", "venv", "bin", "python")
+        key = self.p["public_key"] or os.path.join(self.p["root"], "etc", "release.pub")
+        cmd = [python, "-m", "modelfleet.release_verify", "--public-key", key]
+        if bundle:
+            cmd += ["--bundle", bundle, "--dest", self.node.release_path(name)]
+        else:
+            cmd += ["--release-dir", self.node.release_path(name)]
+        rc, out, err = self.module.run_command(cmd)
+        try:
+            verified = json.loads(out.strip().splitlines()[-1]) if out.strip() else {}
+        except ValueError:
+            verified = {}
+        if rc != 0 or not verified.get("ok"):
+            reason = verified.get("error") or (err or out).strip()[-600:] or "release_verify exited %s" % rc
+            raise Failed("release %s refused on %s: %s" % (name, self.p["node"] or "the node", reason),
+                         outcome="refused")
+        return verified
+
+    def agent_url(self) -> str:
+        """Base URL of the model's agent: the given port, else the one recorded on the node."""
+        port = self.p["agent_port"]
+        if not port:
+            ports_file = os.path.join(self.p["root"], "etc", "agents", "ports.json")
+            try:
+                with open(ports_file, encoding="utf-8") as fh:
+                    port = int(json.load(fh)[self.p["model"]])
+            except (OSError, ValueError, KeyError, TypeError):
+                raise Failed("no port is recorded for %s in %s; run the model_agent role (a deploy does) or pass "
+                             "agent_port" % (self.where(), ports_file)) from None
+        address = self.p["agent_address"]
+        return "http://%s:%s" % ("[%s]" % address if ":" in address else address, port)
+
+    def reload_agent(self) -> str:
+        if self.p["reload_method"] == "http" and self.service.state() == "running":
+            token_file = os.path.join(self.p["root"], "etc", "agents", self.p["model"] + ".admin-token")
+            with open(token_file, encoding="utf-8") as fh:
+                token = fh.read().strip()
+            status, answer, _ = call(self.agent_url() + "/admin/reload", b"{}",
+                                     {"Authorization": "Bearer " + token, "Content-Type": "application/json"},
+                                     max(self.p["gate_timeout_s"], 30.0))
+            if status not in (200, 202):
+                raise ServiceError("POST /admin/reload answered %s: %s" % (status, answer))
+            return "reloaded"
+        return self.service.reload_or_start()
+
+    def gate(self, name: str, version: str, digest: str, probe: dict[str, Any] | None) -> dict[str, Any]:
+        if not probe:
+            try:
+                with open(os.path.join(self.node.release_path(name), "manifest.json"), encoding="utf-8") as fh:
+                    probe = json.load(fh).get("probe")
+            except (OSError, ValueError):
+                probe = None
+        return Gate(self.agent_url(), version=version, digest=digest, probe=probe,
+                    latency_ms=self.p["gate_latency_ms"], retries=self.p["gate_retries"],
+                    backoff_s=self.p["gate_backoff_s"], timeout_s=self.p["gate_timeout_s"]).run()
+
+    def journal(self, action: str, outcome: str, **fields: Any) -> None:
+        """One line in the node's deployments.jsonl (the step's record without the gate details)."""
+        self.record.update(fields)
+        self.record.update(action=action, outcome=outcome,
+                           time=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+        if not self.check:
+            self.node.journal({k: v for k, v in self.record.items() if k in JOURNAL_FIELDS})
+
+    def result(self, changed: bool, outcome: str, **extra: Any) -> dict[str, Any]:
+        self.record["outcome"] = outcome
+        out = {"changed": changed, "outcome": outcome, "current": self.node.link("current"),
+               "modelfleet": dict(self.record)}
+        out.update(extra)
+        return out
+
+    # -- the way back ---------------------------------------------------------------------------------------
+    def switch_back(self, name: str, old_link: str, old_previous: str) -> dict[str, Any]:
+        """``current`` back to ``old_link`` (or removed, first release), agent reloaded, the old release checked."""
+        back: dict[str, Any] = {}
+        self.record["gate_failed_at"] = time.time()
+        if old_link:
+            self.node.set_link("current", old_link)
+            self.node.restore_link("previous", old_previous)
+            try:
+                back["agent"] = self.reload_agent()
+            except ServiceError as exc:
+                back["agent_error"] = str(exc)
+            old_name = os.path.basename(old_link)
+            version, digest12 = split_release(old_name)
+            verdict = self.gate(old_name, version, digest12, None)
+            back["old_gate"] = verdict
+            back["old_answers"] = bool(verdict.get("ok"))
+        else:
+            self.service.stop()
+            self.node.remove_link("current")
+            self.node.restore_link("previous", old_previous)
+            back["old_answers"] = True
+        if back["old_answers"]:
+            self.record["rolled_back_at"] = time.time()
+        if old_link != "releases/" + name:
+            self.node.drop_release(name)
+        return back
+
+    # -- actions --------------------------------------------------------------------------------------------
+    def node_arch(self) -> str:
+        arch = platform.machine()
+        if not self.p["hardware_check"]:
+            arch = {"arm": "aarch64"}.get(self.p["node_class"], arch)
+        return arch
+
+    def check_requires(self) -> None:
+        """The bundle's required architecture and accelerator against this node."""
+        p, requires = self.p, self.p["requires"] or {}
+        archs = requires.get("arch") or ["x86_64", "aarch64"]
+        arch = self.node_arch()
+        if arch not in archs:
+            raise Failed("%s %s supports %s; %s is %s (%s); leave this node out of the target group"
+                         % (p["model"], p["version"], ", ".join(archs), p["node"] or "this node", arch,
+                            p["node_class"]), outcome="refused")
+        accelerator = requires.get("accelerator")
+        if accelerator and not (accelerator == "nvidia" and p["node_class"] == "gpu"):
+            raise Failed("%s %s needs a %s accelerator; %s is a %s node; target edge_gpu instead"
+                         % (p["model"], p["version"], accelerator, p["node"] or "this node", p["node_class"]),
+                         outcome="refused")
+
+    def prepare(self) -> dict[str, Any]:
+        self.check_requires()
+        cur, prev = self.node.link("current"), self.node.link("previous")
+        present = self.node.has_release(self.name)
+        is_current = bool(self.name) and cur == "releases/" + self.name and present
+        holder = self.node.lock_holder()
+        lock_acquired = holder is not None and holder.get("run_id") == self.p["run_id"]
+        if holder is not None and not lock_acquired and not (
+                self.p["break_stale_lock"] and self.node.lock_age_s() > self.p["lock_timeout_s"]):
+            raise Failed(self.locked_msg(holder), outcome="locked", lock_holder=holder)
+        free = self.node.free_bytes()
+        if not is_current:
+            if free < self.p["needed_bytes"]:
+                raise Failed("%s has %d MiB free under %s; the release needs %d MiB (model_release_disk_factor x "
+                             "bundle + model_release_disk_margin_mb); prune releases or lower model_release_keep"
+                             % (self.p["node"] or "the node", free // 1048576, self.p["root"],
+                                self.p["needed_bytes"] // 1048576), outcome="refused")
+            if not self.check:
+                lock_acquired = self.take_lock() or lock_acquired
+        return self.result(False, "unchanged" if is_current else "prepared", previous_link=prev, present=present,
+                           is_current=is_current, lock_acquired=lock_acquired, free_bytes=free,
+                           arch=self.node_arch())
+
+    def deploy(self) -> dict[str, Any]:
+        p, name, new = self.p, self.name, "releases/" + self.name
+        cur, prev = self.node.link("current"), self.node.link("previous")
+        self.record.update(version=p["version"], digest=p["digest"], release=name,
+                           previous=os.path.basename(cur))
+        if cur == new and self.node.has_release(name):
+            self.unlock()
+            return self.result(False, "unchanged", previous=cur)
+        diff = {"before": {"current": cur, "previous": prev},
+                "after": {"current": new, "previous": cur if cur != new else prev}}
+        if self.check:
+            return self.result(True, "deployed", previous=cur, diff=diff)
+        self.take_lock()
+        try:
+            verified = self.verify(name, p["bundle"] if not self.node.has_release(name) else None)
+            pinned = {"model": p["model"], "version": p["version"], "digest": p["digest"], "release": name}
+            got = {k: str(verified.get(k)) for k in pinned}
+            if got != pinned:
+                raise Failed("the verified release on %s is %s, not %s" % (p["node"], got, pinned),
+                             outcome="refused")
+        except Failed as exc:
+            self.remove_bundle()
+            self.journal("deploy", "refused", error=exc.msg)
+            self.unlock()
+            raise
+        self.remove_bundle()
+        self.record["switched_at"] = time.time()
+        self.node.set_link("current", new)
+        if cur and cur != new:
+            self.node.set_link("previous", cur)
+        if not p["reload"]:
+            return self.result(True, "switched", previous=cur, diff=diff, stage="switched")
+        return self.finish(cur, prev, diff=diff, reload=True)
+
+    def finish(self, old_link: str, old_previous: str, diff: dict[str, Any] | None = None,
+               reload: bool = True) -> dict[str, Any]:
+        """After the switch: reload, gate; keep the last releases, journal, unlock; or switch back."""
+        p, name = self.p, self.name
+        extra: dict[str, Any] = {"previous": old_link}
+        if diff:
+            extra["diff"] = diff
+        try:
+            if reload:
+                self.record["agent"] = self.reload_agent()
+            verdict = self.gate(name, p["version"], p["digest"], p["probe"])
+            self.record["gate"] = verdict
+            if verdict.get("latency_ms") is not None:
+                self.record["latency_ms"] = verdict["latency_ms"]
+            if not verdict.get("ok"):
+                raise Failed("health gate failed on %s for %s %s: %s" % (p["node"] or "the node", p["model"],
+                                                                          p["version"], verdict.get("reason")))
+        except (Failed, ServiceError, OSError) as exc:
+            error = exc.msg if isinstance(exc, Failed) else str(exc)
+            back = self.switch_back(name, old_link, old_previous)
+            self.record.update(back)
+            if not back["old_answers"]:
+                error += "; after switching back, the old release %s does not answer: %s" % (
+                    os.path.basename(old_link), back.get("old_gate", {}).get("reason"))
+            self.journal("deploy", "rolled_back", error=error)
+            self.unlock()
+            raise Failed(error, outcome="rolled_back", recovered=True, modelfleet_rolled_back=True,
+                         changed=True, **extra) from None
+        removed = self.node.prune(p["keep"], ["releases/" + name, old_link])
+        if removed:
+            self.record["pruned"] = removed
+        self.journal("deploy", "deployed", error="")
+        self.unlock()
+        return self.result(True, "deployed", **extra)
+
+    def continue_deploy(self) -> None:
+        """The record of a deploy that an earlier call of this run switched (gate, recover)."""
+        p = self.p
+        self.record.update(version=p["version"], digest=p["digest"], release=self.name,
+                           previous=os.path.basename(p["old_link"]))
+        if p["switched_at"] is not None:
+            self.record["switched_at"] = p["switched_at"]
+
+    def gate_action(self) -> dict[str, Any]:
+        p = self.p
+        self.continue_deploy()
+        if self.check:
+            return self.result(False, "deployed")
+        if self.node.link("current") != "releases/" + self.name:
+            raise Failed("%s: current is %r, not releases/%s; deploy it first" % (self.where(),
+                                                                                    self.node.link("current"),
+                                                                                    self.name))
+        return self.finish(p["old_link"], p["old_previous"], reload=p["reload"])
+
+    def recover(self) -> dict[str, Any]:
+        p = self.p
+        self.continue_deploy()
+        if self.check:
+            return self.result(False, "refused")
+        self.remove_bundle()
+        if p["switched"] and self.node.link("current") == "releases/" + self.name:
+            back = self.switch_back(self.name, p["old_link"], p["old_previous"])
+            self.record.update(back)
+            self.journal("deploy", "rolled_back", error=p["error"])
+            self.unlock()
+            return self.result(True, "rolled_back", modelfleet_rolled_back=True, **back)
+        self.journal("deploy", "refused", error=p["error"])
+        self.unlock()
+        return self.result(False, "refused")
+
+    def rollback(self) -> dict[str, Any]:
+        took = False if self.check else self.take_lock()
+        try:
+            return self._rollback()
+        finally:
+            if took:
+                self.unlock()
+
+    def _rollback(self) -> dict[str, Any]:
+        p = self.p
+        cur, prev = self.node.link("current"), self.node.link("previous")
+        releases = self.node.releases()
+        if p["rollback_to"] == "previous":
+            target = os.path.basename(prev) if prev and self.node.has_release(os.path.basename(prev)) else ""
+            wanted = "previous release"
+        else:
+            wanted = "release of version %s" % p["rollback_to"]
+            target = next((n for n in releases if split_release(n)[0] == p["rollback_to"]
+                           and (not p["digest"] or split_release(n)[1] == p["digest"][:12])), "")
+        if not target:
+            raise Failed("%s has no %s for %s; releases on the node: %s" % (
+                p["node"] or "the node", wanted, p["model"], ", ".join(sorted(releases)) or "none"),
+                outcome="rollback_failed")
+        version, digest12 = split_release(target)
+        self.name = target
+        self.record.update(version=version, digest=digest12, release=target, previous=os.path.basename(cur))
+        new = "releases/" + target
+        if cur == new:
+            return self.result(False, "unchanged", previous=cur, release=target, version=version)
+        diff = {"before": {"current": cur, "previous": prev}, "after": {"current": new, "previous": cur}}
+        if self.check:
+            return self.result(True, "rolled_back", previous=cur, release=target, version=version, diff=diff)
+        try:
+            self.verify(target, None)
+        except Failed as exc:
+            self.journal("rollback", "rollback_failed", error=exc.msg)
+            raise Failed(exc.msg, outcome="rollback_failed", release=target, version=version) from None
+        self.record["switched_at"] = time.time()
+        self.node.set_link("current", new)
+        if cur:
+            self.node.set_link("previous", cur)
+        try:
+            self.record["agent"] = self.reload_agent()
+            verdict = self.gate(target, version, digest12, p["probe"])
+            self.record["gate"] = verdict
+            if not verdict.get("ok"):
+                raise Failed("release %s does not answer: %s" % (target, verdict.get("reason")))
+        except (Failed, ServiceError, OSError) as exc:
+            error = exc.msg if isinstance(exc, Failed) else str(exc)
+            self.node.restore_link("current", cur)
+            self.node.restore_link("previous", prev)
+            try:
+                self.reload_agent()
+            except ServiceError as again:
+                error += "; reloading the release it had failed too: %s" % again
+            self.journal("rollback", "rollback_failed", error=error)
+            raise Failed("rollback of %s failed and was undone: %s" % (self.where(), error),
+                         outcome="rollback_failed", release=target, version=version, changed=True) from None
+        self.journal("rollback", "rolled_back", error="")
+        return self.result(True, "rolled_back", previous=cur, release=target, version=version, diff=diff,
+                           modelfleet_rolled_back=True)
+
+    def revert(self) -> dict[str, Any]:
+        p = self.p
+        old = p["old_link"]
+        cur = self.node.link("current")
+        version, digest12 = split_release(old)
+        self.record.update(version=version, digest=digest12, release=os.path.basename(old),
+                           previous=os.path.basename(cur))
+        if not old or cur == old:
+            return self.result(False, "unchanged", previous=cur)
+        if self.check:
+            return self.result(True, "reverted", previous=cur,
+                               diff={"before": {"current": cur}, "after": {"current": old}})
+        self.node.set_link("current", old)
+        self.node.restore_link("previous", p["old_previous"])
+        error = ""
+        try:
+            self.record["agent"] = self.reload_agent()
+        except ServiceError as exc:
+            error = str(exc)
+        verdict = self.gate(os.path.basename(old), version, digest12, None)
+        self.record["gate"] = verdict
+        ok = bool(verdict.get("ok")) and not error
+        if ok:
+            self.record["rolled_back_at"] = time.time()
+        self.journal("revert_on_abort", "reverted" if ok else "revert_unhealthy",
+                     error=error or ("" if ok else str(verdict.get("reason"))))
+        return self.result(True, "reverted" if ok else "revert_unhealthy", previous=cur,
+                           modelfleet_rolled_back=True)
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec=dict(
+            action=dict(type="str", required=True,
+                        choices=["prepare", "deploy", "gate", "recover", "rollback", "revert"]),
+            root=dict(type="path", required=True),
+            model=dict(type="str", required=True),
+            node=dict(type="str", default=""),
+            run_id=dict(type="str", default=""),
+            version=dict(type="str", default=""),
+            digest=dict(type="str", default=""),
+            release=dict(type="str", default=""),
+            bundle=dict(type="path"),
+            python=dict(type="path"),
+            public_key=dict(type="path"),
+            holder=dict(type="dict", default={}),
+            break_stale_lock=dict(type="bool", default=False),
+            lock_timeout_s=dict(type="int", default=3600),
+            needed_bytes=dict(type="int", default=0),
+            service_manager=dict(type="str", default="systemd", choices=["systemd", "supervisord"]),
+            supervisorctl=dict(type="str", default="supervisorctl"),
+            supervisor_conf=dict(type="str", default=""),
+            program=dict(type="str"),
+            reload=dict(type="bool", default=True),
+            reload_method=dict(type="str", default="signal", choices=["signal", "http"]),
+            agent_address=dict(type="str", default="127.0.0.1"),
+            agent_port=dict(type="int", default=0),
+            probe=dict(type="dict", default={}),
+            gate_latency_ms=dict(type="float", default=500.0),
+            gate_retries=dict(type="int", default=6),
+            gate_backoff_s=dict(type="float", default=0.25),
+            gate_timeout_s=dict(type="float", default=2.0),
+            keep=dict(type="int", default=3),
+            old_link=dict(type="str", default=""),
+            old_previous=dict(type="str", default=""),
+            switched=dict(type="bool", default=False),
+            switched_at=dict(type="float"),
+            error=dict(type="str", default=""),
+            rollback_to=dict(type="str", default="previous"),
+            requires=dict(type="dict", default={}),
+            node_class=dict(type="str", default="cpu"),
+            hardware_check=dict(type="bool", default=True),
+        ),
+        required_if=[("action", "deploy", ["version", "digest", "release"]),
+                     ("action", "gate", ["version", "digest", "release"]),
+                     ("action", "prepare", ["release"])],
+        supports_check_mode=True,
+    )
+    step = Step(module)
+    actions = {"prepare": step.prepare, "deploy": step.deploy, "gate": step.gate_action, "recover": step.recover,
+               "rollback": step.rollback, "revert": step.revert}
+    try:
+        result = actions[module.params["action"]]()
+    except Failed as exc:
+        fields = dict(exc.fields)
+        changed = bool(fields.pop("changed", False))
+        outcome = fields.pop("outcome", "failed")
+        module.fail_json(msg=exc.msg, **step.result(changed, outcome, error=exc.msg, **fields))
+    except (ServiceError, OSError) as exc:
+        module.fail_json(msg="%s: %s" % (step.where(), exc), **step.result(False, "failed", error=str(exc)))
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

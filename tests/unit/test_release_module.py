@@ -1,0 +1,367 @@
+"""The node-side step of model_release: its helpers in-process, and the ``modelfleet_release`` module itself run by
+real ``ansible`` on localhost (local connection) for the refusals that need no agent: a lock held by another run,
+a stale lock, too little disk, a bundle that does not run on the node, a bundle signed by another key, check mode,
+a rollback with nothing to go back to. The full deploy (reload, gate, switch back) runs over SSH on simulated
+fleets in tests/integration/test_playbooks.py and test_rollout.py."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from tests.conftest import REPO_ROOT
+
+ROLE = REPO_ROOT / "roles" / "model_release"
+ANSIBLE = str(Path(sys.executable).parent / "ansible")
+
+
+def _load(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, ROLE / "module_utils" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+node_utils = _load("modelfleet_release_node")
+gate_utils = _load("modelfleet_release_gate")
+
+
+# -- links, releases, lock, journal --------------------------------------------------------------------------
+
+
+def test_links_switch_by_rename_and_leave_nothing_behind(tmp_path: Path) -> None:
+    node = node_utils.NodeModel(str(tmp_path), "m")
+    node.set_link("current", "releases/1-aaaaaaaaaaaa")
+    node.set_link("current", "releases/2-bbbbbbbbbbbb")
+    assert node.link("current") == "releases/2-bbbbbbbbbbbb"
+    assert sorted(os.listdir(node.model_dir)) == ["current"]
+    node.restore_link("previous", "")
+    assert node.link("previous") == ""
+    node.restore_link("previous", "releases/1-aaaaaaaaaaaa")
+    assert node.link("previous") == "releases/1-aaaaaaaaaaaa"
+
+
+def test_prune_keeps_the_newest_and_the_protected(tmp_path: Path) -> None:
+    node = node_utils.NodeModel(str(tmp_path), "m")
+    names = [f"{v}-{'a' * 11}{v}" for v in range(1, 6)]
+    for age, name in enumerate(names):
+        os.makedirs(node.release_path(name))
+        os.utime(node.release_path(name), (1000 + age, 1000 + age))
+    removed = node.prune(2, ["releases/" + names[0]])
+    assert sorted(removed) == sorted(names[1:3])
+    assert sorted(node.releases()) == sorted([names[0], names[3], names[4]])
+
+
+def test_lock_is_exclusive_and_only_its_holder_releases_it(tmp_path: Path) -> None:
+    node = node_utils.NodeModel(str(tmp_path), "m")
+    assert node.take_lock({"run_id": "A", "pid": 1}) is None
+    assert node.take_lock({"run_id": "B"}) == {"run_id": "A", "pid": 1}
+    assert not node.release_lock("B")
+    assert node.release_lock("A")
+    assert node.lock_holder() is None
+    Path(node.lock_path).write_text("not json")
+    assert node.lock_holder() == {"run_id": "?", "raw": "not json"}
+
+
+def test_journal_appends_json_lines_private_to_the_node(tmp_path: Path) -> None:
+    node = node_utils.NodeModel(str(tmp_path), "m")
+    node.journal({"outcome": "deployed", "version": "1"})
+    node.journal({"outcome": "rolled_back", "version": "2"})
+    lines = Path(node.journal_path).read_text().splitlines()
+    assert [json.loads(line)["outcome"] for line in lines] == ["deployed", "rolled_back"]
+    assert Path(node.journal_path).stat().st_mode & 0o777 == 0o640
+
+
+def test_release_names_split_into_version_and_digest() -> None:
+    assert node_utils.split_release("releases/12-0123456789ab") == ("12", "0123456789ab")
+    assert node_utils.split_release("v1.2-rc-0123456789ab") == ("v1.2-rc", "0123456789ab")
+    assert node_utils.split_release("naive") == ("naive", "")
+
+
+class Recorder:
+    """What supervisorctl/systemctl would print, by verb; records the commands run."""
+
+    def __init__(self, answers: dict[str, tuple[int, str, str]]) -> None:
+        self.answers = answers
+        self.commands: list[list[str]] = []
+
+    def __call__(self, cmd: Any) -> tuple[int, str, str]:
+        self.commands.append(list(cmd))
+        verb = next(w for w in cmd if w in self.answers)
+        return self.answers[verb]
+
+
+@pytest.mark.parametrize(("status", "state", "verb"), [
+    ((0, "modelfleet-agent-m   RUNNING   pid 7, uptime 0:01:00\n", ""), "running", "signal"),
+    ((3, "modelfleet-agent-m   STOPPED   Dec 02 06:00 AM\n", ""), "stopped", "start"),
+    ((3, "modelfleet-agent-m   FATAL     Exited too quickly\n", ""), "stopped", "start"),
+])
+def test_supervisord_agent_is_reloaded_when_running_and_started_otherwise(
+        status: tuple[int, str, str], state: str, verb: str) -> None:
+    run = Recorder({"status": status, "signal": (0, "modelfleet-agent-m: signalled\n", ""),
+                    "start": (0, "modelfleet-agent-m: started\n", "")})
+    service = node_utils.AgentService(run, "supervisord", "modelfleet-agent-m", "/venv/supervisorctl", "/n/sv.conf")
+    assert service.state() == state
+    service.reload_or_start()
+    assert run.commands[-1][:3] == ["/venv/supervisorctl", "-c", "/n/sv.conf"] and verb in run.commands[-1]
+
+
+def test_missing_program_and_failed_signal_are_errors_that_say_what_to_do() -> None:
+    absent = Recorder({"status": (4, "modelfleet-agent-m: ERROR (no such process)\n", "")})
+    with pytest.raises(node_utils.ServiceError, match="run the model_agent role"):
+        node_utils.AgentService(absent, "supervisord", "modelfleet-agent-m").reload_or_start()
+    broken = Recorder({"status": (0, "modelfleet-agent-m RUNNING pid 1\n", ""),
+                       "signal": (1, "modelfleet-agent-m: ERROR (not running)\n", "")})
+    with pytest.raises(node_utils.ServiceError, match="signal HUP modelfleet-agent-m failed"):
+        node_utils.AgentService(broken, "supervisord", "modelfleet-agent-m").reload_or_start()
+
+
+def test_systemd_agent_reload_or_start() -> None:
+    run = Recorder({"show": (0, "LoadState=loaded\nActiveState=inactive\n", ""), "start": (0, "", "")})
+    service = node_utils.AgentService(run, "systemd", "modelfleet-agent-m")
+    assert service.reload_or_start() == "started"
+    assert run.commands[-1] == ["systemctl", "start", "modelfleet-agent-m.service"]
+    gone = Recorder({"show": (0, "LoadState=not-found\nActiveState=inactive\n", "")})
+    assert node_utils.AgentService(gone, "systemd", "modelfleet-agent-m").state() == "absent"
+
+
+# -- the health gate against a real HTTP server on loopback ---------------------------------------------------
+
+
+class Agent:
+    """A loopback HTTP server answering like an agent: /health and /invocations, as configured."""
+
+    def __init__(self) -> None:
+        self.version = "2"
+        self.answer: Any = {"predictions": [1, 0]}
+        self.delay_s = 0.0
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _send(self, status: int, body: Any) -> None:
+                raw = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(raw)))
+                self.end_headers()
+                self.wfile.write(raw)
+
+            def do_GET(self) -> None:
+                self._send(200, {"model": "m", "version": outer.version, "digest": "abc123456789" + "0" * 52})
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers["Content-Length"]))
+                time.sleep(outer.delay_s)
+                self._send(200, outer.answer)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def agent() -> Iterator[Agent]:
+    a = Agent()
+    yield a
+    a.server.shutdown()
+    a.server.server_close()
+
+
+PROBE = {"request": {"dataframe_split": {"columns": ["x"], "data": [[1], [2]]}}, "expected": {"predictions": [1, 0]}}
+
+
+def _gate(url: str, **kw: Any) -> Any:
+    return gate_utils.Gate(url, version="2", digest="abc123456789", probe=PROBE, retries=3, backoff_s=0.01, **kw)
+
+
+def test_gate_passes_on_the_right_version_and_answer(agent: Agent) -> None:
+    verdict = _gate(agent.url).run()
+    assert verdict["ok"] and verdict["probe"] == "passed" and verdict["attempts"] == 1, verdict
+
+
+def test_gate_retries_a_wrong_version_then_fails(agent: Agent) -> None:
+    agent.version = "1"
+    sleeps: list[float] = []
+    verdict = _gate(agent.url).run(sleep=sleeps.append)
+    assert not verdict["ok"] and verdict["attempts"] == 4 and "expected 2" in verdict["reason"]
+    assert sleeps == [0.01, 0.02, 0.04]
+
+
+def test_gate_fails_a_wrong_answer_at_once(agent: Agent) -> None:
+    agent.answer = {"predictions": [7, 7]}
+    verdict = _gate(agent.url).run()
+    assert not verdict["ok"] and verdict["attempts"] == 1 and "differs from the expected" in verdict["reason"]
+
+
+def test_gate_fails_a_slow_answer(agent: Agent) -> None:
+    agent.delay_s = 0.05
+    verdict = _gate(agent.url, latency_ms=10).run(sleep=lambda s: None)
+    assert not verdict["ok"] and "budget 10" in verdict["reason"]
+
+
+def test_gate_names_an_unreachable_agent() -> None:
+    verdict = _gate("http://127.0.0.1:9").run(sleep=lambda s: None)
+    assert not verdict["ok"] and "127.0.0.1:9 unreachable" in verdict["reason"] and verdict["attempts"] == 4
+
+
+def test_gate_compares_floats_with_a_tolerance() -> None:
+    assert gate_utils.close([0.1 + 0.2, {"a": 1.0}], [0.3, {"a": 1}])
+    assert not gate_utils.close([True], [1])
+    assert not gate_utils.close([1, 2], [1])
+
+
+# -- the module, run by ansible on localhost ------------------------------------------------------------------
+
+
+def module(tmp: Path, args: dict[str, Any], *, check: bool = False) -> tuple[int, dict[str, Any]]:
+    """Run ``modelfleet_release`` with ``args`` through ``ansible localhost`` and return (rc, result)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANSIBLE_", "MODELFLEET_"))}
+    env.update(ANSIBLE_LIBRARY=str(ROLE / "library"), ANSIBLE_MODULE_UTILS=str(ROLE / "module_utils"),
+               ANSIBLE_STDOUT_CALLBACK="minimal", ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_NOCOLOR="1",
+               ANSIBLE_LOCALHOST_WARNING="0", ANSIBLE_INVENTORY_UNPARSED_WARNING="0",
+               ANSIBLE_PYTHON_INTERPRETER=sys.executable)
+    (tmp / "ansible.cfg").write_text("[defaults]\n", encoding="utf-8")  # not the repository's (its strategy)
+    env["ANSIBLE_CONFIG"] = str(tmp / "ansible.cfg")
+    cmd = [ANSIBLE, "localhost", "-c", "local", "-m", "modelfleet_release", "-a", json.dumps(args)]
+    proc = subprocess.run(cmd + (["--check", "--diff"] if check else []), capture_output=True, text=True,
+                          env=env, cwd=tmp, timeout=120, check=False)
+    head, _, body = proc.stdout.partition(" => ")  # minimal callback: "localhost | FAILED! => {...}"
+    try:
+        result = json.loads(body)
+    except ValueError:
+        pytest.fail(f"no result from ansible (rc {proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    result["_output"] = head  # with --diff, the diff is printed before the result
+    return proc.returncode, result
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    r = tmp_path / "node"
+    (r / "run").mkdir(parents=True)
+    return r
+
+
+def base(root: Path, **kw: Any) -> dict[str, Any]:
+    args = {"root": str(root), "model": "m", "node": "edge-t-01", "run_id": "run-B", "version": "2",
+            "digest": "b" * 64, "release": "2-" + "b" * 12, "holder": {"action": "deploy", "version": "2"}}
+    args.update(kw)
+    return args
+
+
+def test_prepare_refuses_a_lock_held_by_another_run_naming_it(root: Path, tmp_path: Path) -> None:
+    holder = {"run_id": "run-A", "action": "deploy", "version": "3", "controller": "ci-7", "pid": 4242,
+              "started": "2026-12-01T10:00:00Z"}
+    lock = root / "run" / "m.deploy.lock"
+    lock.write_text(json.dumps(holder))
+    rc, res = module(tmp_path, base(root, action="prepare"))
+    assert rc != 0 and res["outcome"] == "locked"
+    assert "m on edge-t-01 is locked by run run-A (deploy of version 3 from controller ci-7, pid 4242" in res["msg"]
+    assert "model_release_break_stale_lock=true" in res["msg"]
+    assert json.loads(lock.read_text()) == holder  # untouched
+
+
+def test_prepare_breaks_a_stale_lock_only_when_asked(root: Path, tmp_path: Path) -> None:
+    lock = root / "run" / "m.deploy.lock"
+    lock.write_text(json.dumps({"run_id": "run-A"}))
+    old = time.time() - 7200
+    os.utime(lock, (old, old))
+    rc, _ = module(tmp_path, base(root, action="prepare"))
+    assert rc != 0
+    rc, res = module(tmp_path, base(root, action="prepare", break_stale_lock=True))
+    assert rc == 0 and res["lock_acquired"] and res["outcome"] == "prepared", res
+    assert json.loads(lock.read_text())["run_id"] == "run-B"
+
+
+def test_prepare_takes_the_lock_but_not_in_check_mode(root: Path, tmp_path: Path) -> None:
+    rc, res = module(tmp_path, base(root, action="prepare"), check=True)
+    assert rc == 0 and not res["lock_acquired"] and not (root / "run" / "m.deploy.lock").exists()
+    rc, res = module(tmp_path, base(root, action="prepare"))
+    assert rc == 0 and res["lock_acquired"] and not res["is_current"] and res["current"] == ""
+    holder = json.loads((root / "run" / "m.deploy.lock").read_text())
+    assert holder == {"run_id": "run-B", "action": "deploy", "version": "2"}
+
+
+def test_prepare_refuses_too_little_disk(root: Path, tmp_path: Path) -> None:
+    rc, res = module(tmp_path, base(root, action="prepare", needed_bytes=2**62))
+    assert rc != 0 and "MiB free under" in res["msg"] and "prune releases" in res["msg"]
+    assert not (root / "run" / "m.deploy.lock").exists()
+
+
+def test_prepare_refuses_a_bundle_for_another_architecture_or_accelerator(root: Path, tmp_path: Path) -> None:
+    rc, res = module(tmp_path, base(root, action="prepare", requires={"arch": ["riscv64"]}))
+    assert rc != 0 and "supports riscv64; edge-t-01 is" in res["msg"] and "leave this node out" in res["msg"]
+    rc, res = module(tmp_path, base(root, action="prepare", requires={"accelerator": "nvidia"}, node_class="cpu"))
+    assert rc != 0 and "needs a nvidia accelerator; edge-t-01 is a cpu node" in res["msg"]
+    rc, res = module(tmp_path, base(root, action="prepare", requires={"arch": ["aarch64"]}, node_class="arm",
+                                    hardware_check=False))
+    assert rc == 0, res  # the simulated fleet's arm nodes count as aarch64
+
+
+def test_deploy_refuses_a_bundle_signed_by_another_key_and_leaves_current(root: Path, tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from modelfleet.core.signing import load_or_create_signing_key
+    from tests.integration.test_playbooks import make_release
+
+    ours = tmp_path / "ours"
+    load_or_create_signing_key(ours)
+    (root / "etc").mkdir()
+    (root / "etc" / "release.pub").write_bytes((ours / "keys" / "release.pub").read_bytes())
+    foreign = make_release(tmp_path / "theirs", "m", "2", tmp_path, private_key=Ed25519PrivateKey.generate())
+    m = foreign.manifest
+    (root / "models" / "m").mkdir(parents=True)
+    os.symlink("releases/1-" + "a" * 12, root / "models" / "m" / "current")
+    incoming = root / "run" / foreign.path.name
+    incoming.write_bytes(foreign.path.read_bytes())
+    args = base(root, action="deploy", version=m.version, digest=m.digest, release=m.release_name,
+                bundle=str(incoming), python=sys.executable, agent_port=9)
+    rc, res = module(tmp_path, args)
+    assert rc != 0 and res["outcome"] == "refused" and "refused on edge-t-01" in res["msg"], res
+    assert os.readlink(root / "models" / "m" / "current") == "releases/1-" + "a" * 12
+    assert not (root / "models" / "m" / "releases" / m.release_name).exists()
+    assert not incoming.exists() and not (root / "run" / "m.deploy.lock").exists()
+    line = json.loads((root / "log" / "deployments.jsonl").read_text().splitlines()[-1])
+    assert line["outcome"] == "refused" and line["version"] == m.version
+    assert "another key" in line["error"] or "signature" in line["error"], line
+
+
+def test_deploy_in_check_mode_shows_the_switch_and_touches_nothing(root: Path, tmp_path: Path) -> None:
+    (root / "models" / "m").mkdir(parents=True)
+    os.symlink("releases/1-" + "a" * 12, root / "models" / "m" / "current")
+    before = sorted(str(p) for p in root.rglob("*"))
+    rc, res = module(tmp_path, base(root, action="deploy", bundle=str(root / "run" / "b.tar.gz")), check=True)
+    assert rc == 0 and res["changed"] and res["outcome"] == "deployed", res
+    assert '-    "current": "releases/1-aaaaaaaaaaaa"' in res["_output"], res["_output"]
+    assert '+    "current": "releases/2-bbbbbbbbbbbb"' in res["_output"]
+    assert sorted(str(p) for p in root.rglob("*")) == before
+
+
+def test_rollback_with_nothing_to_go_back_to_says_what_is_there(root: Path, tmp_path: Path) -> None:
+    (root / "models" / "m" / "releases" / ("1-" + "a" * 12)).mkdir(parents=True)
+    os.symlink("releases/1-" + "a" * 12, root / "models" / "m" / "current")
+    rc, res = module(tmp_path, base(root, action="rollback"))
+    assert rc != 0 and "edge-t-01 has no previous release for m; releases on the node: 1-aaaaaaaaaaaa" in res["msg"]
+    rc, res = module(tmp_path, base(root, action="rollback", rollback_to="7"))
+    assert rc != 0 and "no release of version 7" in res["msg"]
+    assert not (root / "run" / "m.deploy.lock").exists()
+
+
+def test_unknown_action_is_a_usage_error(root: Path, tmp_path: Path) -> None:
+    rc, res = module(tmp_path, base(root, action="explode"))
+    assert rc != 0 and "value of action must be one of" in res["msg"]
