@@ -5,6 +5,7 @@
     modelfleet-agent --config /opt/modelfleet/etc/agent-credit-risk.toml
     modelfleet-agent --release DIR --address 127.0.10.1 --port 8080     # no config file (tests, benchmarks)
     modelfleet-agent check-release DIR [--json]                          # load, warm, probe; exit 0 ok / 1 refused
+    modelfleet-agent prime [MODULE ...]                                  # byte-compile what the agent loads
 
 Reload the release ``current`` points to: ``kill -HUP <pid>`` or ``POST /admin/reload`` with the admin token.
 Exit codes: 0 ok, 1 the release check failed, 2 usage or configuration error.
@@ -34,7 +35,7 @@ class _Parser(argparse.ArgumentParser):
 def _serve_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="modelfleet-agent", description="Serve one model version over HTTP (MLflow scoring "
                 "protocol) with health, metrics, drift counts and zero-downtime reload.",
-                epilog="subcommand: modelfleet-agent check-release DIR [--json]")
+                epilog="subcommands: modelfleet-agent check-release DIR [--json]; modelfleet-agent prime [MODULE ...]")
     p.add_argument("--version", action="version", version=f"modelfleet-agent {__version__}")
     p.add_argument("--config", type=Path, help="agent TOML file (see docs/agent.md)")
     p.add_argument("--release", type=Path, help="release directory or current symlink (overrides [model] current)")
@@ -146,6 +147,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if argv and argv[0] == "check-release":
             return check_release(argv[1:])
+        if argv and argv[0] == "prime":
+            from modelfleet.agent.prime import main as prime_main
+
+            return prime_main(argv[1:])
         return serve(argv)
     except ModelfleetError as exc:
         sys.stderr.write(f"modelfleet-agent: {exc.message}\n")
