@@ -77,6 +77,36 @@ def test_release_without_probe_still_bundles_and_warns(settings: Settings, model
     assert release.to_dict()["release"] == f"4-{DIGEST[:12]}"
 
 
+def test_a_cached_bundle_is_reused_without_loading_the_model(settings: Settings, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    import mlflow.sklearn
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+
+    import modelfleet.core.bundle as bundle_module
+
+    x = pd.DataFrame({"income": [1.0, 2.0, 3.0, 4.0], "age": [20.0, 30.0, 40.0, 50.0]})
+    path = tmp_path / "sk"
+    mlflow.sklearn.save_model(LogisticRegression().fit(x, [0, 0, 1, 1]), str(path), input_example=x.iloc[[0, 3]],
+                              pip_requirements=["scikit-learn"])
+    registry = FakeRegistry(path)
+    first = prepare_release(settings, "plain/4", registry=registry)  # type: ignore[arg-type]
+    assert first.probe_source == "input_example" and not first.bundle_cached
+
+    def no_model_loading(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the model was loaded although its bundle is cached")
+
+    monkeypatch.setattr(bundle_module, "make_probe", no_model_loading)
+    monkeypatch.setattr(bundle_module, "expected_response", no_model_loading)
+    again = prepare_release(settings, "plain/4", registry=registry)  # type: ignore[arg-type]
+    assert again.bundle_cached and again.bundle_sha256 == first.bundle_sha256
+    assert again.probe_source == "input_example" and not again.warnings
+    # a damaged cache entry is not trusted: it is rebuilt (which needs the model again)
+    again.bundle.write_bytes(b"garbage")
+    with pytest.raises(AssertionError, match="the model was loaded"):
+        prepare_release(settings, "plain/4", registry=registry)  # type: ignore[arg-type]
+
+
 def test_extra_vars_match_the_playbooks_and_roles(settings: Settings, model_dir: Path) -> None:
     release = prepare_release(settings, "plain/4", registry=FakeRegistry(model_dir))  # type: ignore[arg-type]
     options = DeployOptions.from_settings(settings, limit="edge_cpu", waves="1,50%", max_fail=0,

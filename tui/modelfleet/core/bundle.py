@@ -5,7 +5,7 @@ Layout of an unpacked release (the edge agent reads exactly this)::
     manifest.json   {"format": "modelfleet-release/1", "model", "version", "digest", "created",
                      "files": {"model/MLmodel": "<sha256>", ...every file but manifest.json/manifest.sig},
                      "signature": <MLflow model signature dict or null>,
-                     "probe": {"request": {...}, "expected": {"predictions": [...]}} or null,
+                     "probe": {"request": {...}, "expected": {"predictions": [...]}, "source": "input_example"} or null,
                      "profile": "profile.json" or null,
                      "requires": {"arch": [...], "accelerator": null | "nvidia"}, "key_id": "<key id>"}
     manifest.sig    base64 raw ed25519 signature over the exact bytes of manifest.json
@@ -268,6 +268,7 @@ def build_bundle(
     profile: Mapping[str, Any] | None = None,
     probe_request: Mapping[str, Any] | None = None,
     probe_expected: Mapping[str, Any] | None = None,
+    probe_source: str | None = None,
     requires_arch: list[str] | None = None,
     accelerator: str | None = None,
     created: datetime | str | None = None,
@@ -287,13 +288,10 @@ def build_bundle(
     key = private_key or load_or_create_signing_key(Path(state_dir))
     public = key.public_key()
     dest = Path(state_dir) / "bundles" / bundle_name(model, version, digest)
-    if dest.exists() and not force:
-        try:
-            cached = verify_bundle(dest, public)
-            if (cached.model, cached.version, cached.digest) == (model, version, digest):
-                return Bundle(dest, cached, sha256_file(dest), cached=True)
-        except BundleError:
-            pass  # stale or damaged cache entry: rebuild it
+    if not force:
+        cached = cached_bundle(state_dir, model, version, digest, public)
+        if cached is not None:
+            return cached
     files = _model_files(artifact_dir)
     entries: dict[str, bytes | Path] = dict(files)
     if profile is not None:
@@ -303,6 +301,8 @@ def build_bundle(
         expected = probe_expected if probe_expected is not None else expected_response(artifact_dir,
                                                                                        probe_request)
         probe = {"request": json.loads(json.dumps(probe_request)), "expected": json.loads(json.dumps(expected))}
+        if probe_source:
+            probe["source"] = probe_source  # where the request came from: input_example, reference_sample
     manifest = Manifest(
         model=model, version=version, digest=digest, created=_created(created),
         files={name: (hashlib.sha256(v).hexdigest() if isinstance(v, bytes) else sha256_file(v))
@@ -316,6 +316,22 @@ def build_bundle(
     entries[SIGNATURE] = sign(key, body).encode("ascii")
     write_deterministic_tar(dest, entries)
     return Bundle(dest, manifest, sha256_file(dest), cached=False)
+
+
+def cached_bundle(state_dir: Path, model: str, version: str | int, digest: str,
+                  public_key: PublicKeyLike) -> Bundle | None:
+    """The bundle of this pinned version in ``<state_dir>/bundles/`` when it verifies with ``public_key`` and
+    names the same model, version and digest; ``None`` when there is none (a damaged one is rebuilt)."""
+    dest = Path(state_dir) / "bundles" / bundle_name(model, str(version), digest)
+    if not dest.exists():
+        return None
+    try:
+        manifest = verify_bundle(dest, load_public_key(public_key))
+    except BundleError:
+        return None
+    if (manifest.model, manifest.version, manifest.digest) != (model, str(version), digest):
+        return None
+    return Bundle(dest, manifest, sha256_file(dest), cached=True)
 
 
 # -- probe (controller) ------------------------------------------------------------------------------------------

@@ -100,7 +100,7 @@ def prepare_release(
     progress: Progress | None = None,
 ) -> Release:
     """Pin ``ref`` once, build (or reuse) its signed bundle with a probe case, and return the release."""
-    from modelfleet.core.bundle import build_bundle
+    from modelfleet.core.bundle import build_bundle, cached_bundle
     from modelfleet.core.registry import Registry
     from modelfleet.core.signing import key_paths, load_or_create_signing_key
 
@@ -112,18 +112,27 @@ def prepare_release(
         + (" (cached artifact)" if pinned.cached else ""))
     warnings: list[str] = []
     key = load_or_create_signing_key(settings.state_dir)
-    try:
-        probe, source = _probe(registry, pinned, say)
-    except BundleError as exc:  # the model would not score its own example on the controller
-        probe, source = None, "none"
-        warnings.append(f"{text}: no probe: {exc.message}")
+    # A bundle already built for this pinned version carries its probe: computing the probe's expected answer
+    # means loading the model on the controller (seconds), so the cache is looked at first.
+    bundle: Bundle | None = cached_bundle(settings.state_dir, pinned.name, pinned.version, pinned.digest,
+                                          key.public_key())
+    if bundle is not None:
+        probe = bundle.manifest.probe
+        source = str(probe.get("source") or "cached") if probe else "none"
+    else:
+        try:
+            probe, source = _probe(registry, pinned, say)
+        except BundleError as exc:  # the model would not score its own example on the controller
+            probe, source = None, "none"
+            warnings.append(f"{text}: no probe: {exc.message}")
+        bundle = build_bundle(
+            model=pinned.name, version=pinned.version, digest=pinned.digest, artifact_dir=pinned.path,
+            state_dir=settings.state_dir, private_key=key,
+            probe_request=probe["request"] if probe else None,
+            probe_expected=probe["expected"] if probe else None, probe_source=source if probe else None,
+        )
     if probe is None and not warnings:
         warnings.append(NO_PROBE_WARNING.format(ref=text, model=pinned.name, version=pinned.version))
-    bundle: Bundle = build_bundle(
-        model=pinned.name, version=pinned.version, digest=pinned.digest, artifact_dir=pinned.path,
-        state_dir=settings.state_dir, private_key=key,
-        probe_request=probe["request"] if probe else None, probe_expected=probe["expected"] if probe else None,
-    )
     say(f"bundle {bundle.path.name} sha256 {bundle.sha256[:12]}" + (" (cached)" if bundle.cached else " (built)"))
     for warning in warnings:
         say(f"WARNING: {warning}")
