@@ -187,7 +187,22 @@ PROBE = {"request": {"dataframe_split": {"columns": ["x"], "data": [[1], [2]]}},
 
 
 def _gate(url: str, **kw: Any) -> Any:
-    return gate_utils.Gate(url, version="2", digest="abc123456789", probe=PROBE, retries=3, backoff_s=0.01, **kw)
+    return gate_utils.Gate(url, version="2", digest="abc123456789", probe=PROBE, **kw)
+
+
+class Clock:
+    """A fake monotonic clock that only moves when the gate sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
 
 
 def test_gate_passes_on_the_right_version_and_answer(agent: Agent) -> None:
@@ -195,12 +210,14 @@ def test_gate_passes_on_the_right_version_and_answer(agent: Agent) -> None:
     assert verdict["ok"] and verdict["probe"] == "passed" and verdict["attempts"] == 1, verdict
 
 
-def test_gate_retries_a_wrong_version_then_fails(agent: Agent) -> None:
+def test_gate_polls_a_wrong_version_until_its_deadline(agent: Agent) -> None:
     agent.version = "1"
-    sleeps: list[float] = []
-    verdict = _gate(agent.url).run(sleep=sleeps.append)
-    assert not verdict["ok"] and verdict["attempts"] == 4 and "expected 2" in verdict["reason"]
-    assert sleeps == [0.01, 0.02, 0.04]
+    clock = Clock()
+    verdict = _gate(agent.url, wait_s=5.0, backoff_s=0.25, max_backoff_s=1.0).run(sleep=clock.sleep, clock=clock)
+    assert not verdict["ok"] and "expected 2" in verdict["reason"]
+    # backoff doubles up to its cap, then polls every second until the next pause would pass the deadline
+    assert clock.sleeps == [0.25, 0.5, 1.0, 1.0, 1.0, 1.0]
+    assert verdict["attempts"] == 7 and verdict["elapsed_s"] == 4.75
 
 
 def test_gate_fails_a_wrong_answer_at_once(agent: Agent) -> None:
@@ -211,12 +228,14 @@ def test_gate_fails_a_wrong_answer_at_once(agent: Agent) -> None:
 
 def test_gate_fails_a_slow_answer(agent: Agent) -> None:
     agent.delay_s = 0.05
-    verdict = _gate(agent.url, latency_ms=10).run(sleep=lambda s: None)
+    clock = Clock()
+    verdict = _gate(agent.url, latency_ms=10, wait_s=1.0).run(sleep=clock.sleep, clock=clock)
     assert not verdict["ok"] and "budget 10" in verdict["reason"]
 
 
 def test_gate_names_an_unreachable_agent() -> None:
-    verdict = _gate("http://127.0.0.1:9").run(sleep=lambda s: None)
+    clock = Clock()
+    verdict = _gate("http://127.0.0.1:9", wait_s=2.0).run(sleep=clock.sleep, clock=clock)
     assert not verdict["ok"] and "127.0.0.1:9 unreachable" in verdict["reason"] and verdict["attempts"] == 4
 
 

@@ -130,14 +130,18 @@ options:
     description: Latency budget of the probe, milliseconds.
     type: float
     default: 500
-  gate_retries:
-    description: Gate retries (backoff doubles each time).
-    type: int
-    default: 6
+  gate_wait_s:
+    description: How long the gate tries before it fails, seconds.
+    type: float
+    default: 16
   gate_backoff_s:
-    description: First backoff between gate attempts, seconds.
+    description: First pause between gate attempts, seconds; doubles up to O(gate_max_backoff_s).
     type: float
     default: 0.25
+  gate_max_backoff_s:
+    description: Longest pause between gate attempts, seconds.
+    type: float
+    default: 1.0
   gate_timeout_s:
     description: Timeout of one HTTP request of the gate, seconds.
     type: float
@@ -377,8 +381,9 @@ class Step:
             except (OSError, ValueError):
                 probe = None
         return Gate(self.agent_url(), version=version, digest=digest, probe=probe,
-                    latency_ms=self.p["gate_latency_ms"], retries=self.p["gate_retries"],
-                    backoff_s=self.p["gate_backoff_s"], timeout_s=self.p["gate_timeout_s"]).run()
+                    latency_ms=self.p["gate_latency_ms"], wait_s=self.p["gate_wait_s"],
+                    backoff_s=self.p["gate_backoff_s"], max_backoff_s=self.p["gate_max_backoff_s"],
+                    timeout_s=self.p["gate_timeout_s"]).run()
 
     def journal(self, action: str, outcome: str, **fields: Any) -> None:
         """One line in the node's deployments.jsonl (the step's record without the gate details)."""
@@ -394,6 +399,17 @@ class Step:
                "modelfleet": dict(self.record)}
         out.update(extra)
         return out
+
+    def role_facts(self, updated: bool, outcome: str, old_link: str, old_previous: str) -> dict[str, Any]:
+        """Facts the model_release role keeps per host: what this run did, and what a revert of it needs (the
+        budget's revert reads them through hostvars from another host of the batch)."""
+        keys = ("root", "model", "node", "run_id", "release", "service_manager", "supervisorctl", "supervisor_conf",
+                "reload_method", "agent_address", "agent_port", "gate_latency_ms", "gate_wait_s", "gate_backoff_s",
+                "gate_max_backoff_s", "gate_timeout_s")
+        node = {k: self.p[k] for k in keys}
+        node.update(old_link=old_link, old_previous=old_previous)
+        return {"model_release_updated": updated, "model_release_outcome": outcome,
+                "model_release_old_link": old_link, "model_release_node": node}
 
     # -- the way back ---------------------------------------------------------------------------------------
     def switch_back(self, name: str, old_link: str, old_previous: str) -> dict[str, Any]:
@@ -479,7 +495,8 @@ class Step:
         diff = {"before": {"current": cur, "previous": prev},
                 "after": {"current": new, "previous": cur if cur != new else prev}}
         if self.check:
-            return self.result(True, "deployed", previous=cur, diff=diff)
+            return self.result(True, "deployed", previous=cur, diff=diff,
+                               ansible_facts=self.role_facts(False, "deployed", cur, prev))
         self.take_lock()
         try:
             verified = self.verify(name, p["bundle"] if not self.node.has_release(name) else None)
@@ -535,7 +552,8 @@ class Step:
             self.record["pruned"] = removed
         self.journal("deploy", "deployed", error="")
         self.unlock()
-        return self.result(True, "deployed", **extra)
+        facts = self.role_facts(True, "deployed", old_link, old_previous)
+        return self.result(True, "deployed", ansible_facts=facts, **extra)
 
     def continue_deploy(self) -> None:
         """The record of a deploy that an earlier call of this run switched (gate, recover)."""
@@ -693,8 +711,9 @@ def main() -> None:
             agent_port=dict(type="int", default=0),
             probe=dict(type="dict", default={}),
             gate_latency_ms=dict(type="float", default=500.0),
-            gate_retries=dict(type="int", default=6),
+            gate_wait_s=dict(type="float", default=16.0),
             gate_backoff_s=dict(type="float", default=0.25),
+            gate_max_backoff_s=dict(type="float", default=1.0),
             gate_timeout_s=dict(type="float", default=2.0),
             keep=dict(type="int", default=3),
             old_link=dict(type="str", default=""),

@@ -1,9 +1,10 @@
 # modelfleet: the functional health gate of one model agent (standard library only; runs on the node).
 """Health gate: the agent answers as the release it should serve, correctly and within the latency budget.
 
-Passes when, within the retries, ``GET /health`` is 200 and names the expected version (and digest), and the
-probe request (``POST /invocations``) returns the expected answer within the latency budget. Retries back off
-exponentially (backoff, 2*backoff, 4*backoff, ...). A wrong answer from the right version is final at once:
+Passes when, within ``wait_s``, ``GET /health`` is 200 and names the expected version (and digest), and the
+probe request (``POST /invocations``) returns the expected answer within the latency budget. Pauses between
+attempts start at ``backoff_s`` and double up to ``max_backoff_s``: an agent that needs seconds to start is
+polled often enough to be seen soon after it is ready. A wrong answer from the right version is final at once:
 retrying only delays the rollback.
 """
 
@@ -53,15 +54,16 @@ class Gate:
     """What the agent at ``url`` must show: ``version`` (and ``digest``) on /health, ``probe`` answered in time."""
 
     def __init__(self, url: str, *, version: str = "", digest: str = "", probe: dict[str, Any] | None = None,
-                 latency_ms: float = 500.0, retries: int = 6, backoff_s: float = 0.25, timeout_s: float = 2.0,
-                 token: str = "") -> None:
+                 latency_ms: float = 500.0, wait_s: float = 16.0, backoff_s: float = 0.25,
+                 max_backoff_s: float = 1.0, timeout_s: float = 2.0, token: str = "") -> None:
         self.url = url.rstrip("/")
         self.version = version
         self.digest = digest
         self.probe = probe if probe and probe.get("request") is not None else None
         self.latency_ms = latency_ms
-        self.retries = retries
+        self.wait_s = wait_s
         self.backoff_s = backoff_s
+        self.max_backoff_s = max_backoff_s
         self.timeout_s = timeout_s
         self.headers = {"Accept": "application/json"}
         if token:
@@ -101,20 +103,24 @@ class Gate:
         result.update(probe="passed", latency_ms=latency)
         return result
 
-    def run(self, sleep: Any = time.sleep) -> dict[str, Any]:
-        """Attempt until it passes, a final failure, or the retries are spent. One JSON-able verdict."""
-        started = time.monotonic()
+    def run(self, sleep: Any = time.sleep, clock: Any = time.monotonic) -> dict[str, Any]:
+        """Attempt until it passes, a final failure, or ``wait_s`` is spent. One JSON-able verdict."""
+        started = clock()
         result: dict[str, Any] = {"ok": False, "reason": "no attempt made"}
-        for n in range(self.retries + 1):
+        attempts = 0
+        while True:
             try:
                 result = self.attempt()
             except (OSError, urllib.error.URLError) as exc:
                 result = {"ok": False, "reason": "%s unreachable: %s" % (self.url, exc)}
-            result["attempts"] = n + 1
+            attempts += 1
             if result["ok"] or result.get("final"):
                 break
-            if n < self.retries:
-                sleep(self.backoff_s * (2 ** n))
-        result["elapsed_s"] = round(time.monotonic() - started, 3)
+            pause = min(self.backoff_s * (2 ** (attempts - 1)), self.max_backoff_s)
+            if clock() + pause - started > self.wait_s:
+                break
+            sleep(pause)
+        result["attempts"] = attempts
+        result["elapsed_s"] = round(clock() - started, 3)
         result["url"] = self.url
         return result
