@@ -67,7 +67,7 @@ def _naive(settings: Any, bundle: Path, release: str) -> float:
         ssh_opts = [*shlex.split(str(v["ansible_ssh_common_args"])), "-i", str(v["ansible_ssh_private_key_file"])]
         target = f"{v['ansible_user']}@{node.address}"
         root = node.root
-        incoming = f"{root}/run/incoming/{bundle.name}"
+        incoming = f"{root}/run/{bundle.name}"
         subprocess.run(["scp", "-q", "-P", str(PORT), *ssh_opts, str(bundle), f"{target}:{incoming}"], check=True)
         rel = f"{root}/models/credit-risk/releases/naive-{release}"
         script = (f"set -e; rm -rf {rel}; mkdir -p {rel}; tar -xzf {incoming} -C {rel}; "
