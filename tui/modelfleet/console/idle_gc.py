@@ -1,20 +1,29 @@
-"""Garbage collection that stays out of the operator's way: never a full-heap scan in the middle of a keystroke.
+"""Garbage collection that stays out of the operator's way: no collection longer than a few tens of milliseconds,
+and none of the whole heap, ever.
 
 CPython's automatic full (generation 2) collection walks every tracked object: in the console, the imported
-libraries plus the registry, fleet and render caches, 50-150 ms at 1,000 versions and 200 nodes, a visible freeze
-whenever it falls on a key press. ``IdleCollector`` keeps the cheap young-generation collections as they are and
-replaces the automatic full ones:
+libraries (Textual, Rich, httpx, and MLflow with SQLAlchemy, pandas and NumPy once the registry is read: ~400,000
+objects) plus the registry, fleet and render data, 50-150 ms at 1,000 versions and 200 nodes at start, ~270 ms
+(up to 800 ms on a busy machine) later in a session, a visible freeze whenever it falls on a key press. What the
+libraries allocate when they are imported lives as long as the process: scanning it again and again finds nothing.
+``IdleCollector`` keeps the cheap young-generation collections as they are and replaces the automatic full ones:
 
 - ``start`` (before the first frame): one full collection, then everything alive (modules, classes, the app) is
   frozen out of the collector's view (``gc.freeze``), and automatic full collections are turned off;
-- ``tick`` (every second): when the user has been idle ``idle_s`` and ``min_interval_s`` have passed, collect what
-  was allocated since the last freeze and freeze the survivors: a short pause, since only new objects are scanned;
-  after ``max_interval_s`` it runs whatever the input;
-- a deep collection (unfreeze, scan everything, freeze again), idle only, reclaims cycles among objects that were
-  alive at a freeze and died since (a closed drill-down screen): when the frozen objects have grown by
-  ``deep_growth`` since the last deep one (CPython's own rule for full collections is 25% growth), or after
-  ``deep_interval_s``. It is the one long pause left (~270 ms at 1,000 versions and 200 nodes), and it waits
-  for the operator to stop typing.
+- ``tick`` (every second), when modules were imported since the last freeze (a worker's first use of MLflow,
+  SQLAlchemy, httpx): the young generations are collected and everything alive is frozen again, at once (a few
+  milliseconds: only the young objects are scanned), so that the libraries' objects never enter a collection;
+- ``tick``, when the user has been idle ``idle_s`` and ``min_interval_s`` have passed (after ``max_interval_s``
+  whatever the input): a full collection of what is not frozen: the session's own objects (data, caches,
+  screens), 2-30 ms; nothing is frozen after it, so the session's cyclic garbage (closed screens, Textual's
+  render caches) is always reclaimed by the next one.
+
+``before_collect`` callables run before each full collection: the console clears there a Textual cache that
+keeps every widget's line cache reachable after the widget is gone (see console/app.py).
+
+What an import-time freeze also freezes (the session's objects alive then) stays out of reach: if some of it
+becomes cyclic garbage later, it is not reclaimed. That happens once per import of new modules, a handful of
+times per process, and is counted in docs/benchmarks.md (~29,000 objects in a bench session).
 
 ``stop`` puts the interpreter's settings back (tests run many apps in one process).
 """
@@ -22,28 +31,30 @@ replaces the automatic full ones:
 from __future__ import annotations
 
 import gc
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 NO_AUTOMATIC_FULL = 1_000_000  # gen-1 collections between automatic full ones: in effect, never
 
 
 class IdleCollector:
     def __init__(self, *, idle_s: float = 2.0, min_interval_s: float = 30.0, max_interval_s: float = 300.0,
-                 deep_interval_s: float = 3600.0, deep_growth: float = 0.25,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 modules: Callable[[], int] = lambda: len(sys.modules),
+                 before_collect: Sequence[Callable[[], object]] = ()) -> None:
         self.idle_s = idle_s
         self.min_interval_s = min_interval_s
         self.max_interval_s = max_interval_s
-        self.deep_interval_s = deep_interval_s
-        self.deep_growth = deep_growth
-        self._frozen_after_deep = 0
         self.clock = clock
-        self.collections = 0
-        self.deep_collections = 0
+        self.modules = modules
+        self.before_collect = tuple(before_collect)  # e.g. caches that keep dead objects reachable
+        self.collections = 0  # full collections of what is not frozen (the one at start included)
+        self.freezes = 0  # freezes after imports (the one at start not included)
         self.last_pause_s = 0.0
         self._saved: tuple[int, int, int] | None = None
-        self._last_input = self._last_collect = self._last_deep = clock()
+        self._frozen_modules = 0
+        self._last_input = self._last_collect = clock()
 
     @property
     def active(self) -> bool:
@@ -55,7 +66,9 @@ class IdleCollector:
         threshold0, threshold1, threshold2 = gc.get_threshold()
         self._saved = (threshold0, threshold1, threshold2)
         gc.set_threshold(threshold0, threshold1, NO_AUTOMATIC_FULL)
-        self.collect(deep=True)
+        self.collect()
+        gc.freeze()
+        self._frozen_modules = self.modules()
 
     def stop(self) -> None:
         if self._saved is None:
@@ -73,27 +86,33 @@ class IdleCollector:
         return since >= self.max_interval_s or (since >= self.min_interval_s and now - self._last_input >= self.idle_s)
 
     def tick(self) -> bool:
-        """Collect if due (deep when the frozen objects grew or ``deep_interval_s`` passed, and the user is idle);
-        True when it ran."""
-        if self._saved is None or not self.due():
+        """Freeze what new imports brought, at once; collect if due. True when either ran."""
+        if self._saved is None:
             return False
-        now = self.clock()
-        grown = gc.get_freeze_count() > self._frozen_after_deep * (1 + self.deep_growth)
-        idle = now - self._last_input >= self.idle_s
-        self.collect(deep=idle and (grown or now - self._last_deep >= self.deep_interval_s))
+        froze = self.modules() != self._frozen_modules
+        if froze:
+            self.freeze_imports()
+        if not self.due():
+            return froze
+        self.collect()
         return True
 
-    def collect(self, *, deep: bool) -> None:
-        """Collect now: what is new since the last freeze, or (``deep``) everything; then freeze the survivors."""
+    def freeze_imports(self) -> None:
+        """Collect the young generations and freeze everything alive: the objects modules created when they were
+        imported (and whatever else is alive now) are never scanned again."""
         started = time.perf_counter()
-        if deep:
-            gc.unfreeze()
-        gc.collect()
+        gc.collect(1)
         gc.freeze()
+        self._frozen_modules = self.modules()
+        self.freezes += 1
+        self.last_pause_s = time.perf_counter() - started
+
+    def collect(self) -> None:
+        """A full collection now: of everything that is not frozen."""
+        started = time.perf_counter()
+        for release in self.before_collect:
+            release()
+        gc.collect()
         self.last_pause_s = time.perf_counter() - started
         self._last_collect = self.clock()
         self.collections += 1
-        if deep:
-            self._last_deep = self._last_collect
-            self._frozen_after_deep = gc.get_freeze_count()
-            self.deep_collections += 1

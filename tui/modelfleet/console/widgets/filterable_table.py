@@ -7,20 +7,27 @@ row of its group matches. Messages up: :class:`FilterableTable.Selected` (Enter)
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from rich.style import Style
-from rich.text import Text
+from rich.cells import cell_len
+from rich.segment import Segment
+from rich.style import NULL_STYLE, Style
+from rich.text import DEFAULT_JUSTIFY, DEFAULT_OVERFLOW, Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.color import Color
 from textual.containers import Vertical
+from textual.coordinate import Coordinate
+from textual.geometry import Region
 from textual.message import Message
+from textual.strip import Strip
 from textual.widgets import DataTable, Input
-from textual.widgets.data_table import CellKey, ColumnKey, RowKey
+from textual.widgets.data_table import CellDoesNotExist, CellKey, Column, ColumnKey, RowKey
 
 Cell = str | Text
 MAX_SHOWN = 250  # rows put in the DataTable at once; the rest are reached with the / filter
@@ -41,7 +48,8 @@ def same_cell(a: Cell, b: Cell) -> bool:
 
 
 class MeasuredTable(DataTable[Cell]):
-    """A DataTable that redraws a cell when its column widens, and only the cells that changed after an update.
+    """A DataTable that redraws a cell when its column widens, only the cells that changed after an update, and
+    draws a one-line cell without Rich's generic layout.
 
     DataTable (Textual 8.2, pinned) keys its cell cache with a table-wide update counter and without the column
     width. So (1) cells drawn before an idle-time measurement widened an auto-width column stayed truncated until
@@ -49,40 +57,247 @@ class MeasuredTable(DataTable[Cell]):
     Rich: 600 cells, a 60 ms freeze, on every 200-node fleet refresh). Both are fixed here by wrapping private
     DataTable methods (recheck on a Textual upgrade; tests/console/test_filterable_table.py fails when this stops
     working): a width change restyles the table, and drawn cells are kept per cell, keyed by what they show.
+    (3) A cell that is drawn (a table's first screenful: ~45 rows x 15 columns) goes through ``_draw_cell``: the
+    same segments as DataTable's, a third of the time (see there).
     """
 
     _drawn_widths: tuple[int, ...] = ()
     KEPT_CELLS_MAX = 50_000
+    FRAME_BUDGET_S = 0.012  # drawing rows anew, per frame (then the rest on the next frames)
+    DATATABLE_CACHE_MAX = 64
+    _frame: dict[object, Any] | None = None  # what does not change within one frame (see render_lines)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._kept_cells: dict[tuple[RowKey, ColumnKey], tuple[tuple[object, ...], Cell, Any]] = {}
+        self._kept_rows: dict[tuple[RowKey, int], tuple[tuple[object, ...], tuple[object, ...], Any]] = {}
+        self._kept_lines: dict[tuple[RowKey, int], tuple[object, tuple[object, ...], Strip]] = {}
         super().__init__(*args, **kwargs)  # (which clears the caches)
+        # DataTable's own caches are keyed by its update counter: with the ones above they are only written, never
+        # read again, and at their sizes (1,000 lines and rows, 10,000 cells per table) they kept tens of
+        # thousands of stale objects alive for the garbage collector to scan (console/idle_gc.py).
+        for cache in (self._row_render_cache, self._line_cache, self._row_renderable_cache):
+            cache.maxsize = self.DATATABLE_CACHE_MAX
+        self._cell_render_cache.maxsize = self.DATATABLE_CACHE_MAX * 4
 
     def _render_cell(self, row_index: int, column_index: int, base_style: Style, width: int,
                      cursor: bool = False, hover: bool = False) -> Any:
-        if row_index < 0 or column_index < 0:  # the header row and row labels: DataTable's own cache
+        if column_index < 0 or row_index < -1:  # row labels: DataTable's own cache
             return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
-        row_key, column_key = self._row_locations.get_key(row_index), self._column_locations.get_key(column_index)
+        column_key = self._column_locations.get_key(column_index)
+        row_key = self._header_row_key if row_index == -1 else self._row_locations.get_key(row_index)
         if row_key is None or column_key is None:
             return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
         cell_key = (row_key, column_key)
-        value = self._data[row_key][column_key]
+        value: Cell = self.columns[column_key].label if row_index == -1 else self._data[row_key][column_key]
         drawn_as = (row_index, base_style, width, cursor, hover, self._show_hover_cursor, self._pseudo_class_state)
         kept = self._kept_cells.get(cell_key)
         if kept is not None and kept[0] == drawn_as and same_cell(kept[1], value):
             return kept[2]
-        lines = super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        lines = self._draw_cell(row_index, column_index, row_key, base_style, width, cursor, hover)
         if len(self._kept_cells) >= self.KEPT_CELLS_MAX:
             self._kept_cells.clear()
         self._kept_cells[cell_key] = (drawn_as, value, lines)
         return lines
 
+    def _draw_cell(self, row_index: int, column_index: int, row_key: RowKey, base_style: Style, width: int,
+                   cursor: bool, hover: bool) -> Any:
+        """DataTable._render_cell for a body cell one line high whose content is a ``Text`` (every cell here: the
+        formatter turns strings into Text), without the generic layout it goes through: ``Styled(Padding(cell))``
+        rendered by ``Console.render_lines`` twice over, with a ``ConsoleOptions`` copy at each level, ~70% of the
+        time of a table's first draw. The steps are Rich's own (``Text.wrap`` with the options DataTable passes,
+        ``Text.render``, ``Segment.adjust_line_length``, ``Segment.apply_style``), so the segments are the same
+        (tests/console/test_filterable_table.py compares them with DataTable's for cells of every kind); anything
+        else (a taller row, a cell narrower than its padding, a renderable that is not Text) is DataTable's."""
+        row = self.rows.get(row_key)
+        pad = self.cell_padding
+        inner = width - 2 * pad
+        if row is None or row.height != 1 or inner < 1:
+            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        cell = self._get_row_renderables(row_index).cells[column_index]
+        if not isinstance(cell, Text):
+            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        console = self.app.console
+        plain = cell.plain
+        style = console.get_style(cell.style, default=NULL_STYLE) if cell.style else None
+        segments: list[Segment]
+        if (not cell.spans and cell.justify in (None, DEFAULT_JUSTIFY) and "\n" not in plain and "\t" not in plain
+                and cell_len(plain) <= inner and not (style and style.link)):
+            # (most cells: one style, fits) what Text.wrap + join + render give: the text as it is, in its style
+            segments = [Segment(plain, style)] if plain or not cell.style else []
+        else:
+            # As Text.__rich_console__ with DataTable's options (max_width = width - padding, no_wrap: one line):
+            lines = cell.wrap(console, inner, justify=cell.justify or DEFAULT_JUSTIFY,
+                              overflow=cell.overflow or DEFAULT_OVERFLOW,
+                              tab_size=(console.tab_size if cell.tab_size is None else cell.tab_size) or 8,
+                              no_wrap=True if cell.no_wrap is None else cell.no_wrap)
+            if len(lines) != 1:
+                return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+            segments = list(Text("\n").join(lines).render(console))
+        # As Padding (style "none"), padded to the width as Console.render_lines pads:
+        pad_style = console.get_style("none")
+        line = Segment.adjust_line_length(segments, inner, style=pad_style)
+        if pad:
+            edge = Segment(" " * pad, pad_style)
+            line = [edge, *line, edge]
+        # As Styled(pre_style=base + meta + component, post_style) in DataTable._render_cell:
+        fixed = row_index < self.fixed_rows or column_index < self.fixed_columns
+        component_style, post_style = self._get_styles_to_render_cell(
+            False, False, fixed, hover, cursor, self.show_cursor, self._show_hover_cursor,
+            self.cursor_foreground_priority == "css", self.cursor_background_priority == "css")
+        pre_style = base_style + Style.from_meta({"row": row_index, "column": column_index}) + component_style
+        return [list(Segment.apply_style(line, pre_style, post_style))]
+
+    def _row_state(self, row_key: RowKey, line_no: int, base_style: Style, cursor_location: Coordinate,
+                   hover_location: Coordinate) -> tuple[tuple[object, ...], tuple[object, ...]] | None:
+        """What a row's line depends on, besides the stylesheet: its cells (the same objects), its place, the
+        cursor and hover on it, the widths and the table's state. None: not a row kept here."""
+        header = row_key is self._header_row_key
+        row_index = -1 if header else self._row_locations.get(row_key)
+        data = None if header else self._data.get(row_key)
+        if row_index is None or (data is None and not header):
+            return None
+        columns = self.ordered_columns
+        cells = tuple(c.label for c in columns) if data is None else tuple(data.get(c.key) for c in columns)
+        kind = self.cursor_type
+        by_column = kind in ("cell", "column")
+        state = (line_no, row_index, base_style, kind, self.show_cursor, self._show_hover_cursor,
+                 cursor_location.row == row_index, cursor_location.column if by_column else -1,
+                 hover_location.row == row_index, hover_location.column if by_column else -1,
+                 self._pseudo_class_state, self._frame_value("widths", self._widths), self.size.width,
+                 self._labelled_row_exists and self.show_row_labels, self._row_label_column_width,
+                 self.fixed_columns, self.fixed_rows, self.zebra_stripes, self.cursor_foreground_priority,
+                 self.cursor_background_priority)
+        return state, cells
+
+    def _kept_row(self, row_key: RowKey, line_no: int,
+                  drawn: tuple[tuple[object, ...], tuple[object, ...]] | None) -> Any:
+        kept = self._kept_rows.get((row_key, line_no))
+        if drawn is None or kept is None or kept[0] != drawn[0] or len(kept[1]) != len(drawn[1]):
+            return None
+        return kept[2] if all(a is b for a, b in zip(kept[1], drawn[1], strict=True)) else None
+
+    def _render_line_in_row(self, row_key: RowKey, line_no: int, base_style: Style, cursor_location: Coordinate,
+                            hover_location: Coordinate) -> Any:
+        """A row's line, kept while what it shows is the same (``_row_state``). DataTable keys this with its
+        table-wide update counter, so one changed cell re-assembled every visible row (three DOM style walks and
+        a Strip each: ~40 ms for 45 rows, on every fleet refresh and every batch of a fill)."""
+        drawn = self._row_state(row_key, line_no, base_style, cursor_location, hover_location)
+        pair = self._kept_row(row_key, line_no, drawn)
+        if pair is None:
+            pair = super()._render_line_in_row(row_key, line_no, base_style, cursor_location, hover_location)
+            if drawn is not None:
+                self._kept_rows[(row_key, line_no)] = (*drawn, pair)
+        return pair
+
+    def _render_line(self, y: int, x1: int, x2: int, base_style: Style) -> Strip:
+        """A line of the table: kept while its row's line (above) is the same object and the crop is the same.
+        Within a frame (``render_lines``), rows whose line must be drawn again are drawn until ``FRAME_BUDGET_S``
+        is spent (at least one); the others keep their previous line (or are blank) and the table refreshes again
+        on the next frame: a screenful of new rows appears over a few frames instead of holding the loop."""
+        try:
+            row_key, line_no = self._get_offsets(y)
+        except LookupError:
+            return super()._render_line(y, x1, x2, base_style)
+        cursor, hover = self.cursor_coordinate, self.hover_coordinate
+        drawn = self._row_state(row_key, line_no, base_style, cursor, hover)
+        pair = self._kept_row(row_key, line_no, drawn)
+        crop = (x1, x2, self.size.width, base_style)
+        kept = self._kept_lines.get((row_key, line_no))
+        if pair is not None and kept is not None and kept[0] is pair and kept[1] == crop:
+            return Strip(kept[2], kept[2].cell_length)
+        frame = self._frame
+        if frame is not None and frame.get("spent", 0.0) > self.FRAME_BUDGET_S and pair is None:
+            frame["deferred"] = True
+            if kept is not None and kept[1] == crop:
+                return Strip(kept[2], kept[2].cell_length)
+            return Strip.blank(self.size.width, base_style)
+        started = time.perf_counter()
+        pair = self._render_line_in_row(row_key, line_no, base_style, cursor, hover)
+        strip = super()._render_line(y, x1, x2, base_style)
+        # Kept as a Strip of its own: a Strip keeps what it was cropped, divided, filtered and styled into (up to
+        # ~50 derived Strips, 7 caches each), so a line handed out frame after frame would grow that for as long
+        # as its row is unchanged; each frame gets a fresh Strip on the same segments instead (Textual drops it
+        # with its derivatives when the line is drawn again).
+        self._kept_lines[(row_key, line_no)] = (pair, crop, Strip(strip, strip.cell_length))
+        if frame is not None:
+            frame["spent"] = frame.get("spent", 0.0) + time.perf_counter() - started
+        return strip
+
+    def render_lines(self, crop: Region) -> list[Strip]:
+        self._frame = {}  # DOM style walks once per frame (not per line), and the frame's drawing budget
+        try:
+            return super().render_lines(crop)
+        finally:
+            deferred = self._frame.get("deferred", False)
+            self._frame = None
+            if deferred:
+                self.call_later(self.refresh)
+
+    def _frame_value(self, name: object, compute: Callable[[], Any]) -> Any:
+        frame = self._frame
+        if frame is None:
+            return compute()
+        if name not in frame:
+            frame[name] = compute()
+        return frame[name]
+
+    def _widths(self) -> tuple[int, ...]:
+        return tuple(c.get_render_width(self) for c in self.ordered_columns)
+
+    @property
+    def ordered_columns(self) -> list[Column]:
+        # (DataTable builds this list afresh on each use: several times per row drawn)
+        return list(self._frame_value("ordered_columns", lambda: super(MeasuredTable, self).ordered_columns))
+
+    @property
+    def rich_style(self) -> Style:
+        return self._frame_value("rich_style", lambda: super(MeasuredTable, self).rich_style)
+
+    @property
+    def background_colors(self) -> tuple[Color, Color]:
+        return self._frame_value("background_colors", lambda: super(MeasuredTable, self).background_colors)
+
+    def _get_row_style(self, row_index: int, base_style: Style) -> Style:
+        kind = "header" if row_index == -1 else "fixed" if row_index < self.fixed_rows else row_index % 2
+        return self._frame_value(
+            ("row_style", kind, base_style), lambda: super(MeasuredTable, self)._get_row_style(row_index, base_style))
+
+    def update_cells(self, changes: Iterable[tuple[str, str, Cell]]) -> None:
+        """``update_cell`` for many cells with one refresh: each ``update_cell`` refreshes the whole table (~30 us:
+        700 changed cells on a 200-node fleet refresh, 20 ms)."""
+        data = self._data
+        changed = False
+        for row, column, value in changes:
+            row_key, column_key = RowKey(row), ColumnKey(column)
+            if row_key not in self._row_locations or column_key not in self._column_locations:
+                raise CellDoesNotExist(f"No cell exists for row_key={row_key!r}, column_key={column_key!r}.")
+            data[row_key][column_key] = value
+            changed = True
+        if changed:
+            self._update_count += 1
+            self.refresh()
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._kept_cells.clear()
+        self._kept_rows.clear()
+        self._kept_lines.clear()
+
     def _clear_caches(self) -> None:
         super()._clear_caches()
         self._kept_cells.clear()
+        self._kept_rows.clear()
+        self._kept_lines.clear()
 
     def _update_dimensions(self, new_rows: Iterable[RowKey]) -> None:
-        super()._update_dimensions(new_rows)
+        # DataTable measures every cell of every new row (a ConsoleOptions with three get_terminal_size calls
+        # each: ~40 ms per 60-row batch of the fleet); the measure only sizes auto-width columns and row labels.
+        rows = list(new_rows)
+        if not any(c.auto_width for c in self.columns.values()) and not any(
+                (row := self.rows.get(key)) is not None and (row.label is not None or row.auto_height)
+                for key in rows):
+            rows = []  # (the virtual size is still recomputed)
+        super()._update_dimensions(rows)
         self._restyle_if_widened()
 
     def _update_column_widths(self, updated_cells: set[CellKey]) -> None:
@@ -102,7 +317,7 @@ def _more_text(hidden: int) -> Text:
     return Text(f"… {hidden} more rows: narrow them with /", style="dim italic")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Row:
     key: str
     cells: tuple[Cell, ...]
@@ -197,8 +412,8 @@ class FilterableTable(Vertical):
                 self.table.add_column(col, key=str(i))
 
     @property
-    def table(self) -> DataTable[Cell]:
-        return self.query_one(DataTable)
+    def table(self) -> MeasuredTable:
+        return self.query_one(MeasuredTable)
 
     @property
     def input(self) -> FilterInput:
@@ -231,13 +446,12 @@ class FilterableTable(Vertical):
         if (keys == self.shown and keys and len(keys) == len(self._cells) and bool(hidden) == self._more
                 and self._filling is None):
             # the same rows in the same order (a refresh): update only the cells that changed, in place
-            for row, old in zip(visible, self._cells, strict=True):
-                for i, (new_cell, old_cell) in enumerate(zip(row.cells, old, strict=False)):
-                    if not same_cell(new_cell, old_cell):
-                        table.update_cell(row.key, str(i), new_cell)
+            table.update_cells([
+                *((row.key, str(i), new_cell) for row, old in zip(visible, self._cells, strict=True)
+                  for i, (new_cell, old_cell) in enumerate(zip(row.cells, old, strict=False))
+                  if not same_cell(new_cell, old_cell)),
+                *([(MORE_KEY, "0", _more_text(hidden))] if hidden else [])])
             self._cells = [r.cells for r in visible]
-            if hidden:
-                table.update_cell(MORE_KEY, "0", _more_text(hidden))
             return
         table.clear()
         self.shown = keys
