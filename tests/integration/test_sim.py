@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import socket
+import subprocess
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -136,8 +137,6 @@ def test_ssh_sessions_have_the_fleets_own_home(sim_fleet: RunningFleet) -> None:
 
 def test_sshd_offers_the_cheap_key_exchange_only(sim_fleet: RunningFleet) -> None:
     # Nodes and controller share the CPUs: every login uses curve25519, not the post-quantum hybrid (6x the CPU).
-    import subprocess
-
     ssh = sim_fleet.fleet.sim_dir / "ssh"
     target = f"{_state(sim_fleet).user}@{ADDRESSES[0]}"
     base = ["ssh", "-F", "/dev/null", "-o", f"UserKnownHostsFile={ssh / 'known_hosts'}", "-o",
