@@ -43,7 +43,7 @@ def register(subparsers: Any) -> None:
     _common(p, confirm=True)
     p.add_argument("--waves", help='serial batches, e.g. "1,25%%,100%%" (default: deploy.waves)')
     p.add_argument("--max-fail", type=_percent, metavar="PCT",
-                   help="failure budget: % of a wave that may fail before the rollout stops (default: deploy."
+                   help="failure budget: %% of a wave that may fail before the rollout stops (default: deploy."
                    "max_fail_percentage)")
     p.add_argument("--revert-on-abort", action="store_true",
                    help="when the budget is spent, switch the nodes this run updated back to their previous release")
