@@ -112,8 +112,8 @@ def test_second_pin_does_not_download(fresh_cache: Registry, monkeypatch: pytest
     calls: list[tuple[str, int]] = []
     original = fresh_cache._download_version
 
-    def counting(name: str, version: int) -> Any:
-        fetch = original(name, version)
+    def counting(name: str, version: int, files: Path | None = None) -> Any:
+        fetch = original(name, version, files)
 
         def counted(tmp: Path) -> Path:
             calls.append((name, version))

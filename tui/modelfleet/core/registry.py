@@ -37,6 +37,7 @@ from modelfleet.core.errors import (
     VersionNotFound,
 )
 from modelfleet.core.reference import FORMS_HINT, ModelRef, parse_ref, validate_model_name
+from modelfleet.core.registry_sqlite import ResolvedVersion, resolve_in_sqlite, sqlite_path
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -477,8 +478,12 @@ class Registry:
     def _cache_key(self, name: str, version: int) -> str:
         return f"{self.registry_uri}#{name}/{version}"
 
-    def _download_version(self, name: str, version: int) -> Callable[[Path], Path]:
+    def _download_version(self, name: str, version: int, files: Path | None = None) -> Callable[[Path], Path]:
         def fetch(tmp: Path) -> Path:
+            if files is not None:  # the embedded registry's own folder: a copy is what MLflow would download
+                import shutil
+
+                return Path(shutil.copytree(files, tmp / files.name, symlinks=False))
             import mlflow.artifacts
 
             with self._guard(f"downloading {name}/{version}", error=ArtifactError):
@@ -492,14 +497,25 @@ class Registry:
 
         return fetch
 
-    def _tree(self, name: str, version: int, expected: str | None = None) -> CachedTree:
-        return self.cache.get(self._cache_key(name, version), self._download_version(name, version), expected)
+    def _tree(self, name: str, version: int, expected: str | None = None, files: Path | None = None) -> CachedTree:
+        return self.cache.get(self._cache_key(name, version), self._download_version(name, version, files), expected)
+
+    def _resolve_embedded(self, ref: ModelRef) -> ResolvedVersion | None:
+        """The embedded registry's answer read from its database without importing MLflow (None: ask MLflow)."""
+        db = sqlite_path(self.registry_uri)
+        if db is None or self._client is not None:
+            return None
+        return resolve_in_sqlite(db, ref)
 
     def pin(self, ref: ModelRef | str) -> PinnedVersion:
         """Resolve ``ref`` once, download its artifact (or reuse the cache) and fix the version and digest."""
         text = str(ref)
-        info = self.resolve(ref)
-        tree = self._tree(info.name, info.version)
+        parsed = parse_ref(ref) if isinstance(ref, str) else ref
+        info: ModelVersionInfo | ResolvedVersion | None = self._resolve_embedded(parsed)
+        if info is None:
+            info = self.resolve(parsed)
+        files = info.local_files() if isinstance(info, ResolvedVersion) else None
+        tree = self._tree(info.name, info.version, files=files)
         return PinnedVersion(
             name=info.name,
             version=info.version,
