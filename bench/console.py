@@ -18,6 +18,7 @@ import gc
 import logging
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -69,6 +70,13 @@ class BenchServices(ConsoleServices):
     def placement_events(self, model: str) -> list[Any]:
         return []
 
+    def version_detail(self, model: str, version: int) -> Any:
+        # synthetic like the versions (the real one pins from the registry: MLflow is not behind this bench)
+        from modelfleet.console.services import VersionDetail
+
+        return VersionDetail(digest=f"{version:064x}", digest_source="synthetic (bench)",
+                             signature={"inputs": [{"name": "x", "type": "double"}]})
+
     def inventory(self) -> Inventory:
         return Inventory(self.node_list, {"edge": [n.name for n in self.node_list]})
 
@@ -96,6 +104,7 @@ async def session(n_nodes: int, n_versions: int, debug: bool = False) -> dict[st
     phase = ["start"]
     figures: dict[str, float] = {}
     t_start = time.perf_counter()
+    steal_start, preempted_start = _cpu_steal_s(), resource.getrusage(resource.RUSAGE_SELF).ru_nivcsw
     app = ModelfleetApp(services=services, refresh_s=0)
     painted = asyncio.Event()
 
@@ -103,6 +112,7 @@ async def session(n_nodes: int, n_versions: int, debug: bool = False) -> dict[st
         app.call_after_refresh(painted.set)
         await painted.wait()
         figures["first_paint_s"] = time.perf_counter() - t_start
+        modules_at_paint = set(sys.modules)
         idle_gc = getattr(app, "idle_gc", None)  # (absent before it was built: the "before" column)
         start_gc_s = idle_gc.last_pause_s if idle_gc else 0.0
         last = [time.perf_counter()]
@@ -177,6 +187,8 @@ async def session(n_nodes: int, n_versions: int, debug: bool = False) -> dict[st
             idle_at.append(time.perf_counter() - t0)
         if os.environ.get("BENCH_DEBUG"):
             print("switches ms:", [round(x * 1000) for x in painted_at], [round(x * 1000) for x in idle_at])
+            late = sorted({m.split(".")[0] for m in set(sys.modules) - modules_at_paint})
+            print(f"imported after the first paint ({len(set(sys.modules) - modules_at_paint)} modules):", late)
         figures["view_switch_ms_median"] = statistics.median(painted_at) * 1000
         figures["view_switch_ms_max"] = max(painted_at) * 1000
         figures["view_switch_to_idle_ms_median"] = statistics.median(idle_at) * 1000
@@ -199,7 +211,20 @@ async def session(n_nodes: int, n_versions: int, debug: bool = False) -> dict[st
             # what the freezes kept out of reach: objects frozen alive that are garbage by the end of the session
             gc.unfreeze()
             figures["gc_frozen_garbage_objects"] = gc.collect()
+    # what the machine did to the session: CPU time the hypervisor gave to other guests (all CPUs), and how
+    # often the kernel took a CPU away from this process while it could still run
+    figures["machine_cpu_steal_s"] = _cpu_steal_s() - steal_start
+    figures["involuntary_switches"] = resource.getrusage(resource.RUSAGE_SELF).ru_nivcsw - preempted_start
     return figures
+
+
+def _cpu_steal_s() -> float:
+    """Seconds of CPU stolen by the hypervisor since boot, summed over CPUs (0 where /proc/stat has no steal)."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+        return int(fields[8]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
 
 
 def main() -> int:

@@ -204,7 +204,6 @@ class ConsoleServices:
         self._registry: Any = None
         self._ledger: Any = None
         self._prober: FleetProber | None = None
-        self._aclient: Any = None
         self._inventory: tuple[float, Inventory] | None = None
         self._lock = threading.Lock()
 
@@ -294,19 +293,15 @@ class ConsoleServices:
         return self.prober.probe_sync(self.nodes())
 
     async def probe_async(self) -> list[NodeStatus]:
-        """The console's probe: on the app's event loop with one long-lived keep-alive client (bounded
-        concurrency), so no thread competes with the UI for the GIL; the inventory is read in a thread."""
+        """The console's probe: on the app's event loop (bounded concurrency, one short connection per node), so
+        no thread competes with the UI for the GIL; the inventory is read in a thread."""
         import asyncio
 
         nodes = await asyncio.to_thread(self.nodes)
-        if self._aclient is None:
-            self._aclient = self.prober.make_client()
-        return await self.prober.probe(nodes, self._aclient)
+        return await self.prober.probe(nodes)
 
     async def aclose(self) -> None:
-        client, self._aclient = self._aclient, None
-        if client is not None:
-            await client.aclose()
+        """Nothing is held open between refreshes (each probe closes its connections)."""
 
     def releases(self, node_name: str) -> list[Release] | None:
         from modelfleet.core.fleet_status import releases_on_disk

@@ -1,8 +1,9 @@
 """Fleet status, headless: probe every agent's ``/health``, ``/stats`` and ``/metrics`` and build status rows.
 
 The console (and any script) asks a :class:`FleetProber` for one :class:`NodeStatus` per inventory node. A
-probe is three GETs per node over httpx with a per-request timeout and a bounded number of nodes in flight
-(``fleet.probe_concurrency``); a node that does not answer costs at most ``fleet.probe_timeout_s``. ::
+probe is three GETs per node over one httpx connection of its own, each with a timeout, and a bounded number of
+nodes in flight (``fleet.probe_concurrency``); a node that does not answer costs at most
+``fleet.probe_timeout_s``. ::
 
     prober = FleetProber.from_settings(settings)
     rows = prober.probe_sync(inventory.nodes)      # blocking: call it from a worker thread
@@ -270,6 +271,7 @@ class FleetProber:
         self.clock = clock
         self.transport = transport
         self.history_len = history_len
+        self._tls: Any = None
         self._memory: dict[str, _NodeMemory] = {}
         self._lock = threading.Lock()
 
@@ -294,44 +296,44 @@ class FleetProber:
         with self._lock:
             return asyncio.run(self._probe_all(nodes))
 
-    async def probe(self, nodes: Sequence[Node], client: httpx.AsyncClient | None = None) -> list[NodeStatus]:
-        """Probe ``nodes`` on the running event loop. Pass a long-lived ``client`` (see :meth:`make_client`) to
-        keep connections alive between refreshes: network waits then cost the loop nothing, and each node's
-        answer is parsed in its own small step."""
-        return await self._probe_all(nodes, client)
+    async def probe(self, nodes: Sequence[Node]) -> list[NodeStatus]:
+        """Probe ``nodes`` on the running event loop (network waits cost the loop nothing; each node's answers
+        are parsed in their own small step)."""
+        return await self._probe_all(nodes)
 
-    def make_client(self, *, keepalive: bool = True) -> httpx.AsyncClient:
+    def _client(self) -> httpx.AsyncClient:
+        """A client for one node: one connection, reused for its three GETs, closed after them.
+
+        One pool shared by the whole fleet costs O(connections) per request in httpcore (each request scans the
+        pool and polls every idle socket): 5 CPU-seconds for 200 nodes here, against ~1 s with a pool per node.
+        The TLS context (loading CA certificates takes milliseconds) is made once and shared."""
         import httpx
 
-        limits = httpx.Limits(max_connections=self.concurrency * 3,
-                              max_keepalive_connections=self.concurrency * 3 if keepalive else 0)
-        return httpx.AsyncClient(timeout=httpx.Timeout(self.timeout_s), limits=limits, transport=self.transport,
-                                 trust_env=False)
+        if self._tls is None:
+            self._tls = httpx.create_ssl_context()
+        return httpx.AsyncClient(timeout=httpx.Timeout(self.timeout_s), verify=self._tls,
+                                 limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
+                                 transport=self.transport, trust_env=False)
 
-    async def _probe_all(self, nodes: Sequence[Node], client: httpx.AsyncClient | None = None) -> list[NodeStatus]:
+    async def _probe_all(self, nodes: Sequence[Node]) -> list[NodeStatus]:
         sem = asyncio.Semaphore(self.concurrency)
 
-        async def run(c: httpx.AsyncClient) -> list[NodeStatus]:
-            async def one(node: Node) -> NodeStatus:
-                async with sem:
-                    return await self._probe_node(c, node)
+        async def one(node: Node) -> NodeStatus:
+            async with sem:
+                return await self._probe_node(node)
 
-            return list(await asyncio.gather(*(one(n) for n in nodes)))
+        return list(await asyncio.gather(*(one(n) for n in nodes)))
 
-        if client is not None:
-            return await run(client)
-        async with self.make_client(keepalive=False) as own:
-            return await run(own)
-
-    async def _probe_node(self, client: httpx.AsyncClient, node: Node) -> NodeStatus:
+    async def _probe_node(self, node: Node) -> NodeStatus:
         import httpx
 
         base = node.agent_url
         now = self.clock()
         try:
-            health_r, stats_r, metrics_r = await asyncio.gather(
-                client.get(f"{base}/health"), client.get(f"{base}/stats"), client.get(f"{base}/metrics"),
-            )
+            async with self._client() as client:
+                health_r = await client.get(f"{base}/health")
+                stats_r = await client.get(f"{base}/stats")
+                metrics_r = await client.get(f"{base}/metrics")
         except (httpx.TimeoutException, httpx.TransportError) as exc:
             return self._unreachable(node, now, _reason(exc))
         try:
