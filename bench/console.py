@@ -7,7 +7,8 @@ Targets (issue 5): first paint < 1.0 s, view switch < 100 ms, fleet refresh < 2 
     .venv/bin/python bench/console.py [--nodes 200] [--versions 1000]
 
 BENCH_DEBUG=1: every switch's times, each stall over 30 ms and asyncio's debug log of callbacks over 30 ms (debug
-mode slows the loop: use it to see where a stall falls, not for the figures).
+mode slows the loop: use it to see where a stall falls, not for the figures) and the modules imported after the
+first paint. BENCH_STACKS=1: where the loop thread is whenever the heartbeat is 35 ms late (a sampling thread).
 """
 
 from __future__ import annotations
@@ -125,6 +126,8 @@ async def session(n_nodes: int, n_versions: int, debug: bool = False) -> dict[st
             last[0] = now
 
         app.set_interval(0.01, beat)
+        if os.environ.get("BENCH_STACKS"):
+            _start_stall_sampler(last, phase)
 
         async def until(cond: Any, timeout: float = 30) -> float:
             t0 = time.perf_counter()
@@ -218,6 +221,31 @@ async def session(n_nodes: int, n_versions: int, debug: bool = False) -> dict[st
     return figures
 
 
+def _start_stall_sampler(last: list[float], phase: list[str]) -> None:
+    """BENCH_STACKS=1: a thread that, whenever the heartbeat is 35 ms late, logs where the loop thread is (its
+    innermost frames in modelfleet, Textual and Rich), once per stall. Cheaper than asyncio's debug mode."""
+    import threading
+    import traceback
+
+    main_id = threading.main_thread().ident
+    assert main_id is not None
+
+    def sample() -> None:
+        seen = 0.0
+        while True:
+            time.sleep(0.005)
+            late = time.perf_counter() - last[0]
+            if late > 0.035 and last[0] != seen:
+                seen = last[0]
+                frame = sys._current_frames().get(main_id)
+                stack = traceback.extract_stack(frame) if frame is not None else []
+                ours = [f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in stack
+                        if any(k in f.filename for k in ("modelfleet", "textual", "rich", "httpx", "httpcore"))]
+                logging.warning("late %.0f ms (%s): %s", late * 1000, phase[0], " < ".join(reversed(ours[-6:])))
+
+    threading.Thread(target=sample, daemon=True, name="stall-sampler").start()
+
+
 def _cpu_steal_s() -> float:
     """Seconds of CPU stolen by the hypervisor since boot, summed over CPUs (0 where /proc/stat has no steal)."""
     try:
@@ -242,7 +270,7 @@ def main() -> int:
             return 2
         sys.path.insert(0, str(ROOT))
         debug = bool(os.environ.get("BENCH_DEBUG"))
-        if debug:
+        if debug or os.environ.get("BENCH_STACKS"):
             logging.basicConfig(level=logging.WARNING, format="%(relativeCreated)8.0f ms %(message)s")
         figures = asyncio.run(session(args.nodes, args.versions, debug), debug=debug)
     finally:
