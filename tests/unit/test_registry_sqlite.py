@@ -73,6 +73,13 @@ def test_unknown_answers_none_and_the_pin_names_what_exists(project: Path, regis
         Registry(make_settings(project)).pin(ref)
 
 
+def test_another_workspace_is_left_to_mlflow(registry: Registry, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLFLOW_WORKSPACE", "team-a")
+    assert resolve_in_sqlite(_db(registry), parse_ref("credit-risk/1")) is None
+    monkeypatch.setenv("MLFLOW_WORKSPACE", "default")
+    assert resolve_in_sqlite(_db(registry), parse_ref("credit-risk/1")) is not None
+
+
 def test_missing_database_is_not_created(tmp_path: Path) -> None:
     db = tmp_path / "mlflow.db"
     assert resolve_in_sqlite(db, parse_ref("credit-risk/1")) is None

@@ -306,7 +306,9 @@ class FleetProber:
 
         One pool shared by the whole fleet costs O(connections) per request in httpcore (each request scans the
         pool and polls every idle socket): 5 CPU-seconds for 200 nodes here, against ~1 s with a pool per node.
-        The TLS context (loading CA certificates takes milliseconds) is made once and shared."""
+        The TLS context (loading CA certificates takes milliseconds) is made once and shared. An injected
+        ``transport`` is shared by these clients and closed with each: pass one whose close is a no-op (tests'
+        ``httpx.MockTransport``)."""
         import httpx
 
         if self._tls is None:

@@ -8,12 +8,14 @@ MLflow's own store: a version whose stage is ``Deleted_Internal`` does not exist
 seen (the single-tenant registry modelfleet embeds).
 
 It answers only what it is sure of: a missing database, table or column, a model, version or alias it cannot
-find, or a workspace other than the default returns ``None``, and the caller asks MLflow's client (which also
-words the error that names what exists). A test compares its answers with MLflow's for every reference form.
+find, or another workspace asked for (``MLFLOW_WORKSPACE``) returns ``None``, and the caller asks MLflow's client
+(which also words the error that names what exists). A test compares its answers with MLflow's for every reference
+form.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,7 +65,7 @@ def _workspace_filter(conn: sqlite3.Connection, table: str) -> tuple[str, tuple[
 
 def resolve_in_sqlite(db: Path, ref: ModelRef) -> ResolvedVersion | None:
     """The version ``ref`` names now in the MLflow registry database ``db``, or None when unsure (see module)."""
-    if not db.is_file():
+    if os.environ.get("MLFLOW_WORKSPACE", DEFAULT_WORKSPACE) != DEFAULT_WORKSPACE or not db.is_file():
         return None
     try:
         conn = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True, timeout=5.0)
