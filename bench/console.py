@@ -21,7 +21,6 @@ import os
 import platform
 import resource
 import statistics
-import subprocess
 import sys
 import time
 from datetime import UTC, datetime, timedelta
@@ -260,22 +259,14 @@ def main() -> int:
     ap.add_argument("--nodes", type=int, default=200)
     ap.add_argument("--versions", type=int, default=1000)
     args = ap.parse_args()
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    agents = subprocess.Popen([sys.executable, str(ROOT / "bench" / "console_agents.py"), PREFIX, str(args.nodes),
-                               str(PORT)], stdout=subprocess.PIPE, text=True, env=env)
-    try:
-        assert agents.stdout is not None
-        if agents.stdout.readline().strip() != "READY":
-            print("simulated agents did not start", file=sys.stderr)
-            return 2
-        sys.path.insert(0, str(ROOT))
+    sys.path.insert(0, str(ROOT))
+    from bench.console_agents import simulated_agents
+
+    with simulated_agents(PREFIX, args.nodes, PORT):
         debug = bool(os.environ.get("BENCH_DEBUG"))
         if debug or os.environ.get("BENCH_STACKS"):
             logging.basicConfig(level=logging.WARNING, format="%(relativeCreated)8.0f ms %(message)s")
         figures = asyncio.run(session(args.nodes, args.versions, debug), debug=debug)
-    finally:
-        agents.terminate()
-        agents.wait(10)
     targets = {"first_paint_s": 1.0, "view_switch_ms_max": 100.0, "fleet_refresh_s_max": 2.0,
                "heartbeat_max_stall_ms": 50.0}
     print(f"console bench: {args.nodes} nodes, {args.versions} versions, {datetime.now(UTC):%Y-%m-%d}, "

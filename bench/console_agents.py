@@ -7,10 +7,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
 import random
+import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 sys.path.insert(0, __file__.rsplit("/bench/", 1)[0] + "/tui")
 
@@ -72,6 +77,23 @@ async def main(prefix: str, n: int, port: int) -> None:
     servers = [await asyncio.start_server(handle, addr, port) for addr in addresses(prefix, n)]
     print("READY", flush=True)
     await asyncio.gather(*(s.serve_forever() for s in servers))
+
+
+@contextlib.contextmanager
+def simulated_agents(prefix: str, n: int, port: int) -> Iterator[subprocess.Popen[str]]:
+    """This module as a process serving ``n`` agents, ready when entered, terminated on exit."""
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), prefix, str(n), str(port)],
+                            stdout=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=str(root)))
+    try:
+        assert proc.stdout is not None
+        if proc.stdout.readline().strip() != "READY":
+            print("simulated agents did not start", file=sys.stderr)
+            raise SystemExit(2)
+        yield proc
+    finally:
+        proc.terminate()
+        proc.wait(10)
 
 
 if __name__ == "__main__":

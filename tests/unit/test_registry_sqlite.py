@@ -110,6 +110,7 @@ def test_copied_files_have_the_digest_of_mlflows_download(project: Path, tmp_pat
     assert slow.client is not None  # a registry whose client is up asks MLflow (resolve and download)
     a, b = fast.pin(f"credit-risk/{version}"), slow.pin(f"credit-risk/{version}")
     assert not a.cached and not b.cached
+    assert fast._client is None  # resolved and copied without MLflow (a silent fallback would hide a regression)
     assert a.digest == b.digest and (a.source, a.run_id, a.aliases) == (b.source, b.run_id, b.aliases)
     assert sorted(p.name for p in a.path.iterdir()) == sorted(p.name for p in b.path.iterdir())
 

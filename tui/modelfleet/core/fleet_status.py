@@ -1,9 +1,9 @@
 """Fleet status, headless: probe every agent's ``/health``, ``/stats`` and ``/metrics`` and build status rows.
 
 The console (and any script) asks a :class:`FleetProber` for one :class:`NodeStatus` per inventory node. A
-probe is three GETs per node over one httpx connection of its own, each with a timeout, and a bounded number of
-nodes in flight (``fleet.probe_concurrency``); a node that does not answer costs at most
-``fleet.probe_timeout_s``. ::
+probe is three GETs per node, one after another over one httpx connection of its own, each with a timeout, and a
+bounded number of nodes in flight (``fleet.probe_concurrency``); a node that does not answer costs one
+``fleet.probe_timeout_s`` (one that answers each GET just under it, up to three). ::
 
     prober = FleetProber.from_settings(settings)
     rows = prober.probe_sync(inventory.nodes)      # blocking: call it from a worker thread
