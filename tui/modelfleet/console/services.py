@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from modelfleet.core.config import Settings
     from modelfleet.core.fleet import Inventory, Node
     from modelfleet.core.fleet_status import FleetProber, NodeStatus, Release
+    from modelfleet.core.probe_worker import ProbeWorker
 
 RUN_KINDS = ("deploy", "rollback", "healthcheck", "provision")
 PLAYBOOKS = {"deploy": "deploy.yml", "rollback": "rollback.yml", "healthcheck": "healthcheck.yml",
@@ -198,12 +199,17 @@ class VersionDetail:
 class ConsoleServices:
     """Real services on the configured registry, inventory, agents and ledger."""
 
-    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.time,
+                 probe_process: bool | None = None) -> None:
         self.settings = settings
         self.clock = clock
+        # The fleet probe runs in a child process (core/probe_worker.py) unless a clock is injected (it cannot
+        # follow the probe there): then in the calling thread, as probe_process=False asks.
+        self.probe_process = clock is time.time if probe_process is None else probe_process
         self._registry: Any = None
         self._ledger: Any = None
         self._prober: FleetProber | None = None
+        self._probe_worker: ProbeWorker | None = None
         self._inventory: tuple[float, Inventory] | None = None
         self._lock = threading.Lock()
 
@@ -290,7 +296,16 @@ class ConsoleServices:
         return self._prober
 
     def probe(self) -> list[NodeStatus]:
-        return self.prober.probe_sync(self.nodes())
+        """Probe the inventory's agents (blocking: the console calls it from a worker thread)."""
+        if not self.probe_process:
+            return self.prober.probe_sync(self.nodes())
+        with self._lock:
+            if self._probe_worker is None:
+                from modelfleet.core.probe_worker import ProbeWorker
+
+                self._probe_worker = ProbeWorker(self.settings)
+            worker = self._probe_worker
+        return worker.probe(self.nodes())
 
     async def probe_async(self) -> list[NodeStatus]:
         """The console's probe: on the app's event loop (bounded concurrency, one short connection per node), so
@@ -301,7 +316,12 @@ class ConsoleServices:
         return await self.prober.probe(nodes)
 
     async def aclose(self) -> None:
-        """Nothing is held open between refreshes (each probe closes its connections)."""
+        """Stop the probe's child process (no connection is held open between refreshes)."""
+        worker, self._probe_worker = self._probe_worker, None
+        if worker is not None:
+            import asyncio
+
+            await asyncio.to_thread(worker.close)
 
     def releases(self, node_name: str) -> list[Release] | None:
         from modelfleet.core.fleet_status import releases_on_disk

@@ -1,0 +1,109 @@
+"""The fleet probe in a child process (core/probe_worker.py): the same answers as the prober in the calling
+process, memory kept from one probe to the next, a dead child reported and replaced, bad input refused, and
+nothing left running after ``close``. Agents: bench/console_agents.py's simulated agents (one process, real HTTP
+on loopback addresses)."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from bench.console_agents import addresses, simulated_agents
+
+from modelfleet.core.config import load_settings
+from modelfleet.core.errors import FleetError
+from modelfleet.core.fleet import Node, NodeClass
+from modelfleet.core.fleet_status import FleetProber
+from modelfleet.core.probe_worker import ProbeWorker, read_frame, write_frame
+
+PREFIX, PORT = "127.0.94", 18191
+
+
+@pytest.fixture(scope="module")
+def nodes() -> Iterator[list[Node]]:
+    with simulated_agents(PREFIX, 3, PORT):
+        up = [Node(name=f"sim-{i}", address=a, node_class=NodeClass.CPU, agent_port=PORT)
+              for i, a in enumerate(addresses(PREFIX, 3))]
+        down = Node(name="down", address="127.0.94.250", node_class=NodeClass.CPU, agent_port=PORT)  # nothing there
+        yield [*up, down]
+
+
+@pytest.fixture
+def worker() -> Iterator[ProbeWorker]:
+    settings = load_settings(env={}, cwd=Path("/nonexistent-probe-worker"))
+    w = ProbeWorker(settings)
+    yield w
+    w.close()
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def test_the_child_answers_as_the_prober_in_this_process(nodes: list[Node], worker: ProbeWorker) -> None:
+    settings = load_settings(env={}, cwd=Path("/nonexistent-probe-worker"))
+    here = FleetProber.from_settings(settings).probe_sync(nodes)
+    there = worker.probe(nodes)
+    assert worker.pid is not None and worker.pid != os.getpid()
+    assert [(s.name, s.address, s.state, s.target, s.digest) for s in there] == \
+        [(s.name, s.address, s.state, s.target, s.digest) for s in here]
+    assert [s.state for s in there] == ["ok", "ok", "ok", "unreachable"]
+    assert all(s.p95_ms is not None for s in there[:3])
+
+
+def test_the_child_keeps_its_memory_and_a_dead_child_is_reported_then_replaced(nodes: list[Node],
+                                                                               worker: ProbeWorker) -> None:
+    first = worker.probe(nodes)
+    second = worker.probe(nodes)
+    # (the simulated agents' counters stand still) a first probe rates the requests over the agent's window, the
+    # next one over the interval since the previous probe: the same prober answered both
+    assert first[0].rps and first[0].rps > 0 and second[0].rps == 0.0
+    pid = worker.pid
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    with pytest.raises(FleetError, match="fleet probe process stopped") as info:
+        worker.probe(nodes)
+    assert info.value.hint and "starts it again" in info.value.hint
+    again = worker.probe(nodes)  # a new child
+    assert worker.pid not in (None, pid)
+    assert [s.state for s in again] == ["ok", "ok", "ok", "unreachable"]
+    assert again[0].rps and again[0].rps > 0  # (its memory started afresh)
+
+
+def test_bad_input_is_refused_with_a_clear_error_and_the_child_keeps_answering(nodes: list[Node],
+                                                                              worker: ProbeWorker) -> None:
+    with pytest.raises(FleetError, match="fleet probe failed: AttributeError"):
+        worker.probe(["not a node"])  # type: ignore[list-item]
+    assert [s.state for s in worker.probe(nodes[:1])] == ["ok"]
+
+
+def test_close_stops_the_child(nodes: list[Node], worker: ProbeWorker) -> None:
+    worker.probe(nodes[:1])
+    pid = worker.pid
+    assert pid is not None
+    worker.close()
+    assert worker.pid is None and _gone(pid)
+    worker.close()  # twice: nothing to do
+
+
+def test_frames_round_trip_and_a_cut_frame_is_an_eof() -> None:
+    buf = io.BytesIO()
+    write_frame(buf, {"a": [1, 2]})
+    write_frame(buf, "second")
+    data = buf.getvalue()
+    stream = io.BytesIO(data)
+    assert read_frame(stream) == {"a": [1, 2]} and read_frame(stream) == "second"
+    with pytest.raises(EOFError):
+        read_frame(stream)
+    cut = io.BytesIO(data[:-3])
+    assert read_frame(cut) == {"a": [1, 2]}
+    with pytest.raises(EOFError, match="middle of a frame"):
+        read_frame(cut)

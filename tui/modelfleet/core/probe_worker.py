@@ -1,0 +1,178 @@
+"""The fleet probe in a process of its own, so that the process that draws the console keeps its CPU to itself.
+
+A probe of 200 agents costs the prober about a CPU-second (HTTP, JSON, sketches). Run in a thread of the console's
+process, it holds the GIL in 5 ms turns against the thread that draws, and every frame drawn during a refresh took
+half as long again as the same frame drawn while idle (bench/console.py, docs/benchmarks.md). Here the
+``FleetProber`` lives in a child Python process (``python -m modelfleet.core.probe_worker``) that keeps its memory
+(rates, staleness, latency history) from one probe to the next; the console sends it the nodes and waits on a pipe.
+
+Protocol: length-prefixed pickle frames over the child's stdin and stdout (both ends are this module, run by the
+same user from the same installation). First frame: the settings; then, per probe, the nodes in and
+``("ok", statuses)`` or ``("error", (class name, message, hint))`` out. The child exits when its stdin closes: when
+the console closes it, or dies.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import struct
+import subprocess
+import sys
+import threading
+from collections.abc import Sequence
+from typing import IO, Any
+
+from modelfleet.core import errors
+from modelfleet.core.config import Settings
+from modelfleet.core.errors import FleetError, ModelfleetError
+from modelfleet.core.fleet import Node
+from modelfleet.core.fleet_status import NodeStatus
+
+_HEADER = struct.Struct("!I")
+STOP_TIMEOUT_S = 2.0
+
+
+def write_frame(stream: IO[bytes], obj: object) -> None:
+    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    stream.write(_HEADER.pack(len(data)))
+    stream.write(data)
+    stream.flush()
+
+
+def read_frame(stream: IO[bytes]) -> Any:
+    """The next frame; EOFError when the other end closed (at a frame boundary or in the middle of one)."""
+    header = stream.read(_HEADER.size)
+    if len(header) < _HEADER.size:
+        raise EOFError("the pipe closed")
+    (size,) = _HEADER.unpack(header)
+    data = stream.read(size)
+    if len(data) < size:
+        raise EOFError("the pipe closed in the middle of a frame")
+    return pickle.loads(data)  # (our own child process, started from this installation)
+
+
+class ProbeWorker:
+    """The parent's side: ``probe`` is blocking (call it from a worker thread); the child is started on first use
+    (or by ``start``) and again after it died. ``close`` stops it."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None and self._proc.poll() is None else None
+
+    def start(self) -> None:
+        with self._lock:
+            self._ensure()
+
+    def _ensure(self) -> subprocess.Popen[bytes]:
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            return proc
+        env = dict(os.environ)
+        package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+        try:
+            proc = subprocess.Popen([sys.executable, "-m", "modelfleet.core.probe_worker"], stdin=subprocess.PIPE,
+                                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, close_fds=True)
+        except OSError as exc:
+            raise FleetError(f"cannot start the fleet probe process ({sys.executable}): {exc}",
+                             hint="check that the Python interpreter running modelfleet can start") from exc
+        assert proc.stdin is not None
+        try:
+            write_frame(proc.stdin, self.settings)
+        except OSError as exc:
+            proc.kill()
+            proc.wait()
+            raise FleetError(f"the fleet probe process exited at start (code {proc.returncode})",
+                             hint="run `python -m modelfleet.core.probe_worker` to see why") from exc
+        self._proc = proc
+        return proc
+
+    def probe(self, nodes: Sequence[Node]) -> list[NodeStatus]:
+        with self._lock:
+            proc = self._ensure()
+            assert proc.stdin is not None and proc.stdout is not None
+            try:
+                write_frame(proc.stdin, list(nodes))
+                kind, payload = read_frame(proc.stdout)
+            except (OSError, EOFError, pickle.UnpicklingError, ValueError) as exc:
+                self._stop(proc)
+                raise FleetError(f"the fleet probe process stopped (exit code {proc.returncode}): {exc}",
+                                 hint="the next refresh starts it again; if this repeats, run "
+                                      "`modelfleet status` to probe from the command line") from exc
+        if kind == "ok":
+            return list(payload)
+        name, message, hint = payload
+        cls = getattr(errors, name, None)
+        if not (isinstance(cls, type) and issubclass(cls, ModelfleetError)):
+            cls = FleetError
+        raise cls(message, hint=hint)
+
+    def close(self) -> None:
+        """Stop the child: at once when a probe is in flight (the probe then fails), else after it exits."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        if self._lock.acquire(blocking=False):
+            try:
+                self._stop(proc)
+            finally:
+                self._lock.release()
+        else:
+            proc.kill()
+            proc.wait()
+
+    @staticmethod
+    def _stop(proc: subprocess.Popen[bytes]) -> None:
+        """Close its stdin (the child's signal to exit), then wait; kill it if it does not go."""
+        try:
+            if proc.stdin is not None:
+                proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            proc.wait(timeout=STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def main() -> int:
+    """The child: a prober that answers probes until its stdin closes."""
+    from modelfleet.core.fleet_status import FleetProber
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C belongs to the console, which closes us
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    sys.stdout = sys.stderr  # nothing but frames on the pipe
+    try:
+        settings = read_frame(stdin)
+    except EOFError:
+        return 0
+    prober = FleetProber.from_settings(settings)
+    while True:
+        try:
+            nodes = read_frame(stdin)
+        except EOFError:
+            return 0
+        try:
+            reply: tuple[str, Any] = ("ok", prober.probe_sync(nodes))
+        except ModelfleetError as exc:
+            reply = ("error", (type(exc).__name__, exc.message, exc.hint))
+        except Exception as exc:  # a bug: tell the console, keep answering
+            reply = ("error", ("FleetError", f"fleet probe failed: {type(exc).__name__}: {exc}", None))
+        try:
+            write_frame(stdout, reply)
+        except OSError:
+            return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
