@@ -7,12 +7,15 @@ from typing import TYPE_CHECKING, Any, cast
 
 from textual import events
 from textual.app import ComposeResult
+from textual.geometry import Region
 from textual.screen import Screen
+from textual.strip import Strip
 
 from modelfleet.console.widgets.command_bar import CommandBar
 from modelfleet.console.widgets.filterable_table import FilterableTable
 from modelfleet.console.widgets.header import ContextHeader
 from modelfleet.console.widgets.key_bar import KeyBar
+from modelfleet.console.widgets.tiled import tiled_lines
 
 if TYPE_CHECKING:  # pragma: no cover
     from modelfleet.console.app import ModelfleetApp
@@ -55,6 +58,11 @@ class ViewScreen(Screen[None]):
 
     def body(self) -> ComposeResult:
         yield from ()
+
+    def render_lines(self, crop: Region) -> list[Strip]:
+        # The views' parts tile the screen: its own background is drawn only where they leave a gap (widgets/tiled)
+        lines = tiled_lines(self, crop)
+        return super().render_lines(crop) if lines is None else lines
 
     def on_mount(self) -> None:
         self.mf.register_screen(self)

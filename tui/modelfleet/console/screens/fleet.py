@@ -7,13 +7,15 @@ from typing import Any
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
-from textual.containers import Horizontal, VerticalScroll
+from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from modelfleet.console import fmt
 from modelfleet.console.screens.base import ViewScreen
 from modelfleet.console.widgets.filterable_table import FilterableTable, Row
+from modelfleet.console.widgets.quiet_update import update_static
 from modelfleet.console.widgets.sparkline import LatencySparkline
+from modelfleet.console.widgets.tiled import TiledHorizontal
 from modelfleet.core.fleet_status import NodeStatus, summarize
 
 COLUMNS: list[tuple[str, int]] = [
@@ -70,7 +72,7 @@ class FleetScreen(ViewScreen):
         summary = self.query_one("#fleet-summary", Static)
         slo = self.mf.slo
         if statuses is None:
-            summary.update(self.state.fleet_error or "probing agents…")
+            update_static(summary, self.state.fleet_error or "probing agents…")
             return
         counts = summarize(statuses)
         text = Text(f"{counts['total']} nodes  ")
@@ -81,7 +83,7 @@ class FleetScreen(ViewScreen):
                     f" · refresh every {self.mf.refresh_s:g}s", style="dim")
         if self.state.fleet_error:
             text.append(f"\n{self.state.fleet_error}", style="red")
-        summary.update(text)
+        update_static(summary, text)
         now = self.state.fleet_at or self.mf.now()
         self.query_one(FilterableTable).set_rows(fleet_rows(statuses, slo, now))
 
@@ -100,7 +102,7 @@ class NodeScreen(ViewScreen):
         self.crumb = node
 
     def body(self) -> ComposeResult:
-        with Horizontal(classes="split"):
+        with TiledHorizontal(classes="split"):
             with VerticalScroll(id="node-detail", classes="detail-left"):
                 yield Static(id="node-text")
                 yield LatencySparkline(id="node-spark")
@@ -119,7 +121,7 @@ class NodeScreen(ViewScreen):
         text = Text()
         if status is None:
             text.append(f"{self.node}: no status yet", style="dim")
-            self.query_one("#node-text", Static).update(text)
+            update_static(self.query_one("#node-text", Static), text)
         else:
             s = status
             now = self.state.fleet_at or self.mf.now()
@@ -144,7 +146,7 @@ class NodeScreen(ViewScreen):
                         f"memory    {fmt.size(s.mem_bytes)} agent"
                         f"{'' if s.host_mem_ratio is None else f', host {s.host_mem_ratio * 100:.0f}% used'}\n"
                         f"drift     {_drift(s.drift_available)}\n\n")
-            self.query_one("#node-text", Static).update(text)
+            update_static(self.query_one("#node-text", Static), text)
             self.query_one(LatencySparkline).show(list(s.history), slo.p95_ms)
         rel = Text("releases on disk\n", style="bold")
         if self.node not in self.state.releases:
@@ -166,7 +168,7 @@ class NodeScreen(ViewScreen):
             for e in events[-15:]:
                 rel.append(f"  {fmt.when(e.ts)}  {e.action:<14} {e.model or '-'} v{e.version or '-'}  "
                            f"{e.outcome or '-'}\n")
-        self.query_one("#node-releases-text", Static).update(rel)
+        update_static(self.query_one("#node-releases-text", Static), rel)
 
 
 def _drift(available: bool | None) -> str:

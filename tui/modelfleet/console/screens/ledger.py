@@ -8,12 +8,14 @@ from rich.text import Text
 from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, VerticalScroll
+from textual.containers import VerticalScroll
 from textual.widgets import Input, Static
 
 from modelfleet.console import fmt
 from modelfleet.console.screens.base import ViewScreen
 from modelfleet.console.widgets.filterable_table import FilterableTable, Row
+from modelfleet.console.widgets.quiet_update import update_static
+from modelfleet.console.widgets.tiled import TiledHorizontal
 
 FILTERS = ("model", "node", "action", "actor")
 
@@ -53,10 +55,10 @@ class LedgerScreen(ViewScreen):
 
     def body(self) -> ComposeResult:
         yield Static(id="ledger-verify", classes="summary")
-        with Horizontal(id="ledger-filters"):
+        with TiledHorizontal(id="ledger-filters"):
             for f in FILTERS:
                 yield FieldFilter(self.state.ledger_filters.get(f, ""), placeholder=f"{f} (f, Enter)", id=f"lf-{f}")
-        with Horizontal(classes="split"):
+        with TiledHorizontal(classes="split"):
             yield FilterableTable(["seq", "time (UTC)", "actor", "action", "model", "version", "node", "run",
                                    "outcome"], id="ledger")
             with VerticalScroll(classes="detail"):
@@ -108,7 +110,7 @@ class LedgerScreen(ViewScreen):
             t.append(" · v: verify again", style="dim")
         elif "ledger" in self.state.errors:
             t.append("\n" + self.state.errors["ledger"], style="red")
-        self.query_one("#ledger-verify", Static).update(t)
+        update_static(self.query_one("#ledger-verify", Static), t)
         if events is None:
             return
         rows = [Row(str(e.seq), (str(e.seq), e.ts.strftime("%Y-%m-%d %H:%M:%S"), e.actor, e.action,
@@ -129,7 +131,7 @@ class LedgerScreen(ViewScreen):
         t.append("\ndetails\n", style="bold")
         t.append(json.dumps(ev.details, indent=2, sort_keys=True)[:3000] + "\n")
         t.append(f"\nprev {ev.prev_hash[:32]}…\nhash {ev.hash[:32]}…\n", style="dim")
-        self.query_one("#ledger-event", Static).update(t)
+        update_static(self.query_one("#ledger-event", Static), t)
 
     def action_verify(self) -> None:
         self.mf.verify_ledger()

@@ -8,12 +8,14 @@ from typing import Any
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
-from textual.containers import Horizontal, VerticalScroll
+from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from modelfleet.console import fmt
 from modelfleet.console.screens.base import ViewScreen
 from modelfleet.console.widgets.filterable_table import FilterableTable, Row
+from modelfleet.console.widgets.quiet_update import update_static
+from modelfleet.console.widgets.tiled import TiledHorizontal
 
 PREFERRED_METRICS = ("auc", "roc_auc", "accuracy", "f1", "precision", "recall", "rmse", "mae", "r2", "log_loss")
 
@@ -39,9 +41,9 @@ class ModelsScreen(ViewScreen):
         models = self.state.models
         summary = self.query_one("#models-summary", Static)
         if models is None:
-            summary.update(self.state.errors.get("models") or "loading registry…")
+            update_static(summary, self.state.errors.get("models") or "loading registry…")
             return
-        summary.update(f"{len(models)} registered model{'s' if len(models) != 1 else ''} · Enter: versions")
+        update_static(summary, f"{len(models)} registered model{'s' if len(models) != 1 else ''} · Enter: versions")
         rows = [Row(m.name, (m.name, fmt.dash(m.latest_version and f"v{m.latest_version}"),
                              ", ".join(f"{a}→v{v}" for a, v in sorted(m.aliases.items())) or "-",
                              fmt.when(m.updated), (m.description or "").splitlines()[0][:60] if m.description else ""))
@@ -64,7 +66,7 @@ class VersionsScreen(ViewScreen):
 
     def body(self) -> ComposeResult:
         yield Static(id="versions-summary", classes="summary")
-        with Horizontal(classes="split"):
+        with TiledHorizontal(classes="split"):
             yield FilterableTable([("version", 7), ("aliases", 16), ("created", 16), ("key metrics", 34),
                                    ("runs on", 9), ("groups", 22), ("check", 44)], id="versions")
             with VerticalScroll(id="version-detail", classes="detail"):
@@ -87,13 +89,13 @@ class VersionsScreen(ViewScreen):
         data = self.state.versions.get(self.model)
         summary = self.query_one("#versions-summary", Static)
         if data is None:
-            summary.update(self.state.errors.get("versions") or f"loading versions of {self.model}…")
+            update_static(summary, self.state.errors.get("versions") or f"loading versions of {self.model}…")
             return
         versions = data["versions"]
         places = data["placements"]
         flags: dict[str, str] = data["flags"]
         n_flag = len(flags)
-        summary.update(Text.assemble(
+        update_static(summary, Text.assemble(
             f"{len(versions)} versions of {self.model} · Enter/d: deploy form · ",
             (f"⚠ {n_flag} alias/fleet mismatch" if n_flag else "aliases match what runs",
              "bold yellow" if n_flag else "green")))
@@ -138,11 +140,11 @@ class VersionsScreen(ViewScreen):
         data = self.state.versions.get(self.model)
         out = self.query_one("#version-detail-text", Static)
         if data is None or self.current is None:
-            out.update("")
+            update_static(out, "")
             return
         info = next((v for v in data["versions"] if str(v.version) == self.current), None)
         if info is None:
-            out.update("")
+            update_static(out, "")
             return
         t = Text()
         t.append(f"{self.model} v{info.version}\n", style="bold")
@@ -178,4 +180,4 @@ class VersionsScreen(ViewScreen):
             t.append("  -\n", style="dim")
         else:
             t.append(json.dumps(detail.signature, indent=1)[:1500] + "\n")
-        out.update(t)
+        update_static(out, t)

@@ -12,6 +12,8 @@ from modelfleet.console import fmt
 from modelfleet.console.runstate import RunState
 from modelfleet.console.screens.base import ViewScreen
 from modelfleet.console.widgets.filterable_table import FilterableTable, Row
+from modelfleet.console.widgets.quiet_update import update_static
+from modelfleet.console.widgets.tiled import TiledHorizontal
 
 HOST_COLUMNS = ["host", "status", "ok", "changed", "failed", "unreachable", "rolled back", "last task"]
 
@@ -57,7 +59,7 @@ class RunLiveScreen(ViewScreen):
         st = self.run
         summary = self.query_one("#run-summary", Static)
         if st is None:
-            summary.update(f"loading {self.run_id}…")
+            update_static(summary, f"loading {self.run_id}…")
             return
         c = st.counts()
         live = self.run_id in self.state.handles and not st.finished
@@ -73,7 +75,7 @@ class RunLiveScreen(ViewScreen):
             t.append(f"· task: {st.current_task}", style="dim")
         if live:
             t.append("  · c: cancel", style="dim")
-        summary.update(t)
+        update_static(summary, t)
         done, total = st.progress()
         bar = self.query_one(ProgressBar)
         bar.update(total=total or None, progress=done)
@@ -125,7 +127,7 @@ class HostTasksScreen(ViewScreen):
         self.crumb = host
 
     def body(self) -> ComposeResult:
-        with Horizontal(classes="split"):
+        with TiledHorizontal(classes="split"):
             yield FilterableTable(["#", "play", "task", "status", "message"], id="tasks")
             with VerticalScroll(classes="detail"):
                 yield Static(id="task-result")
@@ -149,6 +151,6 @@ class HostTasksScreen(ViewScreen):
         t = Text(f"{r.task}\n", style="bold")
         t.append_text(fmt.state(r.status))
         t.append(f"  play: {r.play}\n\n{r.result}\n")
-        self.query_one("#task-result", Static).update(t)
+        update_static(self.query_one("#task-result", Static), t)
 
 

@@ -15,6 +15,8 @@ from modelfleet.console import fmt
 from modelfleet.console.screens.base import ViewScreen
 from modelfleet.console.services import RUN_KINDS, RunRequest
 from modelfleet.console.widgets.filterable_table import FilterableTable, Row
+from modelfleet.console.widgets.quiet_update import update_static
+from modelfleet.console.widgets.tiled import TiledHorizontal
 from modelfleet.core.errors import ModelfleetError
 
 KIND_LABELS = {"deploy": "deploy", "rollback": "rollback", "healthcheck": "health-check", "provision": "provision"}
@@ -55,7 +57,7 @@ class RunsScreen(ViewScreen):
         text += " · n: new run · Enter: open (live or replay from artifacts)"
         if self.mf.read_only:
             text += " · read-only: launching is disabled"
-        summary.update(text)
+        update_static(summary, text)
         self.query_one(FilterableTable).set_rows(rows)
 
     @on(FilterableTable.Selected)
@@ -78,7 +80,7 @@ class RunFormScreen(ViewScreen):
     def body(self) -> ComposeResult:
         d = self.defaults
         s = self.mf.settings
-        with Horizontal(classes="split"):
+        with TiledHorizontal(classes="split"):
             with VerticalScroll(id="run-form", classes="form"):
                 yield Label("kind")
                 yield Select([(KIND_LABELS[k], k) for k in RUN_KINDS], value=d.get("kind", "deploy"),
@@ -157,7 +159,7 @@ class RunFormScreen(ViewScreen):
             t.append(f"\n✘ {error}\n", style="bold red")
         if self.mf.read_only:
             t.append("\nread-only mode: launching is disabled\n", style="bold yellow")
-        self.query_one("#preview-text", Static).update(t)
+        update_static(self.query_one("#preview-text", Static), t)
 
     def refresh_view(self) -> None:
         self.show_preview()

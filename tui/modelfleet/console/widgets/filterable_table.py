@@ -21,13 +21,14 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.color import Color
-from textual.containers import Vertical
 from textual.coordinate import Coordinate
 from textual.geometry import Region
 from textual.message import Message
 from textual.strip import Strip
 from textual.widgets import DataTable, Input
 from textual.widgets.data_table import CellDoesNotExist, CellKey, Column, ColumnKey, RowKey
+
+from modelfleet.console.widgets.tiled import TiledVertical
 
 Cell = str | Text
 MAX_SHOWN = 250  # rows put in the DataTable at once; the rest are reached with the / filter
@@ -63,7 +64,7 @@ class MeasuredTable(DataTable[Cell]):
 
     _drawn_widths: tuple[int, ...] = ()
     KEPT_CELLS_MAX = 50_000
-    FRAME_BUDGET_S = 0.012  # drawing rows anew, per frame (then the rest on the next frames)
+    FRAME_BUDGET_S = 0.006  # drawing rows anew, per frame (then the rest on the next frames)
     DATATABLE_CACHE_MAX = 64
     _frame: dict[object, Any] | None = None  # what does not change within one frame (see render_lines)
 
@@ -354,7 +355,7 @@ class FilterInput(Input):
             parent.close_filter(clear=not self.value)
 
 
-class FilterableTable(Vertical):
+class FilterableTable(TiledVertical):
     """Table + filter. ``set_rows`` replaces the data; the filter and the cursor (by key) survive."""
 
     DEFAULT_CSS = """

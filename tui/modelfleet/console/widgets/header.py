@@ -7,6 +7,8 @@ from collections.abc import Mapping, Sequence
 from rich.text import Text
 from textual.widgets import Static
 
+from modelfleet.console.widgets.quiet_update import update_static
+
 
 class ContextHeader(Static):
     """Two lines: ``modelfleet > Models > credit-risk  [READ-ONLY]`` and the context."""
@@ -32,7 +34,7 @@ class ContextHeader(Static):
             self.read_only = read_only
         if status is not None:
             self.status = status
-        self.update(self.render_text())
+        update_static(self, self.render_text())  # (a fixed height: no layout pass; nothing when the same)
 
     def render_text(self) -> Text:
         line = Text()
