@@ -8,6 +8,7 @@ shows per-host results while the run is going and ends ok; every agent then answ
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -58,6 +59,12 @@ async def test_deploy_from_the_form_reaches_every_node(live_fleet: RunningFleet)
     assert len(nodes) == 2
     seen_live: dict[str, str] = {}
     async with app.run_test(size=(160, 48)) as pilot:
+        # the fleet view's first probe ran in the probe's child process (core/probe_worker.py)
+        await _until(lambda: app.state.fleet is not None, 60, "the first fleet probe")
+        assert {s.name for s in app.state.fleet or []} == {n.name for n in nodes}
+        worker = app.services._probe_worker
+        probe_pid = worker.pid if worker is not None else None
+        assert probe_pid is not None and probe_pid != os.getpid()
         await pilot.press("d")
         await _until(lambda: isinstance(app.screen, RunFormScreen), 10, "the run form")
         form = app.screen
@@ -103,6 +110,8 @@ async def test_deploy_from_the_form_reaches_every_node(live_fleet: RunningFleet)
         shown = live.query_one("#hosts").rows  # type: ignore[attr-defined]
         assert {r.key for r in shown} >= {n.name for n in nodes}
 
+    with pytest.raises(ProcessLookupError):  # the console stopped the probe's child as it closed
+        os.kill(probe_pid, 0)
     for node in nodes:
         url = f"http://{node.address}:{node.agent_port}/health"
         body: dict[str, Any] = httpx.get(url, timeout=5).json()
