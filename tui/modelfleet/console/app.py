@@ -17,6 +17,7 @@ from textual import events, on, work
 from textual._styles_cache import StylesCache
 from textual.app import App
 from textual.binding import Binding, BindingType
+from textual.widget import AwaitMount
 from textual.widgets import Input
 
 from modelfleet.console.idle_gc import IdleCollector
@@ -92,6 +93,8 @@ class ModelfleetApp(App[None]):
         self.periodic_refresh = refresh_s != 0
         self._screens: set[ViewScreen] = set()
         self._fleet_busy = False
+        self._switching = False
+        self._held_switches: list[Callable[[], None]] = []
         # Textual 8.2's StylesCache.get_inner_outer is an lru_cache(1024) on an instance method, so it keeps the
         # StylesCache of up to 1,024 widgets reachable, with every line it rendered, after their screen is gone:
         # ~1,300 Strips (16,000 objects) more per minute of drill-downs and view changes in bench/console.py,
@@ -109,6 +112,7 @@ class ModelfleetApp(App[None]):
         self.switch_mode(self.start_view)
         if self.periodic_refresh and self.refresh_s > 0:
             self.set_interval(self.refresh_s, self._periodic)
+        self.set_timer(self.PREPARE_VIEWS_AFTER_S, self._prepare_next_view)
 
     def _periodic(self) -> None:
         self.refresh_fleet()
@@ -155,6 +159,64 @@ class ModelfleetApp(App[None]):
     def action_view(self, name: str) -> None:
         if self.current_mode != name:
             self.switch_mode(name)
+
+    # -- view switches -------------------------------------------------------------------------------------
+    SWITCH_HOLD_MAX_S: float | None = None  # None: the hold Textual asks for (50 ms)
+
+    def switch_mode(self, mode: str) -> AwaitMount:
+        self._switching = True
+        try:
+            return super().switch_mode(mode)
+        finally:
+            self._switching = False
+
+    def delay_update(self, delay: float = 0.05) -> None:
+        """Textual's ``switch_mode`` holds every frame back for 50 ms, so that a view being composed does not
+        flash on the screen half-built. The console holds them until the new view has handled its resume
+        (``view_ready``: composed, styled, its data drawn), and at most that long: a view shows ~40 ms sooner,
+        and a view switch stays under 100 ms (bench/console.py)."""
+        if not self._switching:
+            super().delay_update(delay)
+            return
+        self._begin_batch()
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if released:
+                return
+            released = True
+            if release in self._held_switches:
+                self._held_switches.remove(release)
+            self._end_batch()
+            if not self._batch_count:
+                self.screen.refresh()
+
+        self._held_switches.append(release)
+        self.set_timer(delay if self.SWITCH_HOLD_MAX_S is None else self.SWITCH_HOLD_MAX_S, release,
+                       name="switch_hold")
+
+    PREPARE_VIEWS_AFTER_S = 1.0  # after start, the views not shown yet are composed, hidden, one per step
+
+    def _prepare_next_view(self) -> None:
+        """Compose one view that has not been shown yet, hidden, so that its first visit is a switch like any
+        other: composing and mounting a view on the key press cost its first visit 40-80 ms more. Textual has no
+        public way to build a mode's screen without showing it: this is App._init_mode without the resume (recheck
+        on a Textual upgrade; tests/console/test_view_switch.py fails when it stops working)."""
+        stacks = self._screen_stacks
+        for mode, factory in self.MODES.items():
+            if mode != self.current_mode and not stacks.get(mode) and isinstance(factory, type):
+                screen = factory()
+                stacks[mode] = [screen]
+                self._get_screen(screen)  # registers it: composed and mounted by its own message pump
+                self.set_timer(self.PREPARE_VIEWS_AFTER_S / 2, self._prepare_next_view)
+                return
+
+    def view_ready(self, screen: ViewScreen) -> None:
+        """``screen`` handled its resume: the frames held for switching to it go out after this turn."""
+        if screen is self.screen and self._held_switches:
+            held = list(self._held_switches)
+            self.call_later(lambda: [release() for release in held])
 
     def action_screen_action(self, name: str) -> None:
         method = getattr(self.screen, f"action_{name}", None)

@@ -91,6 +91,7 @@ class ViewScreen(Screen[None]):
             kinds, self._changed_kinds = self._changed_kinds, set()
             self.refresh_changed(kinds)
         self.on_view_shown()
+        self.mf.view_ready(self)
 
     def on_view_shown(self) -> None:
         """Hook: the view became active (e.g. ask the app to load data)."""
