@@ -140,7 +140,7 @@ async def session(n_nodes: int, n_versions: int, debug: bool = False) -> dict[st
         await until(lambda: app.state.fleet is not None)
         figures["first_fleet_s"] = time.perf_counter() - t_start
         phase[0] = "first fleet"  # the 200-row table filled, measured and drawn for the first time
-        await pilot.pause()
+        await settle(pilot)
         ok = sum(1 for s in app.state.fleet or [] if s.state == "ok")
         figures["nodes_ok"] = ok
 
@@ -152,7 +152,7 @@ async def session(n_nodes: int, n_versions: int, debug: bool = False) -> dict[st
             t0 = time.perf_counter()
             app.refresh_fleet()
             await until(lambda b=before: app.state.fleet_at != b)
-            await pilot.pause()
+            await settle(pilot)
             refreshes.append(time.perf_counter() - t0)
         figures["fleet_refresh_s_median"] = statistics.median(refreshes)
         figures["fleet_refresh_s_max"] = max(refreshes)
@@ -161,18 +161,20 @@ async def session(n_nodes: int, n_versions: int, debug: bool = False) -> dict[st
         phase[0] = "load versions"
         await pilot.press("1")
         await until(lambda: app.state.models is not None)
-        await pilot.pause()
+        await settle(pilot)
         await pilot.press("enter")
         await until(lambda: "bench-model" in app.state.versions)
-        await pilot.pause()
+        await settle(pilot)
         # a switch: a key event handed to the app (as the terminal driver does) until the first frame of the new
-        # view is written, and until the app is idle again (Pilot.pause: no pending messages, one quiet 20 ms)
+        # view is written, and until the app is idle again (settle: no pending messages, the loop idle once)
         frames: list[tuple[float, Any]] = []
         write_frame = app._display
 
         def display(screen: Any, renderable: Any) -> None:
+            # (App._display drops a frame drawn during a batch update: switch_mode holds frames back for 50 ms)
+            shown = renderable is not None and not app._batch_count
             write_frame(screen, renderable)
-            if renderable is not None:
+            if shown:
                 frames.append((time.perf_counter(), screen))
 
         app._display = display  # type: ignore[method-assign]
@@ -185,7 +187,7 @@ async def session(n_nodes: int, n_versions: int, debug: bool = False) -> dict[st
             app._driver.send_message(events.Key(key, key))
             await until(lambda s=shown, n=seen: any(scr is not s for _t, scr in frames[n:]))
             painted_at.append(next(t for t, scr in frames[seen:] if scr is not shown) - t0)
-            await pilot.pause()
+            await settle(pilot)
             idle_at.append(time.perf_counter() - t0)
         if os.environ.get("BENCH_DEBUG"):
             print("switches ms:", [round(x * 1000) for x in painted_at], [round(x * 1000) for x in idle_at])
@@ -218,6 +220,17 @@ async def session(n_nodes: int, n_versions: int, debug: bool = False) -> dict[st
     figures["machine_cpu_steal_s"] = _cpu_steal_s() - steal_start
     figures["involuntary_switches"] = resource.getrusage(resource.RUSAGE_SELF).ru_nivcsw - preempted_start
     return figures
+
+
+async def settle(pilot: Any) -> None:
+    """Until the app has handled every pending message and the loop has been idle once: ``Pilot.pause`` without
+    the frame it draws on the spot (``Screen._on_timer_update``). A terminal session gets its frames from the
+    screen's own update timer only; the frame a pause forced, usually right before the timer's own, made the
+    heartbeat see two frames back to back that the console never draws that way."""
+    from textual._wait import wait_for_idle
+
+    await pilot._wait_for_screen()
+    await wait_for_idle(0)
 
 
 def _start_stall_sampler(last: list[float], phase: list[str]) -> None:
