@@ -32,16 +32,23 @@ def _record_frames(app: ModelfleetApp, resumes: Counter[Any]) -> list[tuple[Any,
     return shown
 
 
-async def test_a_switch_is_shown_once_the_view_has_resumed_and_never_before(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ModelfleetApp, "SWITCH_HOLD_MAX_S", 60.0)  # only the view's resume can release the frames
-    resumes: Counter[Any] = Counter()
+@pytest.fixture
+def resumes(monkeypatch: pytest.MonkeyPatch) -> Counter[Any]:
+    """How often each view has handled a resume."""
+    counts: Counter[Any] = Counter()
     resume = ViewScreen.on_screen_resume
 
     def counting(self: ViewScreen, event: Any) -> None:
         resume(self, event)
-        resumes[self] += 1
+        counts[self] += 1
 
     monkeypatch.setattr(ViewScreen, "on_screen_resume", counting)
+    return counts
+
+
+async def test_a_switch_is_shown_once_the_view_has_resumed_and_never_before(monkeypatch: pytest.MonkeyPatch,
+                                                                            resumes: Counter[Any]) -> None:
+    monkeypatch.setattr(ModelfleetApp, "SWITCH_HOLD_MAX_S", 60.0)  # only the view's resume can release the frames
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
@@ -72,18 +79,10 @@ async def test_a_view_that_never_reports_is_shown_after_the_hold(monkeypatch: py
 
 
 async def test_views_are_composed_hidden_after_start_and_a_first_visit_uses_them(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch: pytest.MonkeyPatch, resumes: Counter[Any]) -> None:
     from tests.console.conftest import screen_text
 
     monkeypatch.setattr(ModelfleetApp, "PREPARE_VIEWS_AFTER_S", 0.02)
-    resumes: Counter[Any] = Counter()
-    resume = ViewScreen.on_screen_resume
-
-    def counting(self: ViewScreen, event: Any) -> None:
-        resume(self, event)
-        resumes[self] += 1
-
-    monkeypatch.setattr(ViewScreen, "on_screen_resume", counting)
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
@@ -97,4 +96,4 @@ async def test_views_are_composed_hidden_after_start_and_a_first_visit_uses_them
         await pilot.press("4")
         await settle(pilot)
         assert app.screen is ledger and resumes[ledger] == 1
-        assert "node_deploy" in screen_text(app)  # its data loaded on the visit, as for a view composed on the key press
+        assert "node_deploy" in screen_text(app)  # its data loaded on the visit, as for one composed on the key press
