@@ -328,26 +328,15 @@ class ModelfleetApp(App[None]):
     def refresh_fleet(self) -> None:
         if not self._fleet_busy:
             self._fleet_busy = True
-            # Measured (bench/console.py, docs/benchmarks.md): probing 200 agents with httpx on the UI loop made
-            # refreshes ~3x slower and the loop busier than one worker thread running its own asyncio loop, so
-            # the probe stays in a thread; _refresh_fleet_async is kept for a later remote (Prometheus) source.
+            # Measured (bench/console.py, docs/benchmarks.md): on the UI loop, the probe's ~600 small steps per
+            # 200 agents queued up between frames (heartbeat stalls of 40-64 ms); in a thread of this process it
+            # held the GIL against drawing (frames took 1.5x their CPU time). The worker thread only waits on the
+            # probe's child process (services.probe).
             self._refresh_fleet()
 
     @work(thread=True, exclusive=True, group="fleet")
     def _refresh_fleet(self) -> None:
         self._call("fleet", lambda: (self.services.probe(), self.now()))
-
-    @work(exclusive=True, group="fleet")
-    async def _refresh_fleet_async(self) -> None:
-        try:
-            rows = await self.services.probe_async()
-        except ModelfleetError as exc:
-            self.post_message(LoadFailed("fleet", exc.message, exc.hint))
-            return
-        except Exception as exc:  # keep the console alive; show what broke
-            self.post_message(LoadFailed("fleet", f"{type(exc).__name__}: {exc}", None))
-            return
-        self.post_message(Loaded("fleet", (rows, self.now())))
 
     async def on_event(self, event: events.Event) -> None:
         if isinstance(event, events.InputEvent):

@@ -307,14 +307,6 @@ class ConsoleServices:
             worker = self._probe_worker
         return worker.probe(self.nodes())
 
-    async def probe_async(self) -> list[NodeStatus]:
-        """The console's probe: on the app's event loop (bounded concurrency, one short connection per node), so
-        no thread competes with the UI for the GIL; the inventory is read in a thread."""
-        import asyncio
-
-        nodes = await asyncio.to_thread(self.nodes)
-        return await self.prober.probe(nodes)
-
     async def aclose(self) -> None:
         """Stop the probe's child process (no connection is held open between refreshes)."""
         worker, self._probe_worker = self._probe_worker, None
