@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import pickle
 import signal
+import site
 import struct
 import subprocess
 import sys
@@ -75,8 +76,11 @@ class ProbeWorker:
         if proc is not None and proc.poll() is None:
             return proc
         env = dict(os.environ)
+        # the child imports this same modelfleet: from a source tree (tui/) it needs the path; from site-packages
+        # it has it already (and putting site-packages ahead of the standard library would be wrong)
         package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+        if package_root not in {*site.getsitepackages(), site.getusersitepackages()}:
+            env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
         try:
             proc = subprocess.Popen([sys.executable, "-m", "modelfleet.core.probe_worker"], stdin=subprocess.PIPE,
                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, close_fds=True)
