@@ -107,3 +107,12 @@ def test_frames_round_trip_and_a_cut_frame_is_an_eof() -> None:
     assert read_frame(cut) == {"a": [1, 2]}
     with pytest.raises(EOFError, match="middle of a frame"):
         read_frame(cut)
+
+
+def test_a_child_that_cannot_start_is_reported_with_what_it_said(nodes: list[Node]) -> None:
+    broken = ProbeWorker(None)  # type: ignore[arg-type]  # (the child cannot build a prober from this)
+    try:
+        with pytest.raises(FleetError, match=r"fleet probe process stopped .*it said: AttributeError"):
+            broken.probe(nodes)
+    finally:
+        broken.close()

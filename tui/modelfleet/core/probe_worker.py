@@ -21,6 +21,7 @@ import site
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Sequence
 from typing import IO, Any
@@ -61,6 +62,7 @@ class ProbeWorker:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._proc: subprocess.Popen[bytes] | None = None
+        self._stderr: IO[bytes] | None = None  # the child's stderr (a temporary file): its last words on failure
         self._lock = threading.Lock()
 
     @property
@@ -81,9 +83,12 @@ class ProbeWorker:
         package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         if package_root not in {*site.getsitepackages(), site.getusersitepackages()}:
             env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+        if self._stderr is not None:
+            self._stderr.close()
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 (lives as long as the child; closed with it)
         try:
             proc = subprocess.Popen([sys.executable, "-m", "modelfleet.core.probe_worker"], stdin=subprocess.PIPE,
-                                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, close_fds=True)
+                                    stdout=subprocess.PIPE, stderr=self._stderr, env=env, close_fds=True)
         except OSError as exc:
             raise FleetError(f"cannot start the fleet probe process ({sys.executable}): {exc}",
                              hint="check that the Python interpreter running modelfleet can start") from exc
@@ -93,8 +98,9 @@ class ProbeWorker:
         except OSError as exc:
             proc.kill()
             proc.wait()
-            raise FleetError(f"the fleet probe process exited at start (code {proc.returncode})",
-                             hint="run `python -m modelfleet.core.probe_worker` to see why") from exc
+            raise FleetError(f"the fleet probe process exited at start (code {proc.returncode}){self._last_words()}",
+                             hint="check that `python -m modelfleet.core.probe_worker` starts with this "
+                                  "interpreter") from exc
         self._proc = proc
         return proc
 
@@ -107,9 +113,10 @@ class ProbeWorker:
                 kind, payload = read_frame(proc.stdout)
             except (OSError, EOFError, pickle.UnpicklingError, ValueError) as exc:
                 self._stop(proc)
-                raise FleetError(f"the fleet probe process stopped (exit code {proc.returncode}): {exc}",
-                                 hint="the next refresh starts it again; if this repeats, run "
-                                      "`modelfleet status` to probe from the command line") from exc
+                raise FleetError(f"the fleet probe process stopped (exit code {proc.returncode}): "
+                                 f"{exc}{self._last_words()}",
+                                 hint="the next refresh starts it again; if it keeps stopping, `modelfleet status` "
+                                      "probes from the command line") from exc
         if kind == "ok":
             return list(payload)
         name, message, hint = payload
@@ -117,6 +124,19 @@ class ProbeWorker:
         if not (isinstance(cls, type) and issubclass(cls, ModelfleetError)):
             cls = FleetError
         raise cls(message, hint=hint)
+
+    def _last_words(self) -> str:
+        """The end of what the child wrote to stderr (a traceback's last line), as ``": ..."``, or nothing."""
+        err = self._stderr
+        if err is None:
+            return ""
+        try:
+            err.seek(0, os.SEEK_END)
+            err.seek(max(0, err.tell() - 2000))
+            lines = [line.strip() for line in err.read().decode(errors="replace").splitlines() if line.strip()]
+        except (OSError, ValueError):
+            return ""
+        return f"; it said: {lines[-1]}" if lines else ""
 
     def close(self) -> None:
         """Stop the child: at once when a probe is in flight (the probe then fails), else after it exits."""
@@ -131,6 +151,9 @@ class ProbeWorker:
         else:
             proc.kill()
             proc.wait()
+        if self._stderr is not None:
+            self._stderr.close()
+            self._stderr = None
 
     @staticmethod
     def _stop(proc: subprocess.Popen[bytes]) -> None:
