@@ -5,6 +5,7 @@ on loopback addresses)."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import signal
@@ -110,9 +111,31 @@ def test_frames_round_trip_and_a_cut_frame_is_an_eof() -> None:
 
 
 def test_a_child_that_cannot_start_is_reported_with_what_it_said(nodes: list[Node]) -> None:
-    broken = ProbeWorker(None)  # type: ignore[arg-type]  # (the child cannot build a prober from this)
+    settings = load_settings(env={}, cwd=Path("/nonexistent-probe-worker"))
+    broken = ProbeWorker(dataclasses.replace(settings, console=None))  # type: ignore[arg-type]  # (no prober)
     try:
         with pytest.raises(FleetError, match=r"fleet probe process stopped .*it said: AttributeError"):
             broken.probe(nodes)
     finally:
         broken.close()
+
+
+def test_a_child_that_does_not_answer_in_time_is_stopped_and_replaced(nodes: list[Node], worker: ProbeWorker,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from modelfleet.core import probe_worker
+
+    monkeypatch.setattr(probe_worker, "probe_deadline_s", lambda settings, n: 0.001)  # (a child starts in ~0.3 s)
+    with pytest.raises(FleetError, match=r"did not answer within 0\.001 s"):
+        worker.probe(nodes)
+    assert worker.pid is None  # stopped, not left running
+    monkeypatch.undo()
+    assert [s.state for s in worker.probe(nodes)] == ["ok", "ok", "ok", "unreachable"]
+
+
+def test_the_deadline_grows_with_the_fleet() -> None:
+    from modelfleet.core.probe_worker import probe_deadline_s
+
+    settings = load_settings(env={}, cwd=Path("/nonexistent-probe-worker"))
+    per_round = 3 * settings.fleet.probe_timeout_s
+    one, many = probe_deadline_s(settings, 1), probe_deadline_s(settings, 4 * settings.fleet.probe_concurrency)
+    assert one == per_round + 15.0 and many == 4 * per_round + 15.0

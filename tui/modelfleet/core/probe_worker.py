@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import select
 import signal
 import site
 import struct
@@ -34,6 +35,14 @@ from modelfleet.core.fleet_status import NodeStatus
 
 _HEADER = struct.Struct("!I")
 STOP_TIMEOUT_S = 2.0
+
+
+def probe_deadline_s(settings: Settings, n_nodes: int) -> float:
+    """How long a probe of ``n_nodes`` may take before the child is taken for hung: each round of
+    ``probe_concurrency`` nodes costs at most three timeouts (one per GET), plus time for the child to start."""
+    fleet = settings.fleet
+    rounds = -(-max(1, n_nodes) // max(1, fleet.probe_concurrency))
+    return rounds * 3 * fleet.probe_timeout_s + 15.0
 
 
 def write_frame(stream: IO[bytes], obj: object) -> None:
@@ -57,7 +66,7 @@ def read_frame(stream: IO[bytes]) -> Any:
 
 class ProbeWorker:
     """The parent's side: ``probe`` is blocking (call it from a worker thread); the child is started on first use
-    (or by ``start``) and again after it died. ``close`` stops it."""
+    and again after it died or hung. ``close`` stops it."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -68,10 +77,6 @@ class ProbeWorker:
     @property
     def pid(self) -> int | None:
         return self._proc.pid if self._proc is not None and self._proc.poll() is None else None
-
-    def start(self) -> None:
-        with self._lock:
-            self._ensure()
 
     def _ensure(self) -> subprocess.Popen[bytes]:
         proc = self._proc
@@ -108,8 +113,17 @@ class ProbeWorker:
         with self._lock:
             proc = self._ensure()
             assert proc.stdin is not None and proc.stdout is not None
+            deadline = probe_deadline_s(self.settings, len(nodes))
             try:
                 write_frame(proc.stdin, list(nodes))
+                # (request and answer alternate, so nothing is left in the reader's buffer: select sees the pipe)
+                if not select.select([proc.stdout], [], [], deadline)[0]:
+                    proc.kill()
+                    self._stop(proc)
+                    raise FleetError(f"the fleet probe process did not answer within {deadline:g} s "
+                                     f"({len(nodes)} nodes); it was stopped",
+                                     hint="the next refresh starts it again; `modelfleet status` probes from the "
+                                          "command line")
                 kind, payload = read_frame(proc.stdout)
             except (OSError, EOFError, pickle.UnpicklingError, ValueError) as exc:
                 self._stop(proc)
@@ -126,7 +140,7 @@ class ProbeWorker:
         raise cls(message, hint=hint)
 
     def _last_words(self) -> str:
-        """The end of what the child wrote to stderr (a traceback's last line), as ``": ..."``, or nothing."""
+        """The end of what the child wrote to stderr (a traceback's last line) as ``"; it said: ..."``, or nothing."""
         err = self._stderr
         if err is None:
             return ""

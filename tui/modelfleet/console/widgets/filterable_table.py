@@ -28,24 +28,13 @@ from textual.strip import Strip
 from textual.widgets import DataTable, Input
 from textual.widgets.data_table import CellDoesNotExist, CellKey, Column, ColumnKey, RowKey
 
+from modelfleet.console.widgets.quiet_update import same_content
 from modelfleet.console.widgets.tiled import TiledVertical
 
 Cell = str | Text
 MAX_SHOWN = 250  # rows put in the DataTable at once; the rest are reached with the / filter
 BATCH = 60  # rows added per loop turn when the table is rebuilt (a screenful first)
 MORE_KEY = "\0more"  # the "… N more rows" line
-
-
-def same_cell(a: Cell, b: Cell) -> bool:
-    """Whether two cells draw the same. Rich's ``Text ==`` compares only the characters and spans, not the
-    text's own style: ``Text("1.5%", style="bold red")`` equals ``Text("1.5%")``, so a cell turning red would
-    never be updated or redrawn."""
-    if a is b:
-        return True
-    if isinstance(a, Text) and isinstance(b, Text):
-        return (a.plain == b.plain and a.style == b.style and a.spans == b.spans and a.justify == b.justify
-                and a.overflow == b.overflow and a.no_wrap == b.no_wrap)
-    return type(a) is type(b) and a == b
 
 
 class MeasuredTable(DataTable[Cell]):
@@ -92,7 +81,7 @@ class MeasuredTable(DataTable[Cell]):
         value: Cell = self.columns[column_key].label if row_index == -1 else self._data[row_key][column_key]
         drawn_as = (row_index, base_style, width, cursor, hover, self._show_hover_cursor, self._pseudo_class_state)
         kept = self._kept_cells.get(cell_key)
-        if kept is not None and kept[0] == drawn_as and same_cell(kept[1], value):
+        if kept is not None and kept[0] == drawn_as and same_content(kept[1], value):
             return kept[2]
         lines = self._draw_cell(row_index, column_index, row_key, base_style, width, cursor, hover)
         if len(self._kept_cells) >= self.KEPT_CELLS_MAX:
@@ -331,7 +320,7 @@ class Row:
     def draws_like(self, other: Row) -> bool:
         return (self.key == other.key and self.header == other.header and self.group == other.group
                 and len(self.cells) == len(other.cells)
-                and all(same_cell(a, b) for a, b in zip(self.cells, other.cells, strict=True)))
+                and all(same_content(a, b) for a, b in zip(self.cells, other.cells, strict=True)))
 
 
 def matches(row: Row, needle: str) -> bool:
@@ -450,7 +439,7 @@ class FilterableTable(TiledVertical):
             table.update_cells([
                 *((row.key, str(i), new_cell) for row, old in zip(visible, self._cells, strict=True)
                   for i, (new_cell, old_cell) in enumerate(zip(row.cells, old, strict=False))
-                  if not same_cell(new_cell, old_cell)),
+                  if not same_content(new_cell, old_cell)),
                 *([(MORE_KEY, "0", _more_text(hidden))] if hidden else [])])
             self._cells = [r.cells for r in visible]
             return

@@ -17,13 +17,15 @@ Content = str | Text
 
 
 def same_content(a: object, b: object) -> bool:
-    """Whether two contents draw the same (``Text ==`` ignores the text's own style and justification)."""
+    """Whether two contents (a Static's, a table cell's) draw the same. Rich's ``Text ==`` compares only the
+    characters and spans, not the text's own style: ``Text("1.5%", style="bold red")`` equals ``Text("1.5%")``, so
+    a cell or line turning red would never be redrawn."""
     if a is b:
         return True
     if isinstance(a, Text) and isinstance(b, Text):
         return (a.plain == b.plain and a.style == b.style and a.spans == b.spans and a.justify == b.justify
                 and a.overflow == b.overflow and a.no_wrap == b.no_wrap and a.end == b.end)
-    return type(a) is type(b) and isinstance(a, str) and a == b
+    return type(a) is type(b) and not isinstance(a, Text) and a == b
 
 
 def _shape(content: object, width: int, auto_width: bool) -> tuple[int, ...] | None:
