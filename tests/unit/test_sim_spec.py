@@ -104,6 +104,23 @@ def test_process_identity_needs_pid_and_start_time() -> None:
     assert not procs.stop_tree(procs.ProcessRef(me.pid, me.create_time() - 1000)), "never signal a stranger"
 
 
+def test_process_identity_survives_a_step_of_the_system_clock() -> None:
+    """A fleet started before NTP (or a VM's clock) stepped the wall clock must still be recognised and stopped:
+    psutil's create_time moves with the clock, the kernel's start tick since boot does not."""
+    me = psutil.Process(os.getpid())
+    ref = procs.ProcessRef.of(me)
+    assert ref.since_boot is not None and ref.boot
+    assert procs.ProcessRef.from_json(ref.to_json()) == ref
+    stepped = procs.ProcessRef(me.pid, me.create_time() + 3.0, ref.since_boot, ref.boot)  # the clock moved 3 s
+    assert procs.is_alive(stepped)
+    other = procs.ProcessRef(me.pid, me.create_time(), ref.since_boot - 1.0, ref.boot)  # same pid, earlier start
+    assert not procs.is_alive(other)
+    other_boot = procs.ProcessRef(me.pid, me.create_time() - 1000, ref.since_boot, "another-boot")
+    assert not procs.is_alive(other_boot), "a start time since another boot is not compared"
+    legacy = procs.ProcessRef.from_json({"pid": me.pid, "create_time": me.create_time()})  # an older state file
+    assert legacy is not None and legacy.since_boot is None and procs.is_alive(legacy)
+
+
 def test_too_deep_state_dir_is_refused_before_anything_starts(settings: Settings) -> None:
     from dataclasses import replace
 

@@ -2,7 +2,10 @@
 
 A pid alone is not an identity: after a reboot or a long time, the number can belong to someone else's
 process. A :class:`ProcessRef` therefore records the pid *and* its kernel start time, and every signal we send is
-preceded by a check that the pid still is the process we started.
+preceded by a check that the pid still is the process we started. The start time compared is the kernel's own
+(clock ticks since boot, with the boot's id), not the wall-clock time psutil derives from it: that one moves
+whenever the system clock is stepped (NTP, a VM's clock catching up), and a fleet whose processes stopped
+being "ours" after a clock step could no longer be stopped.
 
 Processes are started *detached* (through a tiny launcher that exits at once) in their own session: the fleet
 outlives the ``modelfleet sim up`` command, no Ctrl-C in the operator's terminal reaches it, and the calling
@@ -38,24 +41,65 @@ sys.stdout.flush()
 os._exit(0)
 """
 
-_CREATE_TIME_TOLERANCE = 0.05  # seconds; psutil's create_time is exact per boot, this absorbs float noise
+_CREATE_TIME_TOLERANCE = 0.05  # seconds; for refs without a boot-relative start (older state files)
+_TICK = 1.0 / os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 0.01
+
+
+def boot_id() -> str | None:
+    """This boot's id (Linux), so a start time since boot is never compared across a reboot."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text(encoding="ascii").strip() or None
+    except OSError:
+        return None
+
+
+def started_since_boot(pid: int) -> float | None:
+    """When ``pid`` started, in seconds since boot: the kernel's tick count, untouched by clock steps."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+        # the command name (field 2) may hold spaces and parentheses: fields after the last ')' are plain
+        return int(stat.rsplit(b")", 1)[1].split()[19]) * _TICK
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 @dataclass(frozen=True)
 class ProcessRef:
-    """A process we started: its pid and kernel start time (seconds since the epoch)."""
+    """A process we started: its pid and start time.
+
+    ``create_time`` (seconds since the epoch) is for people; ``since_boot`` and ``boot`` (when known) are what
+    identity checks compare.
+    """
 
     pid: int
     create_time: float
+    since_boot: float | None = None
+    boot: str | None = None
+
+    @classmethod
+    def of(cls, proc: psutil.Process) -> ProcessRef:
+        return cls(proc.pid, proc.create_time(), started_since_boot(proc.pid), boot_id())
+
+    def matches(self, proc: psutil.Process) -> bool:
+        """Whether ``proc`` (same pid) is the very process this ref was taken of."""
+        if self.since_boot is not None and self.boot is not None and self.boot == boot_id():
+            now = started_since_boot(proc.pid)
+            return now is not None and abs(now - self.since_boot) < _TICK / 2
+        return abs(proc.create_time() - self.create_time) <= _CREATE_TIME_TOLERANCE
 
     def to_json(self) -> dict[str, Any]:
-        return {"pid": self.pid, "create_time": self.create_time}
+        out: dict[str, Any] = {"pid": self.pid, "create_time": self.create_time}
+        if self.since_boot is not None and self.boot is not None:
+            out.update(since_boot=self.since_boot, boot=self.boot)
+        return out
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any] | None) -> ProcessRef | None:
         if not data:
             return None
-        return cls(int(data["pid"]), float(data["create_time"]))
+        since_boot = data.get("since_boot")
+        return cls(int(data["pid"]), float(data["create_time"]),
+                   float(since_boot) if since_boot is not None else None, data.get("boot"))
 
 
 def spawn_detached(
@@ -78,7 +122,7 @@ def spawn_detached(
         )
     pid = int(done.stdout.strip())
     try:
-        return ProcessRef(pid, psutil.Process(pid).create_time())
+        return ProcessRef.of(psutil.Process(pid))
     except psutil.NoSuchProcess:
         raise FleetError(
             f"{argv[0]} exited right after start; see {log}",
@@ -92,7 +136,7 @@ def process_of(ref: ProcessRef | None) -> psutil.Process | None:
         return None
     try:
         proc = psutil.Process(ref.pid)
-        if abs(proc.create_time() - ref.create_time) > _CREATE_TIME_TOLERANCE:
+        if not ref.matches(proc):
             return None  # the pid was reused by someone else's process
         if proc.status() == psutil.STATUS_ZOMBIE:
             _reap(ref.pid)

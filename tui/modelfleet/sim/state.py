@@ -9,10 +9,12 @@ Layout (version 1)::
 
     {"version": 1, "spec": "cpu=3,gpu=1,arm=2", "address_prefix": "127.0.10", "ssh_port": 2222,
      "user": "root", "inventory": "/abs/inventory.yml", "started_at": "2025-01-01T00:00:00+00:00",
-     "sshd": {"pid": 123, "create_time": 1735689600.12} | null,
+     "sshd": {"pid": 123, "create_time": 1735689600.12, "since_boot": 512.3, "boot": "<boot id>"} | null,
      "nodes": [{"name": "edge-cpu-01", "address": "127.0.10.1", "node_class": "cpu",
                 "root": "/abs/sim/nodes/edge-cpu-01", "killed": false,
-                "supervisord": {"pid": 124, "create_time": 1735689600.3} | null}, ...]}
+                "supervisord": {"pid": 124, "create_time": 1735689600.3, ...} | null}, ...]}
+    (``since_boot``/``boot`` may be missing in files written before they existed: identity then falls back to
+    ``create_time``.)
 """
 
 from __future__ import annotations
