@@ -3,12 +3,14 @@ local, no ssh), event typing, batches, rescued failures, rolled-back hosts, canc
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 
+import psutil
 import pytest
 
 from modelfleet.core.config import Settings
@@ -145,6 +147,13 @@ def test_cancel_stops_the_playbook_quickly(project: tuple[Settings, Path, Path])
     assert result.status == "canceled"
     assert time.monotonic() - started < 10
     assert all(st.status is HostStatus.PENDING for st in result.hosts.values())
+    # nothing of the run is left running: not ansible-playbook, not Mitogen's per-connection interpreters
+    leftovers = []
+    for proc in psutil.process_iter():
+        with contextlib.suppress(psutil.Error):
+            if proc.environ().get("MODELFLEET_RUN_ID") == run.run_id:
+                leftovers.append(proc.cmdline())
+    assert leftovers == []
 
 
 def test_start_errors_name_the_problem(project: tuple[Settings, Path, Path]) -> None:

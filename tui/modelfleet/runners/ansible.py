@@ -93,6 +93,36 @@ def ansible_playbook_binary() -> str:
     return found
 
 
+def stop_run_leftovers(run_id: str, *, grace: float = 3.0) -> int:
+    """Stop the processes a canceled run left behind; returns how many there were.
+
+    ansible-runner's cancel kills ansible-playbook's process group, but Mitogen starts each connection's
+    interpreter in a session of its own (with connection ``local`` that is a fork of ansible-playbook, over
+    ssh the ``ssh`` client), and those outlive the group: a canceled ``sleep 60`` left four of them running.
+    Every process of a run carries ``MODELFLEET_RUN_ID`` in its environment (see :meth:`AnsibleRun.environment`),
+    which is how they are found; they get SIGTERM, then SIGKILL after ``grace`` seconds.
+    """
+    import psutil
+
+    mine = os.getpid()
+    found: list[psutil.Process] = []
+    for proc in psutil.process_iter():
+        if proc.pid == mine:
+            continue
+        with contextlib.suppress(psutil.Error, OSError):
+            if proc.environ().get("MODELFLEET_RUN_ID") == run_id:
+                found.append(proc)
+    for proc in found:
+        with contextlib.suppress(psutil.Error):
+            proc.terminate()
+    _gone, alive = psutil.wait_procs(found, timeout=grace)
+    for proc in alive:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    psutil.wait_procs(alive, timeout=grace)
+    return len(found)
+
+
 def inventory_addresses(inventory: Path) -> dict[str, str]:
     """``ansible_host`` -> host name for every host of a YAML inventory file that sets one (else empty)."""
     out: dict[str, str] = {}
@@ -341,6 +371,8 @@ class AnsibleRun:
                 self._finish("canceled", None)
                 return
             runner.run()
+            if self._cancel.is_set() or str(runner.status) == "timeout":
+                stop_run_leftovers(self.run_id)
             self._finish(str(runner.status), runner.rc)
         except Exception as exc:  # the run could not even start; report it, never kill the caller's thread
             self._error = f"{type(exc).__name__}: {exc}"
