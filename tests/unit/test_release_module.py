@@ -9,7 +9,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import subprocess
 import sys
 import threading
 import time
@@ -22,9 +21,9 @@ from typing import Any
 import pytest
 
 from tests.conftest import REPO_ROOT
+from tests.unit.ansible_module_support import run_role_module
 
 ROLE = REPO_ROOT / "roles" / "model_release"
-ANSIBLE = str(Path(sys.executable).parent / "ansible")
 
 
 def _load(name: str) -> ModuleType:
@@ -250,23 +249,7 @@ def test_gate_compares_floats_with_a_tolerance() -> None:
 
 def module(tmp: Path, args: dict[str, Any], *, check: bool = False) -> tuple[int, dict[str, Any]]:
     """Run ``modelfleet_release`` with ``args`` through ``ansible localhost`` and return (rc, result)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANSIBLE_", "MODELFLEET_"))}
-    env.update(ANSIBLE_LIBRARY=str(ROLE / "library"), ANSIBLE_MODULE_UTILS=str(ROLE / "module_utils"),
-               ANSIBLE_STDOUT_CALLBACK="minimal", ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_NOCOLOR="1",
-               ANSIBLE_LOCALHOST_WARNING="0", ANSIBLE_INVENTORY_UNPARSED_WARNING="0",
-               ANSIBLE_PYTHON_INTERPRETER=sys.executable)
-    (tmp / "ansible.cfg").write_text("[defaults]\n", encoding="utf-8")  # not the repository's (its strategy)
-    env["ANSIBLE_CONFIG"] = str(tmp / "ansible.cfg")
-    cmd = [ANSIBLE, "localhost", "-c", "local", "-m", "modelfleet_release", "-a", json.dumps(args)]
-    proc = subprocess.run(cmd + (["--check", "--diff"] if check else []), capture_output=True, text=True,
-                          env=env, cwd=tmp, timeout=120, check=False)
-    head, _, body = proc.stdout.partition(" => ")  # minimal callback: "localhost | FAILED! => {...}"
-    try:
-        result = json.loads(body)
-    except ValueError:
-        pytest.fail(f"no result from ansible (rc {proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    result["_output"] = head  # with --diff, the diff is printed before the result
-    return proc.returncode, result
+    return run_role_module(ROLE, "modelfleet_release", tmp, args, check=check)
 
 
 @pytest.fixture
