@@ -95,3 +95,30 @@ def test_cold_start_is_measured(start_agent: Any) -> None:
     assert a.ready_seconds is not None
     # the 1.5 s budget is a benchmark figure (docs/benchmarks.md), not asserted on a shared CI box
     assert a.ready_seconds < 60
+
+
+@pytest.mark.parametrize("loadable", [True, False])
+def test_the_first_load_hands_back_to_serve_whether_it_loads_or_not(node: Node, tmp_path: Path,
+                                                                    loadable: bool) -> None:
+    """serve() pauses the garbage collector while the model's libraries import; the hook that resumes it must run
+    after the startup load however it ended, or a refused release would leave a serving agent without one."""
+    import asyncio
+
+    from modelfleet.agent.app import Agent
+
+    calls: list[bool] = []
+
+    async def go() -> Agent:
+        agent = Agent(AgentConfig(current=node.current if loadable else tmp_path / "missing"))
+        agent.after_first_load = lambda: calls.append(agent.active is not None)
+        await agent.startup()
+        for _ in range(600):
+            if calls:
+                break
+            await asyncio.sleep(0.05)
+        await agent.shutdown()
+        return agent
+
+    agent = asyncio.run(go())
+    assert calls == [loadable]
+    assert (agent.active is not None) is loadable

@@ -176,6 +176,8 @@ class Agent:
         self._timed_out: set[asyncio.Task[Any]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self.ready_event: asyncio.Event | None = None
+        # called once the startup load has ended, loaded or refused (serve() turns the collector back on there)
+        self.after_first_load: Callable[[], None] | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------------------
     def _read_tokens(self) -> tuple[bytes | None, bytes | None]:
@@ -194,7 +196,14 @@ class Agent:
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             self._loop.add_signal_handler(signal.SIGHUP, lambda: self._spawn(self.reload(source="SIGHUP")))
         if load:
-            self._spawn(self.reload(source="startup"))
+            self._spawn(self._first_load())
+
+    async def _first_load(self) -> None:
+        try:
+            await self.reload(source="startup")
+        finally:
+            if self.after_first_load is not None:
+                self.after_first_load()
 
     async def shutdown(self) -> None:
         for t in list(self._tasks):
