@@ -122,3 +122,28 @@ def test_the_first_load_hands_back_to_serve_whether_it_loads_or_not(node: Node, 
     agent = asyncio.run(go())
     assert calls == [loadable]
     assert (agent.active is not None) is loadable
+
+
+def test_a_reload_that_replaces_the_first_release_thaws_what_startup_froze(node: Node) -> None:
+    """serve() freezes the startup allocations, the first release with them; once a reload replaces that release,
+    the freeze is lifted so the old release's cyclic garbage can be collected (else it would stay for good)."""
+    import asyncio
+    import gc
+
+    from tests.agent.inproc import started_agent
+
+    async def go() -> tuple[int, int]:
+        agent = await started_agent(node.current)
+        gc.freeze()  # what serve()'s _resume_gc does after the first load
+        frozen = gc.get_freeze_count()
+        node.switch("2")
+        status, report = await agent.reload(source="test")
+        assert status == 200 and report["status"] == "switched", report
+        await agent.shutdown()
+        return frozen, gc.get_freeze_count()
+
+    try:
+        frozen, after = asyncio.run(go())
+    finally:
+        gc.unfreeze()
+    assert frozen > 0 and after == 0

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import hmac
 import json
 import logging
@@ -259,6 +260,10 @@ class Agent:
                 or self.cfg.group_column
             drift = DriftCounter(release.profile) if release.profile is not None else None
             self.active = Served(release=release, group_column=group_column, drift=drift)  # the atomic swap
+            if old is not None and gc.get_freeze_count():
+                # serve() froze what the startup load allocated, the first release included: thaw it, or what
+                # of that release sits in reference cycles would outlive it for good
+                gc.unfreeze()
             self.metrics.set_model(release.name, release.version, release.digest)
             self.metrics.reloads.labels("switched").inc()
             self._update_ready()

@@ -96,8 +96,9 @@ def check_release(argv: Sequence[str]) -> int:
 
 
 def _resume_gc() -> None:
-    """After the startup load: what was allocated so far lives as long as the process, so it leaves the
-    collector's generations for good (``gc.freeze``) and collection resumes for what serving allocates."""
+    """After the startup load: what was allocated so far (libraries, the first release) leaves the collector's
+    generations (``gc.freeze``) and collection resumes for what serving allocates; the first reload that
+    replaces that release thaws it again (Agent.reload)."""
     gc.freeze()
     gc.enable()
 
