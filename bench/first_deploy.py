@@ -9,9 +9,12 @@ deployed" in between (the model's agent program removed, its release, tokens, po
 the controller's bundle deleted so the probe's expected answer is computed again). Each deploy is
 ``modelfleet deploy credit-risk/2`` with the default waves, every node health-gated, as in bench/rollout.py.
 
-Printed per deploy: wall time, the controller's CPU (the CLI and everything it waited for: ansible-playbook, its
-workers, the ssh clients) and the whole machine's CPU (the rest is the nodes: sshd sessions, Mitogen's
-interpreters, supervisord, the agents). The nodes run the agent installed at provisioning, from this
+Printed per deploy: wall time, the controller's CPU and the nodes' CPU. The controller's is the CLI's children as
+``RUSAGE_CHILDREN`` counts them (ansible-playbook, its workers and whatever of theirs was waited for; a process
+that outlives its parent is missed: the hand rounds in docs/benchmarks.md, measured with a cpuacct cgroup, fell in
+the same range); the nodes' is the rest of the machine's busy
+CPU (sshd sessions, Mitogen's interpreters, supervisord, the agents, and anything else running: keep the machine
+otherwise idle). The nodes run the agent installed at provisioning, from this
 repository's source. Fleet on 127.0.92.x, ssh port 2292.
 """
 
@@ -51,15 +54,16 @@ def reset_nodes(settings: Any, model: str = "credit-risk") -> None:
     """Every node back to provisioned and never deployed; the controller's bundles gone."""
     from modelfleet.core.fleet import Inventory
 
+    nodes = Inventory.load(settings.fleet.inventory).nodes
     procs = []
-    for node in Inventory.load(settings.fleet.inventory).nodes:
+    for node in nodes:
         conf = Path(str(node.vars["modelfleet_supervisor_conf"]))
         (conf.parent / "conf.d" / f"modelfleet-agent-{model}.conf").unlink(missing_ok=True)
         ctl = str(node.vars.get("modelfleet_supervisorctl", "supervisorctl"))
         procs.append(subprocess.Popen([ctl, "-c", str(conf), "update"], stdout=subprocess.DEVNULL))
     for p in procs:
         p.wait(60)
-    for node in Inventory.load(settings.fleet.inventory).nodes:
+    for node in nodes:
         root = Path(node.root)
         shutil.rmtree(root / "models" / model, ignore_errors=True)
         for path in [*(root / "etc" / "agents").glob(f"{model}.*"), root / "etc" / "agents" / "ports.json",
@@ -109,11 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         project.chmod(0o755)  # agents run as the nodes' service user, who must reach their root
         registry = project / "registry"
         registry.mkdir()
-        _config(project, registry, args.nodes)
-        text = (project / "modelfleet.toml").read_text(encoding="utf-8")
-        (project / "modelfleet.toml").write_text(
-            text.replace('address_prefix = "127.0.90"', f'address_prefix = "{PREFIX}"')
-                .replace("ssh_port = 2290", f"ssh_port = {PORT}"), encoding="utf-8")
+        _config(project, registry, args.nodes, prefix=PREFIX, port=PORT)
         settings = load_settings(config_file=project / "modelfleet.toml")
         _, proc = _cli(project, "demo", "seed")
         if proc.returncode:

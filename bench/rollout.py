@@ -35,13 +35,13 @@ def _cli(project: Path, *args: str) -> tuple[float, subprocess.CompletedProcess[
     return time.perf_counter() - start, proc
 
 
-def _config(project: Path, registry: Path, nodes: int) -> None:
+def _config(project: Path, registry: Path, nodes: int, prefix: str = PREFIX, port: int = PORT) -> None:
     state = project / "state"
     (project / "modelfleet.toml").write_text(
         f'[paths]\nstate_dir = "{state}"\n[registry]\ntracking_uri = "sqlite:///{registry}/mlflow.db"\n'
         f'artifact_root = "{registry}/mlartifacts"\ncache_dir = "{registry}/cache"\n'
         f'[ledger]\nurl = "sqlite:///{project}/ledger.db"\n[fleet]\ninventory = "{state}/sim/inventory.yml"\n'
-        f'[sim]\naddress_prefix = "{PREFIX}"\nssh_port = {PORT}\nnodes = "cpu={nodes}"\n', encoding="utf-8")
+        f'[sim]\naddress_prefix = "{prefix}"\nssh_port = {port}\nnodes = "cpu={nodes}"\n', encoding="utf-8")
 
 
 def _rollback_seconds(settings: Any, run_id: str, node: str) -> float | None:
