@@ -306,29 +306,35 @@ def test_cli_list_verify_export(settings: Settings, capsys: pytest.CaptureFixtur
     with Ledger(settings.ledger.url) as ledger:
         _deploy_run(ledger, "run-1", nodes=2)
         _deploy_run(ledger, "run-2", nodes=1, end=False)
+        # a cancelled run has its run_end, with the outcome "incomplete": it is not an open run
+        ledger.append("run_start", actor="a", run_id="run-3", outcome="started", details={"kind": "deploy"})
+        ledger.append("run_end", actor="a", run_id="run-3", outcome="incomplete", details={"status": "canceled"})
     assert settings.ledger.url.endswith("/.modelfleet/ledger.db")
 
     assert _cli(settings, "list", "--json") == 0
     listed = json.loads(capsys.readouterr().out)
-    assert len(listed["events"]) == 6 and listed["incomplete_runs"] == ["run-2"]
+    assert len(listed["events"]) == 8 and listed["open_runs"] == ["run-2"]
+    assert _cli(settings, "list", "--run", "run-3") == 0
+    out = capsys.readouterr().out
+    assert "no run_end" not in out and "incomplete" in out
 
     assert _cli(settings, "list", "--node", "cpu-1", "--run", "run-1") == 0
     out = capsys.readouterr().out
     assert "cpu-1" in out and "run-2" not in out
 
     assert _cli(settings, "list") == 0
-    assert "run run-2: incomplete" in capsys.readouterr().out
+    assert "run run-2: no run_end yet" in capsys.readouterr().out
 
     assert _cli(settings, "runs", "--json") == 0
     assert {r["run_id"]: r["outcome"] for r in json.loads(capsys.readouterr().out)} == {
-        "run-1": "ok", "run-2": "incomplete"}
+        "run-1": "ok", "run-2": "incomplete", "run-3": "incomplete"}
 
     assert _cli(settings, "verify", "--json") == 0
-    assert json.loads(capsys.readouterr().out)["count"] == 6
+    assert json.loads(capsys.readouterr().out)["count"] == 8
 
     out_file = tmp_path / "export" / "ledger.csv"
     assert _cli(settings, "export", "--format", "csv", "-o", str(out_file)) == 0
-    assert len(out_file.read_text().splitlines()) == 7
+    assert len(out_file.read_text().splitlines()) == 9
 
     _sql(settings.ledger.url, "UPDATE ledger_events SET actor = 'mallory' WHERE seq = 4")
     with pytest.raises(LedgerIntegrityError, match="event 4") as info:

@@ -70,18 +70,19 @@ def cmd_list(args: argparse.Namespace, settings: Any) -> int:
         events = ledger.events(model=args.model, node=args.node, action=args.action, actor=args.actor,
                                run_id=args.run_id, limit=args.limit)
         shown_runs = {e.run_id for e in events if e.run_id}
-        incomplete = [r.run_id for r in ledger.runs() if r.outcome == "incomplete" and r.run_id in shown_runs]
+        # runs with a run_start and no run_end (still going, or their controller died); a cancelled run has a
+        # run_end whose outcome is "incomplete", and its own row says so
+        open_runs = [r.run_id for r in ledger.runs() if r.ended is None and r.run_id in shown_runs]
     if args.json:
-        print_json({"events": [e.to_dict() for e in events], "incomplete_runs": incomplete})
+        print_json({"events": [e.to_dict() for e in events], "open_runs": open_runs})
         return EXIT_OK
     print_table(
         ("seq", "time (UTC)", "actor", "action", "model", "version", "node", "run", "outcome"),
         [(e.seq, e.ts.strftime("%Y-%m-%d %H:%M:%S"), e.actor, e.action, e.model, e.version, e.node,
-          e.run_id, ("incomplete" if e.action == "run_start" and e.run_id in incomplete else e.outcome))
-         for e in events],
+          e.run_id, e.outcome) for e in events],
     )
-    for run_id in incomplete:
-        sys.stdout.write(f"run {run_id}: incomplete (run_start without run_end)\n")
+    for run_id in open_runs:
+        sys.stdout.write(f"run {run_id}: no run_end yet (still running, or its controller died)\n")
     return EXIT_OK
 
 
