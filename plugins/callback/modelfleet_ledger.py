@@ -1,20 +1,23 @@
 # modelfleet: record playbook runs in the deployment ledger (enabled in the repository's ansible.cfg).
 """Ansible callback plugin ``modelfleet_ledger``.
 
-Records, in the modelfleet ledger, the start of a run (unless the modelfleet CLI or console already did), one
-outcome event per node (``node_<kind>``: ok, changed, failed, unreachable, rolled_back, skipped) and the end
-of the run, so that a plain ``ansible-playbook playbooks/deploy.yml -e ...`` is logged like a CLI run.
+Records, in the modelfleet ledger, the start of a run (unless the modelfleet run pipeline already did), one
+outcome event per node (``node_<kind>``, outcomes as ``modelfleet.runners.runstate`` defines them) and the end
+of the run, so that a plain ``ansible-playbook playbooks/deploy.yml -e ...`` is logged like a CLI run. The
+callback's arguments are turned into the same event dicts ansible-runner produces and folded by the same
+``RunState`` the CLI and the console use; the events are written by the rules of ``modelfleet.runners.records``.
 
 Node events are written when a node is done: at the end of its batch when the rollout play is the playbook's
-last play, as soon as the node failed, and at the end of the run for the rest. A ledger that cannot be
-reached never fails the playbook: the plugin warns loudly, stops writing, and lists what it could not record.
+last play, when a batch ends with the node failed, and at the end of the run for the rest (hosts the run
+targeted that never started are recorded as ``not_started``). A node recorded before it was reverted later in the
+run is recorded again. A ledger that cannot be reached never fails the playbook: the plugin warns loudly, stops
+writing, and lists what it could not record.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import re
 from typing import Any
 
 from ansible.plugins.callback import CallbackBase
@@ -55,9 +58,6 @@ options:
     default: callback
 """
 
-BAD = ("failed", "unreachable", "rolled_back")
-
-
 class CallbackModule(CallbackBase):
     CALLBACK_VERSION = 2.0
     CALLBACK_TYPE = "notification"
@@ -74,9 +74,9 @@ class CallbackModule(CallbackBase):
         self._playbook = ""
         self._plays: list[str] = []
         self._play_uuid: str | None = None
-        self._batch = 0
+        self._play_name = ""
         self._batch_hosts: list[str] = []
-        self._hosts: dict[str, dict[str, Any]] = {}
+        self._state: Any = None  # modelfleet.runners.runstate.RunState
         self._flushed: dict[str, str] = {}  # host -> outcome recorded
         self._release: dict[str, Any] = {}
         self._started = False
@@ -84,6 +84,8 @@ class CallbackModule(CallbackBase):
         self._check = False
         self._limit: str | None = None
         self._inventory: list[str] = []
+        self._counter = 0
+        self._addresses: dict[str, str] = {}  # host -> where its agent answers (for the agent URL)
         # Started by modelfleet (CLI or console)? Then end this playbook if that controller dies.
         with contextlib.suppress(Exception):
             from modelfleet.runners.controller_watch import start_controller_watch
@@ -134,8 +136,8 @@ class CallbackModule(CallbackBase):
         version = fields.pop("version", None) or self._release.get("version")
         try:
             ledger.append(action, actor=self._actor(), model=self._release.get("model"), version=version,
-                          digest=None if fields.get("outcome") == "rolled_back" else self._release.get("digest"),
-                          target=self._target(), run_id=self._run_id, **fields)
+                          digest=None if fields.get("outcome") == "reverted" else self._release.get("digest"),
+                          target=self._limit or "all", run_id=self._run_id, **fields)
         except Exception as exc:
             self._unrecorded.append(summary)
             self._disable(f"cannot write to the ledger: {exc}")
@@ -151,8 +153,19 @@ class CallbackModule(CallbackBase):
         except Exception:
             return "unknown"
 
-    def _target(self) -> str:
-        return self._limit or "all"
+    # -- the fold ----------------------------------------------------------------------------------------------
+
+    def _feed(self, event: str, data: dict[str, Any]) -> None:
+        if self._state is None:
+            return
+        from datetime import UTC, datetime
+
+        self._counter += 1
+        try:
+            self._state.feed({"event": event, "counter": self._counter, "created": datetime.now(UTC).isoformat(),
+                              "event_data": data})
+        except Exception as exc:  # never break the playbook
+            self._display.warning(f"modelfleet_ledger: could not fold an event: {exc}")
 
     # -- playbook events -------------------------------------------------------------------------------------
 
@@ -180,13 +193,25 @@ class CallbackModule(CallbackBase):
             self._started = True
             self._begin(play)
         same_play = uuid == self._play_uuid
+        if not same_play:
+            self._target(play)
         # The previous batch is over: its failed nodes are final, and so is every node of it when the play
         # is the playbook's last (serial batches of the rollout play).
         last = bool(self._plays) and self._play_uuid == self._plays[-1]
         self._flush(self._batch_hosts if (same_play and last) else [], bad_only=not (same_play and last))
-        self._batch = self._batch + 1 if same_play else 1
-        self._play_uuid = uuid
+        self._play_uuid, self._play_name = uuid, str(play.get_name())
         self._batch_hosts = []
+        self._feed("playbook_on_play_start", {"name": self._play_name, "uuid": uuid,
+                                              "pattern": str(getattr(play, "hosts", ""))})
+
+    def _target(self, play: Any) -> None:
+        """The play's hosts (within --limit, all of its serial batches) are hosts the run targets."""
+        if self._state is None:
+            return
+        with contextlib.suppress(Exception):
+            inventory = play.get_variable_manager()._inventory
+            hosts = inventory.get_hosts(play.hosts, ignore_restrictions=True)
+            self._state.target(h.get_name() for h in hosts if not getattr(h, "implicit", False))
 
     def _begin(self, play: Any) -> None:
         extra: dict[str, Any] = {}
@@ -198,6 +223,12 @@ class CallbackModule(CallbackBase):
             "digest": _str(extra.get("model_release_digest")),
         }
         self._run_id = _str(extra.get("modelfleet_run_id")) or _str(self._opt("run_id")) or _new_run_id()
+        try:
+            from modelfleet.runners.runstate import RunState
+
+            self._state = RunState(self._run_id, kind=self._kind, keep_tasks=False)
+        except Exception as exc:
+            self._disable(f"cannot load modelfleet's run fold: {exc}")
         owner = str(self._opt("run_owner") or "callback")
         if owner == "caller":
             return
@@ -209,34 +240,45 @@ class CallbackModule(CallbackBase):
             except Exception as exc:
                 self._disable(f"cannot read the ledger: {exc}")
         self._own_run = True
-        import socket
+        details = {"playbook": os.path.basename(self._playbook), "origin": "ansible-playbook", "check": self._check,
+                   "limit": self._limit, "inventory": self._inventory}
+        recorder = self._recorder()
+        if recorder is not None:
+            try:
+                recorder.start(**details)
+            except Exception as exc:
+                self._unrecorded.append("run_start")
+                self._disable(f"cannot write to the ledger: {exc}")
 
-        details = {"kind": self._kind, "playbook": os.path.basename(self._playbook), "source": "ansible-playbook",
-                   "check": self._check, "limit": self._limit, "inventory": self._inventory,
-                   "controller": socket.gethostname(), "pid": os.getpid()}
-        self._append("run_start", outcome="started", details=details)
+    def _recorder(self) -> Any:
+        ledger = self._open_ledger()
+        if ledger is None:
+            return None
+        from modelfleet.runners.records import RunIdentity, RunRecorder
+
+        return RunRecorder(ledger, RunIdentity(self._run_id or "", self._kind, self._actor(), self._limit,
+                                               self._release.get("model"), self._release.get("version"),
+                                               self._release.get("digest")))
 
     def v2_playbook_on_stats(self, stats: Any) -> None:
-        for host, entry in self._hosts.items():
-            failures = int(getattr(stats, "failures", {}).get(host, 0))
-            dark = int(getattr(stats, "dark", {}).get(host, 0))
-            entry["rescued"] = int(getattr(stats, "rescued", {}).get(host, 0))
-            entry["failing"] = bool(failures or dark)
-            entry["failed"] = max(entry["failed"], failures)
+        data = {key: dict(getattr(stats, attr, {}) or {}) for key, attr in (
+            ("ok", "ok"), ("changed", "changed"), ("failures", "failures"), ("dark", "dark"),
+            ("skipped", "skipped"), ("rescued", "rescued"), ("ignored", "ignored"), ("processed", "processed"))}
         custom = getattr(stats, "custom", {}) or {}
-        rolled = (custom.get("_run") or {}).get("modelfleet_rolled_back") if isinstance(custom, dict) else None
-        for host in rolled if isinstance(rolled, list) else []:
-            if host in self._hosts:
-                self._hosts[host]["rolled_back"] = True
-        self._flush(list(self._hosts), bad_only=False)
-        if self._own_run:
-            counts: dict[str, int] = {}
-            for entry in self._hosts.values():
-                counts[_outcome(entry)] = counts.get(_outcome(entry), 0) + 1
-            outcome = "failed" if any(counts.get(b) for b in BAD) else "ok"
-            self._append("run_end", outcome=outcome,
-                         details={"kind": self._kind, "hosts": len(self._hosts), "outcomes": counts,
-                                  "check": self._check})
+        data["artifact_data"] = dict(custom.get("_run") or {}) if isinstance(custom, dict) else {}
+        self._feed("playbook_on_stats", data)
+        bad = any(data["failures"].values()) or any(data["dark"].values())
+        if self._state is not None:
+            self._state.finish("failed" if bad else "successful", 2 if bad else 0)
+        self._flush(list(self._state.hosts) if self._state is not None else [], bad_only=False)
+        if self._own_run and self._state is not None:
+            recorder = self._recorder()
+            if recorder is not None:
+                try:
+                    recorder.end(self._state)
+                except Exception as exc:
+                    self._unrecorded.append("run_end")
+                    self._disable(f"cannot write to the ledger: {exc}")
         if self._unrecorded:
             self._display.warning(
                 "modelfleet_ledger: these events were NOT recorded: " + "; ".join(self._unrecorded[:50])
@@ -245,121 +287,77 @@ class CallbackModule(CallbackBase):
 
     # -- host results ----------------------------------------------------------------------------------------
 
-    def _entry(self, result: Any) -> dict[str, Any] | None:
-        host = result._host
-        name = host.get_name()
-        if name == "localhost" or getattr(host, "implicit", False):
-            return None
-        if name not in self._batch_hosts:
-            self._batch_hosts.append(name)
-        entry = self._hosts.get(name)
-        if entry is None:
-            hv: dict[str, Any] = {}
-            with contextlib.suppress(Exception):
-                hv = dict(host.get_vars())
-            entry = {"batch": self._batch, "ok": 0, "changed": 0, "failed": 0, "unreachable": 0, "skipped": 0,
-                     "rescued": 0, "rolled_back": False, "failing": False, "message": None, "task": None,
-                     "agent_port": None, "facts": {}, "ansible_host": _str(hv.get("ansible_host") or name),
-                     "address": _str(hv.get("modelfleet_agent_address") or hv.get("ansible_host") or name)}
-            self._hosts[name] = entry
-        with contextlib.suppress(Exception):
-            entry["task"] = result._task.get_name()
-        return entry
-
-    def _note(self, result: Any, key: str) -> None:
+    def _result(self, event: str, result: Any, **extra: Any) -> None:
         try:
-            entry = self._entry(result)
-            if entry is None:
-                return
-            entry[key] += 1
-            # a failure followed by more results was rescued; the host is failed when its latest result failed
-            entry["failing"] = key in ("failed", "unreachable") or entry["unreachable"] > 0
+            host = result._host
+            name = host.get_name()
             res = result._result if isinstance(result._result, dict) else {}
-            from modelfleet.runners.events import agent_port_of, delegated_address, delegated_host, is_rollback_result
-
-            if key in ("ok", "changed", "failed") and is_rollback_result(entry["task"], res, bool(res.get("changed"))):
-                address = delegated_address(res)
-                other = delegated_host(res) or next(
-                    (h for h, e in self._hosts.items() if address and e["ansible_host"] == address), None)
-                if other and other != result._host.get_name():
-                    if other in self._hosts:
-                        self._hosts[other]["rolled_back"] = True
-                elif other or not address:  # not delegated, or delegated to itself
-                    entry["rolled_back"] = True
-            facts = res.get("ansible_facts")
-            if isinstance(facts, dict):
-                for key in ("model_release_old_link", "model_release_version", "model_release_outcome"):
-                    if isinstance(facts.get(key), (str, int)) and (key in ("model_release_version",
-                                                                           "model_release_outcome")
-                                                                   or result._task.action.endswith("set_fact")):
-                        entry["facts"][key] = str(facts[key])
-            port = agent_port_of(res)
-            if port is not None:
-                entry["agent_port"] = port
-            if key in ("failed", "unreachable") and not entry["message"]:
-                msg = res.get("msg") or res.get("stderr") or ""
-                entry["message"] = str(msg).strip().splitlines()[0][:500] if str(msg).strip() else None
+            self._pinned(res)
+            if name != "localhost" and not getattr(host, "implicit", False) and name not in self._batch_hosts:
+                self._batch_hosts.append(name)
+                if name not in self._addresses:
+                    hv: dict[str, Any] = {}
+                    with contextlib.suppress(Exception):
+                        hv = dict(host.get_vars())
+                    self._addresses[name] = str(hv.get("modelfleet_agent_address") or hv.get("ansible_host") or name)
+            task = result._task
+            data = {"host": name, "task": task.get_name(), "task_action": getattr(task, "action", None),
+                    "play": self._play_name, "play_uuid": self._play_uuid, "res": res, **extra}
+            self._feed(event, data)
         except Exception as exc:  # never break the playbook
             self._display.warning(f"modelfleet_ledger: could not note a result: {exc}")
 
+    def _pinned(self, res: dict[str, Any]) -> None:
+        """A plain run that pins on the controller (deploy.yml without a bundle) names its release in a fact."""
+        facts = res.get("ansible_facts")
+        pinned = facts.get("modelfleet_pinned") if isinstance(facts, dict) else None
+        if isinstance(pinned, dict):
+            for key in ("version", "digest"):
+                if not self._release.get(key) and pinned.get(key) not in (None, ""):
+                    self._release[key] = str(pinned[key])
+
     def v2_runner_on_ok(self, result: Any) -> None:
-        self._note(result, "changed" if result._result.get("changed") else "ok")
+        self._result("runner_on_ok", result)
 
     def v2_runner_on_failed(self, result: Any, ignore_errors: bool = False) -> None:
-        self._note(result, "ok" if ignore_errors else "failed")
+        self._result("runner_on_failed", result, ignore_errors=ignore_errors)
 
     def v2_runner_on_unreachable(self, result: Any) -> None:
-        self._note(result, "unreachable")
+        self._result("runner_on_unreachable", result)
 
     def v2_runner_on_skipped(self, result: Any) -> None:
-        self._note(result, "skipped")
+        self._result("runner_on_skipped", result)
 
     # -- writing node events ---------------------------------------------------------------------------------
 
     def _flush(self, hosts: list[str], *, bad_only: bool) -> None:
-        candidates = list(self._hosts) if bad_only else hosts
+        state = self._state
+        if state is None:
+            return
+        from modelfleet.runners.records import node_event
+
+        candidates = list(state.hosts) if bad_only else hosts
         for host in candidates:
-            entry = self._hosts.get(host)
-            if entry is None:
+            hr = state.hosts.get(host)
+            if hr is None:
                 continue
-            outcome = _outcome(entry)
+            outcome = hr.outcome(self._kind, final=True).value
             if host in self._flushed:
                 # recorded already; a node reverted later in the run (budget spent) gets its revert recorded
-                if outcome != "rolled_back" or self._flushed[host] == "rolled_back":
+                if outcome != "reverted" or self._flushed[host] == "reverted":
                     continue
-            elif bad_only and not entry["failing"]:
+            elif bad_only and not hr.failing:
                 continue
+            elif not bad_only and not state.finished and not (hr.ok or hr.skipped or hr.failed or hr.unreachable):
+                continue  # no result yet: recorded at the end of the run
             self._flushed[host] = outcome
-            details = {k: entry[k] for k in ("batch", "ok", "changed", "failed", "unreachable", "skipped",
-                                             "rescued", "agent_port")}
-            details.update(kind=self._kind, check=self._check, last_task=entry["task"], message=entry["message"])
-            if entry["agent_port"]:
-                details["agent_url"] = f"http://{entry['address']}:{entry['agent_port']}"
-            facts = entry["facts"]
-            version = None
-            if self._kind == "rollback" and facts.get("model_release_version"):
-                version = details["to_version"] = facts["model_release_version"]
-            elif outcome == "rolled_back" and facts.get("model_release_old_link"):
-                release = os.path.basename(facts["model_release_old_link"])
-                details["to_release"] = release
-                details["to_version"] = re.sub(r"-[0-9a-f]{12}$", "", release)
-            if facts.get("model_release_outcome"):
-                details["node_outcome"] = facts["model_release_outcome"]
-            self._append(f"node_{self._kind}", node=host, outcome=outcome, details=details, version=version)
+            action, outcome, version, details = node_event(self._kind, hr, check=self._check)
+            if details.get("agent_port"):
+                details["agent_url"] = f"http://{self._address(host)}:{details['agent_port']}"
+            self._append(action, node=host, outcome=outcome, details=details, version=version)
 
-
-def _outcome(entry: dict[str, Any]) -> str:
-    if entry["unreachable"]:
-        return "unreachable"
-    if entry["rolled_back"]:
-        return "rolled_back"
-    if entry["failing"]:
-        return "failed"
-    if entry["changed"]:
-        return "changed"
-    if entry["ok"]:
-        return "ok"
-    return "skipped"
+    def _address(self, host: str) -> str:
+        return self._addresses.get(host) or host
 
 
 def _str(value: Any) -> str | None:

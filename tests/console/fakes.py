@@ -8,13 +8,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from modelfleet.console.services import ConsoleServices, RunHandle, RunInfo, RunRequest, VersionDetail
+from modelfleet.console.services import ConsoleServices, RunForm, RunInfo, VersionDetail
 from modelfleet.core.config import Settings, load_settings
 from modelfleet.core.errors import NodeNotFound
 from modelfleet.core.fleet import Inventory, Node, NodeClass
 from modelfleet.core.fleet_status import NodeStatus, Release
 from modelfleet.core.ledger import Event, VerifyResult, compute_hash
 from modelfleet.core.registry import ModelSummary, ModelVersionInfo
+from modelfleet.runners.requests import PreparedRun
+from modelfleet.runners.runstate import RunState, artifact_status, iter_artifact_events
 
 NOW = 1_750_000_000.0  # fixed clock: 2025-06-15 15:06:40 UTC
 T0 = datetime.fromtimestamp(NOW - 86400 * 3, UTC)
@@ -125,7 +127,8 @@ class FakeServices(ConsoleServices):
         super().__init__(settings or load_settings(env={}, cwd=Path("/nonexistent-mf")), clock=lambda: NOW)
         self.gate = gate
         self.fail_host = fail_host
-        self.launched: list[RunRequest] = []
+        self.launched: list[RunForm] = []
+        self.prepared: list[PreparedRun] = []
         self.artifacts = artifacts
         self.canceled = threading.Event()
 
@@ -180,33 +183,71 @@ class FakeServices(ConsoleServices):
         out = [RunInfo("20250614T100000Z-aaaaaa", "deploy", NOW - 86400, "ok", "credit-risk", "2", "edge", "ops")]
         if self.artifacts is not None:
             out.insert(0, RunInfo("20250615T090000Z-bbbbbb", "healthcheck", NOW - 3600, "failed", None, None,
-                                  "edge", "ops", artifact_dir=self.artifacts))
+                                  "edge", "ops", replayable=True))
         return out
 
-    def new_run_id(self) -> str:
-        return f"20250615T150640Z-{len(self.launched):06d}"
+    def replay(self, run: RunInfo) -> RunState:
+        """The pipeline's replay, over the artifact folder this fake was given."""
+        assert self.artifacts is not None
+        state = RunState(run.run_id, kind=run.kind)
+        for raw in iter_artifact_events(self.artifacts):
+            state.feed(raw)
+        status, rc = artifact_status(self.artifacts)
+        state.finish(status, rc)
+        return state
 
-    def launch(self, request: RunRequest, on_event: Callable[[dict[str, Any]], None], *,
-               run_id: str | None = None) -> RunHandle:
-        request.validate()
-        self.launched.append(request)
-        handle = RunHandle(run_id or "run")
-        hosts = self.resolve_target(request.target)
+    def new_run_id(self) -> str:
+        return f"20250615T150640Z-{len(self.prepared):06d}"
+
+    def prepare(self, form: RunForm, *, progress: Callable[[str], None] | None = None) -> PreparedRun:
+        """What the pipeline's prepare returns, from fixed data: the target resolved, a deploy pinned."""
+        form.validate()
+        if form.kind == "deploy" and form.version is None and form.model:
+            version, digest = self.pin(form.model, form.ref)
+            form = RunForm(form.kind, model=form.model, ref=form.ref, target=form.target, waves=form.waves,
+                           max_fail=form.max_fail, check=form.check, version=version, digest=digest)
+        prepared = PreparedRun(request=form.to_request(self.actor), run_id=self.new_run_id(), kind=form.kind,
+                               summary=f"{form.kind} on {form.target}", hosts=tuple(self.resolve_target(form.target)),
+                               inventory=Path("inventory.yml"), playbook=f"{form.kind}.yml", extra_vars={},
+                               model=form.model, version=None if form.version is None else str(form.version),
+                               digest=form.digest)
+        self.prepared.append(prepared)
+        self._forms = {**getattr(self, "_forms", {}), prepared.run_id: form}
+        return prepared
+
+    def launch(self, prepared: PreparedRun, on_event: Callable[[dict[str, Any]], None]) -> PlayedRun:  # type: ignore[override]
+        self.launched.append(self._forms[prepared.run_id])
+        return PlayedRun(list(prepared.hosts), on_event, gate=self.gate, fail=self.fail_host, canceled=self.canceled)
+
+
+class PlayedRun:
+    """Plays a fixed runner event stream like a run handle does (``wait`` -> result, ``cancel``)."""
+
+    def __init__(self, hosts: list[str], on_event: Callable[[dict[str, Any]], None], *,
+                 gate: threading.Event | None, fail: str | None, canceled: threading.Event) -> None:
+        self.status, self.rc, self.problem = "running", None, None
+        self._cancel = threading.Event()
+        self._done = threading.Event()
 
         def play() -> None:
-            evs = runner_events(hosts, fail=self.fail_host)
+            evs = runner_events(hosts, fail=fail)
             for i, ev in enumerate(evs):
-                if self.gate is not None and i == len(evs) // 2:
-                    while not self.gate.wait(0.05):
-                        if handle.cancel_requested.is_set():
-                            self.canceled.set()
-                            handle.status = "canceled"
-                            handle.done.set()
+                if gate is not None and i == len(evs) // 2:
+                    while not gate.wait(0.05):
+                        if self._cancel.is_set():
+                            canceled.set()
+                            self.status, self.problem = "canceled", "cancelled"
+                            self._done.set()
                             return
                 on_event(ev)
-            handle.status = "failed" if self.fail_host else "successful"
-            handle.rc = 2 if self.fail_host else 0
-            handle.done.set()
+            self.status, self.rc = ("failed", 2) if fail else ("successful", 0)
+            self._done.set()
 
         threading.Thread(target=play, daemon=True).start()
-        return handle
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    def wait(self, timeout: float | None = None) -> PlayedRun:
+        self._done.wait(timeout)
+        return self

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from modelfleet.cli import build_parser
-from modelfleet.console.services import RUN_ID_PLACEHOLDER, RunRequest
+from modelfleet.console.services import RUN_ID_PLACEHOLDER, RunForm
 from modelfleet.core import deploy as d
 from modelfleet.core.config import load_settings
 
@@ -20,29 +20,29 @@ def settings(tmp_path: Path) -> object:
     return load_settings(env={}, cwd=tmp_path)
 
 
-def _parse(req: RunRequest):  # type: ignore[no-untyped-def]
+def _parse(req: RunForm):  # type: ignore[no-untyped-def]
     cmd = req.cli_command()
     assert cmd[0] == "modelfleet"
-    assert shlex.split(RunRequest.shell(cmd)) == cmd  # what is shown is what is parsed
+    assert shlex.split(RunForm.shell(cmd)) == cmd  # what is shown is what is parsed
     return build_parser().parse_args(cmd[1:])
 
 
 @pytest.mark.parametrize("req, expected", [
-    (RunRequest("deploy", model="credit-risk", ref="champion", target="edge_cpu", waves="1,50%,100%", max_fail=0,
+    (RunForm("deploy", model="credit-risk", ref="champion", target="edge_cpu", waves="1,50%,100%", max_fail=0,
                 check=True),
      {"ref": "credit-risk@champion", "limit": "edge_cpu", "waves": "1,50%,100%", "max_fail": 0, "check": True,
       "yes": True}),
-    (RunRequest("deploy", model="credit-risk", ref="champion", target="edge", version=2, digest="ab" * 32),
+    (RunForm("deploy", model="credit-risk", ref="champion", target="edge", version=2, digest="ab" * 32),
      {"ref": "credit-risk/2", "limit": "edge", "waves": "1,25%,100%", "max_fail": 20, "check": False}),
-    (RunRequest("deploy", model="credit-risk", ref="3", target="edge-cpu-01"),
+    (RunForm("deploy", model="credit-risk", ref="3", target="edge-cpu-01"),
      {"ref": "credit-risk/3", "limit": "edge-cpu-01"}),
-    (RunRequest("rollback", model="credit-risk", ref="1", target="staging", version=1),
+    (RunForm("rollback", model="credit-risk", ref="1", target="staging", version=1),
      {"model": "credit-risk", "to": "1", "limit": "staging", "yes": True}),
-    (RunRequest("rollback", model="credit-risk", target="edge"), {"model": "credit-risk", "to": None}),
-    (RunRequest("provision", target="edge_arm", check=True), {"limit": "edge_arm", "check": True, "yes": True}),
-    (RunRequest("healthcheck", target="edge-gpu-04"), {"limit": "edge-gpu-04"}),
+    (RunForm("rollback", model="credit-risk", target="edge"), {"model": "credit-risk", "to": None}),
+    (RunForm("provision", target="edge_arm", check=True), {"limit": "edge_arm", "check": True, "yes": True}),
+    (RunForm("healthcheck", target="edge-gpu-04"), {"limit": "edge-gpu-04"}),
 ])
-def test_the_shown_modelfleet_command_parses_with_the_cli(req: RunRequest, expected: dict[str, object]) -> None:
+def test_the_shown_modelfleet_command_parses_with_the_cli(req: RunForm, expected: dict[str, object]) -> None:
     from modelfleet.commands import deploy as commands
 
     args = _parse(req)
@@ -61,8 +61,8 @@ def _extra(cmd: list[str]) -> dict[str, object]:
 
 
 def test_deploy_playbook_command_has_exactly_the_variables_core_deploy_builds(settings: object) -> None:
-    req = RunRequest("deploy", model="credit-risk", ref="champion", target="edge_cpu", waves="1,50%", max_fail=10,
-                     version=2, digest="ab" * 32)
+    req = RunForm("deploy", model="credit-risk", ref="champion", target="edge_cpu", waves="1,50%", max_fail=10,
+                  version=2, digest="ab" * 32)
     cmd = req.playbook_command("inventory/local/hosts.yml", settings)  # type: ignore[arg-type]
     assert cmd[:6] == ["ansible-playbook", "-i", "inventory/local/hosts.yml", "playbooks/deploy.yml", "--limit",
                        "edge_cpu"]
@@ -83,11 +83,12 @@ def test_deploy_playbook_command_has_exactly_the_variables_core_deploy_builds(se
 
 
 def test_other_playbook_commands_match_core_deploy(settings: object, tmp_path: Path) -> None:
-    rb = _extra(RunRequest("rollback", model="credit-risk", target="edge", version=1).playbook_command("inv", None))
+    rb = _extra(RunForm("rollback", model="credit-risk", target="edge", version=1).playbook_command("inv", None))
     assert rb == d.rollback_extra_vars("credit-risk", "1", RUN_ID_PLACEHOLDER)
-    prov = RunRequest("provision", target="edge", check=True).playbook_command("inv", settings)  # type: ignore[arg-type]
+    prov = RunForm("provision", target="edge", check=True).playbook_command("inv", settings)  # type: ignore[arg-type]
     assert "--check" in prov and prov[3] == "playbooks/provision.yml"
     real = d.provision_extra_vars(settings, RUN_ID_PLACEHOLDER)  # type: ignore[arg-type]
     assert _extra(prov) == real
-    hc = RunRequest("healthcheck", target="edge-gpu-04").playbook_command("inv", None)
-    assert hc[3] == "playbooks/healthcheck.yml" and _extra(hc)["modelfleet_target"] == "edge-gpu-04"
+    hc = RunForm("healthcheck", target="edge-gpu-04").playbook_command("inv", None)
+    assert hc[3] == "playbooks/healthcheck.yml" and hc[4:6] == ["--limit", "edge-gpu-04"]
+    assert _extra(hc) == {"modelfleet_run_id": RUN_ID_PLACEHOLDER}

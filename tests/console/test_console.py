@@ -162,7 +162,7 @@ async def test_healthcheck_from_form_is_fleet_wide_needs_typed_confirmation_and_
             if st.finished:
                 break
         await pilot.pause(0.3)
-        assert st.status == "successful" and st.counts()["ok"] == 6
+        assert st.outcome() == "ok" and st.counts()["ok"] == 6
         assert services.launched[0].kind == "healthcheck" and services.launched[0].target == "edge"
         text = screen_text(app)
         assert "6 ok" in text and "edge-gpu-04" in text
@@ -211,7 +211,7 @@ async def test_deploy_form_pins_before_launch_and_single_node_needs_no_typing() 
         req = services.launched[0]
         assert (req.kind, req.model, req.version, req.digest) == ("deploy", "credit-risk", 3, "03" * 32)
         st = next(iter(app.state.live.values()))
-        assert st.status == "failed" and st.counts()["failed"] == 1
+        assert st.outcome() == "failed" and st.counts()["failed"] == 1
 
 
 async def test_cancel_a_running_run() -> None:
@@ -239,7 +239,7 @@ async def test_cancel_a_running_run() -> None:
                 break
         await pilot.pause(0.2)
         assert services.canceled.is_set()
-        assert next(iter(app.state.live.values())).status == "canceled"
+        assert next(iter(app.state.live.values())).outcome() == "incomplete"
         gate.set()
 
 
@@ -279,7 +279,7 @@ async def test_replay_past_run_from_artifacts(tmp_path: Path) -> None:
         await settle(pilot)
         assert isinstance(app.screen, RunLiveScreen)
         st = app.state.live["20250615T090000Z-bbbbbb"]
-        assert st.status == "failed" and st.counts() ["failed"] == 1
+        assert st.outcome() == "failed" and st.counts()["failed"] == 1
         assert "replayed from artifacts" in screen_text(app)
         search = app.screen.query_one("#run-search", Input)
         search.value = "fatal"

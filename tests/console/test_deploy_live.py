@@ -31,15 +31,15 @@ PREFIX, SSH_PORT = "127.0.95", 2295
 @pytest.fixture(scope="module")
 def live_fleet() -> Iterator[RunningFleet]:
     from modelfleet.demo.seed import seed
-    from modelfleet.runners.rollout import start_provision
+    from modelfleet.runners.pipeline import launch
+    from modelfleet.runners.requests import ProvisionRequest
     from tests.integration.simfleet import make_sim_fleet  # the factory behind tests/integration's fixture
 
     with make_sim_fleet(PREFIX, SSH_PORT, "cpu=2") as running:
         seeded = seed(running.settings, rows=2_000)
         assert seeded.aliases.get("champion") == 2, seeded.to_dict()
-        result = start_provision(running.settings).wait(600)
-        failed = {h: st.message for h, st in result.hosts.items() if st.status.bad}
-        assert result.status == "successful" and not failed, f"provision {result.status}: {failed} {result.error}"
+        result = launch(running.settings, ProvisionRequest()).wait(600)
+        assert result.ok, f"provision {result.outcome}: {result.problem}"
         yield running
 
 
@@ -95,7 +95,7 @@ async def test_deploy_from_the_form_reaches_every_node(live_fleet: RunningFleet)
             if not st.finished:
                 for name, host in st.hosts.items():
                     if host.tasks:
-                        seen_live.setdefault(name, host.status)
+                        seen_live.setdefault(name, host.outcome(st.kind).value)
             return st.finished
 
         await _until(progress, 900, "the deploy run to finish")
@@ -103,9 +103,9 @@ async def test_deploy_from_the_form_reaches_every_node(live_fleet: RunningFleet)
         st = app.state.live[run_id]
         failures = {h: [(t.task, t.msg) for t in hs.tasks if t.status in ("failed", "unreachable")]
                     for h, hs in st.hosts.items() if hs.failed or hs.unreachable}
-        assert st.status == "successful", f"{st.summary()}: {failures}\n" + "\n".join(list(st.lines)[-60:])
+        assert st.outcome() == "ok", f"{st.summary()}: {failures}\n" + "\n".join(list(st.lines)[-60:])
         assert {n.name for n in nodes} <= set(seen_live), f"hosts seen while running: {seen_live}"
-        assert {h: s.status for h, s in st.hosts.items() if h in {n.name for n in nodes}} == {
+        assert {h: s.outcome(st.kind).value for h, s in st.hosts.items() if h in {n.name for n in nodes}} == {
             n.name: "changed" for n in nodes}
         shown = live.query_one("#hosts").rows  # type: ignore[attr-defined]
         assert {r.key for r in shown} >= {n.name for n in nodes}

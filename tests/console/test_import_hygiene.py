@@ -25,7 +25,7 @@ def test_importing_modelfleet_core_never_imports_textual() -> None:
 
 
 def test_console_data_layer_is_headless() -> None:
-    loaded = _loaded("import modelfleet.console.services, modelfleet.console.runstate, modelfleet.core.fleet_status")
+    loaded = _loaded("import modelfleet.console.services, modelfleet.runners.runstate, modelfleet.core.fleet_status")
     assert "textual" not in loaded
 
 

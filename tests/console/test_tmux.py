@@ -125,12 +125,12 @@ def test_console_in_a_real_terminal(tmux: Tmux) -> None:
     screen = tmux.wait_for("equivalent commands")
     assert "modelfleet health --limit" in screen and "playbooks/healthcheck.yml" in screen
     tmux.keys("C-r")  # launch: opens the confirmation, never runs by itself
-    screen = tmux.wait_for("Start healthcheck?")
+    screen = tmux.wait_for("Start healthcheck on edge-gpu-04?")
     assert "Type edge-gpu-04 to confirm" in screen  # a production node: typed confirmation
     tmux.keys("-l", "edge-gpu-04")
     tmux.keys("Enter")
     # the summary line and the hosts table are redrawn separately: wait for both
-    tmux.wait_until(lambda s: "successful" in s and "1 ok" in s and "edge-gpu-04" in s, "the run ending ok",
+    tmux.wait_until(lambda s: " ok\n" in s and "1 ok" in s and "edge-gpu-04" in s, "the run ending ok",
                     timeout=30)
 
     tmux.keys("C-q")

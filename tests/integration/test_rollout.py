@@ -24,8 +24,8 @@ import pytest
 from modelfleet.core.bundle import verify_bundle
 from modelfleet.core.config import Settings, load_settings
 from modelfleet.core.ledger import Ledger
-from modelfleet.runners.ansible import replay
 from modelfleet.runners.events import EventKind
+from modelfleet.runners.pipeline import replay
 from modelfleet.sim.session import RunningFleet
 from tests.conftest import REPO_ROOT
 
@@ -160,8 +160,9 @@ def test_deploy_champion_every_agent_answers_the_probe(ctx: Ctx) -> None:
 def test_same_deploy_again_changes_nothing(ctx: Ctx) -> None:
     proc, data = ctx.deploy("credit-risk@champion")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert sum(h["changed"] for h in data["hosts"].values()) == 0
-    assert {h["status"] for h in data["hosts"].values()} == {"ok"}
+    assert sum(h["changed"] for h in data["hosts"].values()) == 0 and data["changed"] == 0
+    assert {h["outcome"] for h in data["hosts"].values()} == {"ok"} and data["outcome"] == "ok"
+    assert "nothing changed" in ctx.cli("deploy", "credit-risk@champion", "--yes").stdout
 
 
 def test_challenger_rolls_out_in_waves_of_1_then_25pct_then_the_rest(ctx: Ctx) -> None:
@@ -169,8 +170,7 @@ def test_challenger_rolls_out_in_waves_of_1_then_25pct_then_the_rest(ctx: Ctx) -
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert [len(b) for b in data["batches"]] == [1, 1, 4]
     assert set(ctx.versions().values()) == {"3"}
-    _, _, batches = replay(ctx.settings.state_dir, data["run_id"])
-    assert [len(b) for b in batches] == [1, 1, 4]
+    assert [len(b) for b in replay(ctx.settings, data["run_id"]).batches] == [1, 1, 4]
 
 
 def test_wrong_probe_answer_rolls_one_node_back(ctx: Ctx) -> None:
@@ -181,15 +181,18 @@ def test_wrong_probe_answer_rolls_one_node_back(ctx: Ctx) -> None:
     finally:
         ctx.clear_bad_probes()
     assert proc.returncode == 1, proc.stdout + proc.stderr
-    assert data["hosts"]["edge-gpu-01"]["status"] == "rolled_back"
-    assert {h: s["status"] for h, s in data["hosts"].items() if h != "edge-gpu-01"} == dict.fromkeys(
+    assert data["hosts"]["edge-gpu-01"]["outcome"] == "reverted" and data["outcome"] == "failed"
+    assert {h: s["outcome"] for h, s in data["hosts"].items() if h != "edge-gpu-01"} == dict.fromkeys(
         set(NODES) - {"edge-gpu-01"}, "changed")
     versions = ctx.versions()
     assert versions.pop("edge-gpu-01") == "3" and set(versions.values()) == {"1"}
     assert ctx.agents()["edge-gpu-01"].get("version") == "3"
     # back on its previous release within 10 s of the failed check: the node-side step's own record, as the
     # run's event stream carries it (the failed gate, then the old release answering again)
-    events, _, _ = replay(ctx.settings.state_dir, data["run_id"])
+    from modelfleet.runners.events import parse_event
+    from modelfleet.runners.runstate import iter_artifact_events
+
+    events = [parse_event(raw) for raw in iter_artifact_events(Path(data["artifacts"]))]
     step = next(e.data["modelfleet"] for e in events if e.host == "edge-gpu-01" and e.kind is EventKind.HOST_FAILED
                 and "modelfleet" in e.data)
     assert step["outcome"] == "rolled_back" and "differs from the expected" in step["error"], step
@@ -197,7 +200,7 @@ def test_wrong_probe_answer_rolls_one_node_back(ctx: Ctx) -> None:
     # one final event per node in the ledger
     nodes = [e for e in ctx.ledger_events(data["run_id"]) if e.node]
     assert sorted(e.node for e in nodes) == sorted(NODES)
-    assert {e.node: e.outcome for e in nodes}["edge-gpu-01"] == "rolled_back"
+    assert {e.node: e.outcome for e in nodes}["edge-gpu-01"] == "reverted"
 
 
 def test_failure_budget_stops_later_batches(ctx: Ctx) -> None:
@@ -214,8 +217,14 @@ def test_failure_budget_stops_later_batches(ctx: Ctx) -> None:
     assert after["edge-cpu-02"] == before["edge-cpu-02"]  # batch 2 failed and was rolled back
     for node in NODES[2:]:  # batch 3 never started
         assert after[node] == before[node]
-        assert data["hosts"][node]["status"] == "pending"
-    assert {e.node for e in ctx.ledger_events(data["run_id"]) if e.node} == {"edge-cpu-01", "edge-cpu-02"}
+        assert data["hosts"][node]["outcome"] == "not_started"
+    recorded = {e.node: e.outcome for e in ctx.ledger_events(data["run_id"]) if e.node}
+    assert recorded == {"edge-cpu-01": "changed", "edge-cpu-02": "reverted", **dict.fromkeys(NODES[2:], "not_started")}
+    # health says the fleet is not where this run meant it to be
+    health = ctx.cli("health", "--json")
+    assert health.returncode == 1
+    verdicts = {r["node"]: r["verdict"] for r in json.loads(health.stdout)}
+    assert verdicts["edge-cpu-01"] == "healthy" and {verdicts[n] for n in NODES[1:]} == {"behind"}
 
 
 def test_revert_on_abort_returns_updated_nodes(ctx: Ctx) -> None:
@@ -228,13 +237,13 @@ def test_revert_on_abort_returns_updated_nodes(ctx: Ctx) -> None:
         ctx.clear_bad_probes()
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert ctx.versions() == before
-    assert data["hosts"]["edge-cpu-01"]["status"] == "rolled_back"
+    assert data["hosts"]["edge-cpu-01"]["outcome"] == "reverted"
     assert ctx.agents()["edge-cpu-01"].get("version") == before["edge-cpu-01"]
 
 
 def test_node_killed_mid_run_is_unreachable_and_rerun_converges(ctx: Ctx) -> None:
-    from modelfleet.core.deploy import DeployOptions
-    from modelfleet.runners.rollout import start_deploy
+    from modelfleet.runners.pipeline import launch
+    from modelfleet.runners.requests import DeployRequest
 
     killed = threading.Event()
 
@@ -243,11 +252,10 @@ def test_node_killed_mid_run_is_unreachable_and_rerun_converges(ctx: Ctx) -> Non
             killed.set()
             threading.Thread(target=ctx.running.fleet.kill, args=("edge-arm-02",), daemon=True).start()
 
-    options = DeployOptions.from_settings(ctx.settings, max_fail=50)
-    recorded = start_deploy(ctx.settings, "credit-risk/3", options, on_event=on_event)
-    result = recorded.wait(1500)
+    handle = launch(ctx.settings, DeployRequest(ref="credit-risk/3", max_fail=50), on_event=on_event)
+    result = handle.wait(1500)
     assert killed.is_set()
-    statuses = {h: st.status.value for h, st in result.hosts.items()}
+    statuses = {h: result.outcome_of(h) for h in result.hosts}
     assert statuses.pop("edge-arm-02") == "unreachable"
     assert set(statuses.values()) <= {"changed", "ok"}
     ctx.running.fleet.start("edge-arm-02")
@@ -308,7 +316,7 @@ def test_controller_killed_mid_rollout_then_rerun_converges(ctx: Ctx) -> None:
         outcome = {r.run_id: r.outcome for r in ledger.runs()}
         start = ledger.events(run_id=data["run_id"], action="run_start")[0]
     assert outcome[run_id] == "incomplete"
-    assert start.details.get("breaks_locks_of") == [run_id]
+    assert start.details.get("closed_dead_runs") == [run_id]
     listing = ctx.cli("ledger", "runs")
     assert run_id in listing.stdout and "incomplete" in listing.stdout
 

@@ -1,4 +1,5 @@
-"""core/deploy.py (pin -> bundle -> extra vars -> ledger records), runners/health.py and the CLI's guard rails."""
+"""core/deploy.py (pin -> bundle -> signing key -> extra vars), runners/records.py (a run's ledger records),
+core/placement.py + runners/health.py (what should run where) and the CLI's guard rails."""
 
 from __future__ import annotations
 
@@ -18,19 +19,22 @@ from modelfleet.core.bundle import verify_bundle
 from modelfleet.core.config import Settings
 from modelfleet.core.deploy import (
     DeployOptions,
-    RunOutcome,
-    RunRecorder,
     deploy_extra_vars,
+    ensure_signing_key,
     normalize_ref,
     prepare_release,
     provision_extra_vars,
     rollback_extra_vars,
 )
-from modelfleet.core.errors import ArtifactError, ConfigError, UsageError
+from modelfleet.core.errors import ArtifactError, BundleError, ConfigError, UsageError
 from modelfleet.core.fleet import Node, NodeClass
 from modelfleet.core.ledger import Ledger
+from modelfleet.core.placement import placements
 from modelfleet.core.registry import PinnedVersion
-from modelfleet.runners.health import Target, expected_from_ledger, plan_targets, probe
+from modelfleet.core.signing import key_paths
+from modelfleet.runners.health import Target, plan_targets, probe
+from modelfleet.runners.records import RunIdentity, RunRecorder, close_dead_runs, ended_runs
+from modelfleet.runners.runstate import RunState
 from tests.conftest import REPO_ROOT
 
 DIGEST = "ab" * 32
@@ -51,6 +55,12 @@ class FakeRegistry:
 
     def load_reference_sample(self, name: str, version: int) -> Any:
         raise ArtifactError(f"{name}/{version} has no reference sample")
+
+
+@pytest.fixture(autouse=True)
+def signing_key(settings: Settings) -> None:
+    """Deploys never create the release key (provisioning does): make one, as a provisioned project has."""
+    ensure_signing_key(settings)
 
 
 @pytest.fixture
@@ -101,10 +111,62 @@ def test_a_cached_bundle_is_reused_without_loading_the_model(settings: Settings,
     again = prepare_release(settings, "plain/4", registry=registry)  # type: ignore[arg-type]
     assert again.bundle_cached and again.bundle_sha256 == first.bundle_sha256
     assert again.probe_source == "input_example" and not again.warnings
-    # a damaged cache entry is not trusted: it is rebuilt (which needs the model again)
+    # a damaged cache entry is not trusted: it is rebuilt (which needs the model again), and the operator told
     again.bundle.write_bytes(b"garbage")
     with pytest.raises(AssertionError, match="the model was loaded"):
         prepare_release(settings, "plain/4", registry=registry)  # type: ignore[arg-type]
+    monkeypatch.undo()
+    said: list[str] = []
+    rebuilt = prepare_release(settings, "plain/4", registry=registry, progress=said.append)  # type: ignore[arg-type]
+    assert not rebuilt.bundle_cached and rebuilt.bundle_sha256 == first.bundle_sha256
+    assert any("does not verify" in line and "rebuilding" in line for line in said), said
+    assert any("does not verify" in w for w in rebuilt.warnings)
+
+
+def test_a_version_the_controller_cannot_load_is_refused(settings: Settings, tmp_path: Path) -> None:
+    import mlflow.sklearn
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+
+    x = pd.DataFrame({"income": [1.0, 2.0, 3.0, 4.0]})
+    path = tmp_path / "sk"
+    mlflow.sklearn.save_model(LogisticRegression().fit(x, [0, 0, 1, 1]), str(path), input_example=x.iloc[[0]],
+                              pip_requirements=["scikit-learn"])
+    next(path.glob("model.*")).unlink()  # the registry lost the model file (model.skops or model.pkl)
+    with pytest.raises(BundleError, match="cannot be loaded on the controller") as info:
+        prepare_release(settings, "plain/4", registry=FakeRegistry(path))  # type: ignore[arg-type]
+    assert "nothing was signed or shipped" in info.value.message and info.value.hint
+    assert not list((settings.state_dir / "bundles").glob("*")) if (settings.state_dir / "bundles").exists() else True
+
+
+def test_the_signing_key_is_never_replaced_silently(settings: Settings, model_dir: Path) -> None:
+    private, public = key_paths(settings.state_dir)
+    kept = ensure_signing_key(settings)
+    assert not kept.created and kept.key_id
+    with Ledger(settings.ledger.url) as ledger:  # the fleet was provisioned with this key
+        ledger.append("run_start", actor="a", run_id="p1", outcome="started",
+                      details={"kind": "provision", "signing_key": kept.key_id})
+    private.unlink()
+    public.unlink()
+    with pytest.raises(BundleError, match=f"trusts key {kept.key_id}") as info:
+        prepare_release(settings, "plain/4", registry=FakeRegistry(model_dir))  # type: ignore[arg-type]
+    assert "--new-signing-key" in (info.value.hint or "") and not private.exists()
+    with pytest.raises(BundleError, match="missing"):
+        ensure_signing_key(settings)
+    assert ensure_signing_key(settings, dry_run=True, replace_trusted=True).key_id is None and not private.exists()
+    said: list[str] = []
+    new = ensure_signing_key(settings, replace_trusted=True, progress=said.append)
+    assert new.created and new.key_id != kept.key_id and private.exists()
+    assert "replacing the lost key" in said[0]
+
+
+def test_a_deploy_without_any_key_says_to_provision_first(settings: Settings, model_dir: Path) -> None:
+    private, public = key_paths(settings.state_dir)
+    private.unlink()
+    public.unlink()
+    with pytest.raises(BundleError, match="no release signing key") as info:
+        prepare_release(settings, "plain/4", registry=FakeRegistry(model_dir))  # type: ignore[arg-type]
+    assert "modelfleet provision" in (info.value.hint or "")
 
 
 def test_extra_vars_match_the_playbooks_and_roles(settings: Settings, model_dir: Path) -> None:
@@ -139,60 +201,77 @@ def test_options_defaults_and_validation(settings: Settings) -> None:
     assert normalize_ref("m@7") == "m/7" and normalize_ref("m@champion") == "m@champion"
 
 
-def test_run_recorder_writes_start_and_end(tmp_path: Path) -> None:
+def test_run_recorder_writes_start_and_end_from_the_fold(tmp_path: Path) -> None:
+    state = RunState("r1", kind="deploy", hosts=["a", "b", "c"])
+    for name, res in (("a", {"changed": True}), ("b", {"changed": True, "modelfleet_rolled_back": True})):
+        state.feed({"event": "playbook_on_play_start", "event_data": {"name": "Roll", "uuid": "u"}})
+        state.feed({"event": "runner_on_ok", "event_data": {"host": name, "task": "t", "res": res}})
+    state.finish("failed", 2)
     with Ledger(f"sqlite:///{tmp_path / 'l.db'}") as ledger:
-        rec = RunRecorder(ledger, run_id="r1", kind="deploy", actor="me", target=None, model="m", version="2",
-                          digest=DIGEST)
+        rec = RunRecorder(ledger, RunIdentity("r1", "deploy", "me", None, "m", "2", DIGEST))
         rec.start(ref="m@champion", warnings=["no probe"])
-        outcome = rec.end(RunOutcome(status="failed", rc=2, hosts={"a": "changed", "b": "rolled_back"},
-                                     batches=[["a"], ["b"]], duration_s=1.5))
+        outcome = rec.end(state, duration_s=1.5)
         events = ledger.events(run_id="r1")
         runs = ledger.runs()
     assert outcome == "failed"
     assert [(e.action, e.outcome) for e in events] == [("run_start", "started"), ("run_end", "failed")]
     assert events[0].digest == DIGEST and events[0].details["warnings"] == ["no probe"] and events[0].target == "all"
-    assert events[1].details["outcomes"] == {"changed": 1, "rolled_back": 1} and events[1].details["batches"] == [1, 1]
+    assert events[0].details["pid"] and events[0].details["controller"]
+    assert events[1].details["outcomes"] == {"changed": 1, "reverted": 1, "not_started": 1}
+    assert events[1].details["batches"] == [1, 1] and events[1].details["problem"].startswith("b reverted")
     assert runs[0].outcome == "failed"
-    assert RunOutcome(status="canceled", hosts={}).outcome == "incomplete"
-    assert RunOutcome(status="successful", hosts={"a": "ok"}).outcome == "ok"
 
 
-def test_dead_runs_are_told_from_live_and_foreign_ones(tmp_path: Path) -> None:
-    from modelfleet.core.deploy import dead_runs
-
+def test_dead_runs_are_closed_and_ended_runs_listed(tmp_path: Path) -> None:
     with Ledger(f"sqlite:///{tmp_path / 'l.db'}") as ledger:
+        import socket
+
+        here = socket.gethostname()
+
         def start(run_id: str, **details: Any) -> None:
             ledger.append("run_start", actor="a", model="m", run_id=run_id, outcome="started", details=details)
 
-        start("dead", controller="here", pid=111)
-        start("done", controller="here", pid=112)
+        start("dead", controller=here, pid=111)
+        start("done", controller=here, pid=112)
         ledger.append("run_end", actor="a", model="m", run_id="done", outcome="ok")
-        assert dead_runs(ledger, "m", controller="here", pid_alive=lambda pid: False) == (["dead"], [])
-        assert dead_runs(ledger, "m", controller="here", pid_alive=lambda pid: True) == ([], ["dead"])
         start("elsewhere", controller="other-host", pid=113)
-        assert dead_runs(ledger, "m", controller="here", pid_alive=lambda pid: False) == (["dead"], ["elsewhere"])
-        assert dead_runs(ledger, "other-model", controller="here") == ([], [])
+        assert ended_runs(ledger, "m") == ["done"]
+        assert close_dead_runs(ledger, "m", actor="a", by_run="r9", pid_alive=lambda pid: True) == (
+            [], ["dead", "elsewhere"])
+        assert close_dead_runs(ledger, "m", actor="a", by_run="r9", pid_alive=lambda pid: False) == (
+            ["dead"], ["elsewhere"])
+        assert ended_runs(ledger, "m") == ["dead", "done"]
+        closing = ledger.events(run_id="dead", action="run_end")[0]
+        assert closing.outcome == "incomplete" and "r9" in closing.details["reason"]
+        assert close_dead_runs(ledger, "other-model", actor="a", by_run="r9") == ([], [])
 
 
 def _ev(action: str, node: str, outcome: str, version: str | None, **details: Any) -> Any:
     return argparse.Namespace(action=action, node=node, model="m", outcome=outcome, version=version,
-                              details=details)
+                              details=details, run_id=f"run-{action}-{node}-{version}")
 
 
-def test_health_targets_from_ledger_and_verdicts() -> None:
+def test_what_should_run_where_and_health_verdicts() -> None:
     events = [
         _ev("node_deploy", "a", "changed", "2", agent_url="http://127.0.0.1:9001"),
-        _ev("node_deploy", "a", "rolled_back", "3", to_version="2"),
+        _ev("node_deploy", "a", "reverted", "3", to_version="2"),  # failed its gate: back on 2
+        _ev("node_deploy", "a", "ok", "2"),  # the operator accepts 2 by deploying it (nothing changes)
         _ev("node_deploy", "b", "changed", "3", agent_url="http://127.0.0.2:9001"),
-        _ev("node_deploy", "b", "failed", "4"),
-        _ev("node_rollback", "b", "rolled_back", "2", to_version="2"),
-        _ev("node_deploy", "b", "changed", "9", check=True),
+        _ev("node_deploy", "b", "failed", "4"),  # did not reach b: b still runs 3, but the intent was 4
+        _ev("node_deploy", "b", "changed", "9", check=True),  # check mode places nothing
+        _ev("node_deploy", "c", "changed", "1", agent_url="http://127.0.0.3:9001"),
+        _ev("node_rollback", "c", "rolled_back", "1", to_version="1"),
+        _ev("node_rollback", "c", "failed", None),  # nothing to roll back to: placement unchanged
+        _ev("node_deploy", "d", "rolled_back", "5", to_version="4"),  # an older ledger's word for reverted
     ]
-    placed = expected_from_ledger(events)
-    assert placed == {("a", "m"): ("http://127.0.0.1:9001", "2"), ("b", "m"): ("http://127.0.0.2:9001", "2")}
-    nodes = [Node(n, f"127.0.0.{i}", NodeClass.CPU) for i, n in enumerate(("a", "b", "c"), 1)]
+    placed = placements(events)
+    assert {k[0]: (p.version, p.intended_version, p.behind) for k, p in placed.items()} == {
+        "a": ("2", "2", False), "b": ("3", "4", True), "c": ("1", "1", False), "d": ("4", "5", True)}
+    assert placed[("b", "m")].intended_outcome == "failed"
+    nodes = [Node(n, f"127.0.0.{i}", NodeClass.CPU) for i, n in enumerate(("a", "b", "c", "e"), 1)]
     targets = plan_targets(nodes, placed)
-    assert [t.url for t in targets] == ["http://127.0.0.1:9001", "http://127.0.0.2:9001", "http://127.0.0.3:8080"]
+    assert [t.url for t in targets] == ["http://127.0.0.1:9001", "http://127.0.0.2:9001", "http://127.0.0.3:9001",
+                                        "http://127.0.0.4:8080"]
 
     def handler(request: httpx.Request) -> httpx.Response:
         host = request.url.host
@@ -201,13 +280,16 @@ def test_health_targets_from_ledger_and_verdicts() -> None:
         if host == "127.0.0.2":
             return httpx.Response(200, json={"model": "m", "version": "3"})
         if host == "127.0.0.3":
+            return httpx.Response(200, json={"model": "m", "version": "2"})
+        if host == "127.0.0.4":
             return httpx.Response(503, json={"reason": "loading"})
         raise httpx.ConnectError("refused", request=request)
 
-    rows = probe([*targets, Target("d", "http://127.0.0.4:8080")], transport=httpx.MockTransport(handler))
-    assert [(r.node, r.verdict) for r in rows] == [("a", "healthy"), ("b", "wrong_version"), ("c", "unhealthy"),
-                                                  ("d", "unreachable")]
-    assert rows[2].reason == "loading" and rows[0].to_dict()["digest"] == DIGEST
+    rows = probe([*targets, Target("f", "http://127.0.0.6:8080")], transport=httpx.MockTransport(handler))
+    assert [(r.node, r.verdict) for r in rows] == [("a", "healthy"), ("b", "behind"), ("c", "wrong_version"),
+                                                  ("e", "unhealthy"), ("f", "unreachable")]
+    assert "meant version 4" in (rows[1].reason or "") and "deploy m/3 to keep it" in (rows[1].reason or "")
+    assert rows[3].reason == "loading" and rows[0].to_dict()["digest"] == DIGEST
 
 
 class _Tty(io.StringIO):
@@ -237,16 +319,6 @@ def test_cli_usage_errors_exit_2(settings: Settings, capsys: pytest.CaptureFixtu
     assert main(["deploy", "m@champion", "--waves", "0", "--yes"]) == 2
     assert main(["rollback", "m", "--yes"]) == 2  # no inventory in a fresh project
     assert "inventory" in capsys.readouterr().err
-
-
-def test_console_launch_reports_errors_on_its_handle(settings: Settings) -> None:
-    from modelfleet.runners.ansible import console_launch
-
-    request = argparse.Namespace(kind="deploy", model="m", model_ref="m@champion", target="edge", waves="1,100%",
-                                 max_fail=20, check=False, version=None)
-    handle = console_launch(settings, request, lambda raw: None)
-    assert handle.run_id and handle.wait(30)
-    assert handle.status == "error" and "inventory" in (handle.error or "")
 
 
 def test_already_provisioned_reads_the_ledger(settings: Settings) -> None:

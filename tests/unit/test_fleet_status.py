@@ -15,7 +15,6 @@ from modelfleet.core.fleet_status import (
     FleetProber,
     Slo,
     alias_mismatches,
-    ledger_versions,
     parse_prometheus,
     placements,
     releases_on_disk,
@@ -181,7 +180,7 @@ class Ev:
     def __init__(self, action: str, node: str | None, version: str, outcome: str = "ok",
                  details: dict[str, Any] | None = None, model: str = "m") -> None:
         self.action, self.node, self.version, self.outcome = action, node, version, outcome
-        self.details, self.model = details or {}, model
+        self.details, self.model, self.run_id = details or {}, model, f"r-{node}-{version}"
 
 
 def test_placements_and_alias_mismatch() -> None:
@@ -191,7 +190,9 @@ def test_placements_and_alias_mismatch() -> None:
     rows = FleetProber(transport=httpx.MockTransport(agent.handler)).probe_sync([_node(1), _node(2)])
     events = [Ev("node_deploy", "n1", "2"), Ev("node_deploy", "n2", "2"), Ev("node_deploy", "n2", "3"),
               Ev("node_deploy", "n1", "3", outcome="failed"), Ev("run_start", None, "3")]
-    assert ledger_versions("m", events) == {"n1": "2", "n2": "3"}
+    from modelfleet.core.placement import versions_by_node
+
+    assert versions_by_node(events, "m") == {"n1": "2", "n2": "3"}
     places = placements("m", events, rows)
     assert places["2"].nodes == ("n1",) and places["3"].reported_nodes == ("n2",)
     assert "edge_cpu" in places["2"].groups and places["2"].disagreeing == ()

@@ -1,5 +1,8 @@
-"""runners/ansible.py and runners/events.py: real ansible-playbook runs of a tiny local playbook (connection
-local, no ssh), event typing, batches, rescued failures, rolled-back hosts, cancel, run folders and replay."""
+"""The run pipeline (runners/pipeline.py, requests.py, records.py), the executor (runners/ansible.py) and the one
+fold (runners/runstate.py), on real ansible-playbook runs of a tiny local playbook (connection local, no ssh).
+
+The tiny playbook is launched through a request class of the test's own: a new kind of run is a new request
+type, nothing else."""
 
 from __future__ import annotations
 
@@ -7,16 +10,21 @@ import contextlib
 import json
 import sys
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any, ClassVar
 
 import psutil
 import pytest
 
 from modelfleet.core.config import Settings
-from modelfleet.core.errors import RunError
-from modelfleet.runners.ansible import AnsibleRun, RunSpec, list_runs, new_run_id, replay
-from modelfleet.runners.events import EventKind, HostStatus, RunTracker, parse_event
+from modelfleet.core.errors import RunError, UsageError
+from modelfleet.core.ledger import Ledger
+from modelfleet.runners.ansible import AnsibleRun, RunSpec, list_runs, new_run_id
+from modelfleet.runners.events import EventKind, parse_event
+from modelfleet.runners.pipeline import launch, prepare, replay
+from modelfleet.runners.requests import PreparedRun, Progress, RunRequest
+from modelfleet.runners.runstate import HostOutcome, RunState
 
 HOSTS = ["n1", "n2", "n3", "n4"]
 
@@ -27,6 +35,7 @@ all:
       vars:
         ansible_connection: local
         ansible_python_interpreter: {sys.executable}
+        modelfleet_node_class: cpu
       hosts:
         n1: {{}}
         n2: {{}}
@@ -42,6 +51,10 @@ PLAYBOOK = """
     - name: Say hello
       ansible.builtin.debug:
         msg: hello
+    - name: A controller step that can fail
+      ansible.builtin.fail:
+        msg: the controller could not pin the release
+      when: fail_controller | default(false)
 - name: Rollout
   hosts: edge
   gather_facts: false
@@ -59,8 +72,9 @@ PLAYBOOK = """
             msg: probe answer is wrong
           when: fail_me | default(false)
       rescue:
-        - name: Recover | switch `current` back
-          ansible.builtin.command: "true"
+        - name: Recover | switch `current` back (the node module says so in its facts)
+          ansible.builtin.set_fact:
+            model_release_outcome: rolled_back
         - name: Re-raise
           ansible.builtin.fail:
             msg: rolled back after a failed gate
@@ -76,6 +90,23 @@ SLOW_PLAYBOOK = """
 """
 
 
+@dataclass(frozen=True, kw_only=True)
+class TinyRequest(RunRequest):
+    """A run kind of this test's own: the tiny playbook, recorded as ``as_kind``."""
+
+    kind: ClassVar[str] = "deploy"
+    path: Path
+    as_kind: str = "deploy"
+    extra: tuple[tuple[str, Any], ...] = ()
+
+    def prepare(self, settings: Settings, *, run_id: str, progress: Progress | None = None) -> PreparedRun:
+        hosts = self.target_hosts(settings)
+        return PreparedRun(request=self, run_id=run_id, kind=self.as_kind, summary=f"tiny {self.as_kind}",
+                           hosts=hosts, inventory=self.inventory_path(settings), playbook=str(self.path),
+                           extra_vars={"modelfleet_run_id": run_id, **dict(self.extra)}, model="m", version="3",
+                           digest="a" * 64, details=self._common_details())
+
+
 @pytest.fixture
 def project(tmp_path: Path, settings: Settings) -> tuple[Settings, Path, Path]:
     (tmp_path / "inv.yml").write_text(INVENTORY, encoding="utf-8")
@@ -85,78 +116,123 @@ def project(tmp_path: Path, settings: Settings) -> tuple[Settings, Path, Path]:
     return settings, tmp_path / "inv.yml", tmp_path
 
 
-def test_run_types_events_batches_and_rolled_back_hosts(project: tuple[Settings, Path, Path]) -> None:
+def test_a_run_is_folded_once_for_the_result_the_ledger_and_the_replay(project: tuple[Settings, Path, Path]) -> None:
     settings, inventory, tmp = project
     seen: list[EventKind] = []
-    raw_count = []
-    run = AnsibleRun(settings, RunSpec(str(tmp / "pb.yml"), inventory, hosts=HOSTS, kind="deploy"),
-                     on_event=lambda e: seen.append(e.kind), on_raw_event=lambda r: raw_count.append(1))
-    result = run.run(timeout=300)
+    raw_count: list[int] = []
+    handle = launch(settings, TinyRequest(path=tmp / "pb.yml", inventory=inventory),
+                    on_event=lambda e: seen.append(e.kind), on_raw_event=lambda r: raw_count.append(1))
+    result = handle.wait(300)
 
-    assert result.status == "failed" and result.rc == 2
+    assert result.outcome == "failed" and result.status == "failed" and result.rc == 2 and not result.ok
     assert [sorted(b) for b in result.batches] == [["n1"], ["n2", "n3"], ["n4"]]
-    states = {h: st.status for h, st in result.hosts.items()}
-    assert states == {"n1": HostStatus.CHANGED, "n2": HostStatus.CHANGED, "n3": HostStatus.ROLLED_BACK,
-                      "n4": HostStatus.CHANGED}
+    outcomes = {h: result.outcome_of(h) for h in result.hosts}
+    assert outcomes == {"n1": "changed", "n2": "changed", "n3": "reverted", "n4": "changed"}
     assert "localhost" not in result.hosts
     n3 = result.hosts["n3"]
-    assert n3.rolled_back and n3.failing and n3.batch == 2 and "rolled back" in (n3.message or "")
+    assert n3.switched_back and n3.batch == 2 and "rolled back" in (n3.message or "")
     assert result.hosts["n1"].agent_port == 8081
-    assert result.failed_hosts == ["n3"]
+    assert result.problem and result.problem.startswith("n3 reverted")
     for kind in (EventKind.PLAY_START, EventKind.TASK_START, EventKind.HOST_CHANGED, EventKind.HOST_FAILED,
-                 EventKind.HOST_SKIPPED, EventKind.STATS, EventKind.STATUS):
+                 EventKind.HOST_SKIPPED, EventKind.STATS):
         assert kind in seen
     assert raw_count
 
-    # the run folder: ansible-runner artifacts + run.json; listed and replayed as it ran
-    meta = json.loads((run.run_dir / "run.json").read_text())
-    assert meta["status"] == "failed" and meta["result"]["hosts"]["n3"]["status"] == "rolled_back"
-    assert (run.artifact_dir / "job_events").is_dir()
+    # the ledger says what the result says: run_start/run_end by the pipeline, node events by the callback
+    with Ledger(settings.ledger.url) as ledger:
+        events = ledger.events(run_id=handle.run_id)
+        assert ledger.verify().ok
+    assert events[0].action == "run_start" and events[-1].action == "run_end"
+    assert events[0].details["summary"] == "tiny deploy" and events[0].details["origin"] == "cli"
+    assert events[-1].outcome == "failed" and events[-1].details["outcomes"] == {"changed": 3, "reverted": 1}
+    assert {e.node: e.outcome for e in events if e.node} == outcomes
+
+    # the run folder: listed, and replayed as it ran
+    meta = json.loads((handle.artifact_dir.parent.parent / "run.json").read_text())
+    assert meta["result"]["status"] == "failed"
     past = list_runs(settings.state_dir)
-    assert [p.run_id for p in past] == [run.run_id] and past[0].status == "failed"
-    events, hosts, batches = replay(settings.state_dir, run.run_id)
-    assert batches == result.batches
-    assert {h: st.status for h, st in hosts.items()} == states
-    assert [e.kind for e in events if e.kind is EventKind.PLAY_START] == [EventKind.PLAY_START] * 4
+    assert [p.run_id for p in past] == [handle.run_id] and past[0].status == "failed"
+    again = replay(settings, handle.run_id)
+    assert again.batches == result.batches and again.outcome() == "failed"
+    assert {h: o.value for h, o in again.outcomes().items()} == outcomes
+    assert again.hosts["n3"].tasks  # the replay keeps the task results for the drill-down
 
 
-def test_events_iterator_and_snapshots_from_another_thread(project: tuple[Settings, Path, Path]) -> None:
+def test_a_failed_controller_step_fails_the_run_though_no_node_failed(project: tuple[Settings, Path, Path]) -> None:
     settings, inventory, tmp = project
-    run = AnsibleRun(settings, RunSpec(str(tmp / "pb.yml"), inventory, hosts=HOSTS, limit="n1,n2",
-                                       extra_vars={"waves": ["100%"]}))
-    run.start()
-    kinds = [e.kind for e in run.events()]
-    result = run.wait(10)
+    handle = launch(settings, TinyRequest(path=tmp / "pb.yml", inventory=inventory, limit="n1",
+                                          extra=(("fail_controller", True),)))
+    result = handle.wait(300)
+    assert result.outcome == "failed"
+    assert result.problem == "controller: A controller step that can fail: the controller could not pin the release"
+    assert result.outcome_of("n1") == "not_started"  # the rollout never reached it
+    with Ledger(settings.ledger.url) as ledger:
+        end = ledger.events(run_id=handle.run_id, action="run_end")[0]
+    assert end.outcome == "failed" and "could not pin" in end.details["problem"]
+
+
+def test_events_iterator_and_state_from_another_thread(project: tuple[Settings, Path, Path]) -> None:
+    settings, inventory, tmp = project
+    handle = launch(settings, TinyRequest(path=tmp / "pb.yml", inventory=inventory, limit="n1,n2",
+                                          extra=(("waves", ["100%"]),)))
+    kinds = [e.kind for e in handle.events()]
+    result = handle.wait(10)
     assert EventKind.STATS in kinds
-    assert result.status == "successful" and result.ok
+    assert result.outcome == "ok" and result.ok and set(result.hosts) == {"n1", "n2"}
     assert [sorted(b) for b in result.batches] == [["n1", "n2"]]
-    assert run.hosts()["n3"].status is HostStatus.PENDING  # targeted but outside the limit: never started
-    assert len(run.event_log()) >= len(kinds) - 3
+    assert handle.state()["outcome"] == "ok"
 
 
-def test_cancel_stops_the_playbook_quickly(project: tuple[Settings, Path, Path]) -> None:
+def test_cancel_stops_the_playbook_and_records_an_incomplete_run(project: tuple[Settings, Path, Path]) -> None:
     settings, inventory, tmp = project
-    run = AnsibleRun(settings, RunSpec(str(tmp / "slow.yml"), inventory, hosts=HOSTS))
-    run.start()
+    handle = launch(settings, TinyRequest(path=tmp / "slow.yml", inventory=inventory))
+    started_tasks: list[int] = []
+    handle.subscribe(lambda e: started_tasks.append(1) if e.kind is EventKind.TASK_START else None)
     deadline = time.monotonic() + 60
-    while not any(e.kind is EventKind.TASK_START for e in run.event_log()) and time.monotonic() < deadline:
+    while not started_tasks and time.monotonic() < deadline:
         time.sleep(0.1)
-    started = time.monotonic()
-    run.cancel()
-    result = run.wait(30)
-    assert result.status == "canceled"
-    assert time.monotonic() - started < 10
-    assert all(st.status is HostStatus.PENDING for st in result.hosts.values())
+    handle.cancel()
+    result = handle.wait(30)
+    assert result.outcome == "incomplete" and result.status == "canceled"
+    assert {result.outcome_of(h) for h in result.hosts} == {"not_started"}
+    assert result.problem == "cancelled"
+    with Ledger(settings.ledger.url) as ledger:
+        assert [(e.action, e.outcome) for e in ledger.events(run_id=handle.run_id) if not e.node] == [
+            ("run_start", "started"), ("run_end", "incomplete")]
     # nothing of the run is left running: not ansible-playbook, not Mitogen's per-connection interpreters
     leftovers = []
     for proc in psutil.process_iter():
         with contextlib.suppress(psutil.Error):
-            if proc.environ().get("MODELFLEET_RUN_ID") == run.run_id:
+            if proc.environ().get("MODELFLEET_RUN_ID") == handle.run_id:
                 leftovers.append(proc.cmdline())
     assert leftovers == []
 
 
-def test_start_errors_name_the_problem(project: tuple[Settings, Path, Path]) -> None:
+def test_a_refused_request_writes_nothing(project: tuple[Settings, Path, Path]) -> None:
+    from modelfleet.runners.requests import DeployRequest, RollbackRequest
+
+    settings, inventory, tmp = project
+    for request in (TinyRequest(path=tmp / "pb.yml", inventory=inventory, limit="nosuchnode"),
+                    DeployRequest(ref="credit-risk@@x", inventory=inventory),
+                    RollbackRequest(model="nosuch", inventory=inventory),
+                    RollbackRequest(model="m", to="latest", inventory=inventory)):
+        with pytest.raises(Exception) as info:
+            launch(settings, request)
+        assert getattr(info.value, "exit_code", None) == 2, info.value
+    assert not Path(settings.ledger.url.removeprefix("sqlite:///")).exists() or \
+        Ledger(settings.ledger.url).events() == []
+    assert list_runs(settings.state_dir) == []
+
+
+def test_prepare_then_launch_runs_exactly_what_was_prepared(project: tuple[Settings, Path, Path]) -> None:
+    settings, inventory, tmp = project
+    prepared = prepare(settings, TinyRequest(path=tmp / "pb.yml", inventory=inventory, limit="n4"))
+    assert prepared.hosts == ("n4",) and prepared.extra_vars["modelfleet_run_id"] == prepared.run_id
+    result = launch(settings, prepared).wait(300)
+    assert result.run_id == prepared.run_id and result.outcome == "ok"
+
+
+def test_executor_start_errors_name_the_problem(project: tuple[Settings, Path, Path]) -> None:
     settings, inventory, tmp = project
     with pytest.raises(RunError, match="does not exist"):
         AnsibleRun(settings, RunSpec("no-such-playbook.yml", inventory))
@@ -166,7 +242,9 @@ def test_start_errors_name_the_problem(project: tuple[Settings, Path, Path]) -> 
     with pytest.raises(RunError, match="not started"):
         run.wait(1)
     with pytest.raises(RunError, match="no run"):
-        replay(settings.state_dir, "nope")
+        replay(settings, "nope")
+    with pytest.raises(UsageError, match="does not exist"):
+        launch(settings, TinyRequest(path=tmp / "pb.yml", inventory=tmp / "missing.yml"))
 
 
 def test_environment_points_ansible_at_the_repo_config_and_the_ledger(project: tuple[Settings, Path, Path]) -> None:
@@ -180,37 +258,88 @@ def test_environment_points_ansible_at_the_repo_config_and_the_ledger(project: t
     assert new_run_id() != new_run_id()
 
 
-def test_parse_event_and_tracker_on_runner_event_dicts() -> None:
-    tracker = RunTracker(["a", "b"])
+# -- the fold, on runner event dicts --------------------------------------------------------------------------
 
+
+def _feeder(state: RunState):  # type: ignore[no-untyped-def]
     def feed(event: str, **data: object) -> None:
-        tracker.feed(parse_event({"event": event, "counter": 1, "event_data": data}))
+        state.feed({"event": event, "counter": 1, "event_data": data})
 
+    return feed
+
+
+def test_fold_outcomes_depend_on_the_kind_of_run() -> None:
+    switched = {"changed": True, "modelfleet_rolled_back": True, "outcome": "rolled_back",
+                "ansible_facts": {"model_release_outcome": "rolled_back", "model_release_version": "2"}}
+    for kind, expected, run_outcome in (("rollback", HostOutcome.ROLLED_BACK, "ok"),
+                                        ("deploy", HostOutcome.REVERTED, "failed")):
+        state = RunState("r", kind=kind, hosts=["a", "b"])
+        feed = _feeder(state)
+        feed("playbook_on_play_start", name="Roll", uuid="u1")
+        feed("runner_on_ok", host="a", task="Roll back", res=switched)
+        feed("runner_on_ok", host="b", task="Roll back", res={"changed": False, "outcome": "already_current"})
+        feed("playbook_on_stats", failures={}, dark={})
+        state.finish("successful", 0)
+        assert state.host_outcome("a") is expected
+        assert state.host_outcome("b") is HostOutcome.OK
+        assert state.hosts["a"].version == "2" and state.hosts["a"].node_outcome == "rolled_back"
+        assert state.outcome() == run_outcome
+    # a rollback the node refused (lock held, nothing to roll back to) fails its host and the run
+    state = RunState("r", kind="rollback", hosts=["a"])
+    feed = _feeder(state)
+    feed("playbook_on_play_start", name="Roll", uuid="u1")
+    feed("runner_on_failed", host="a", task="Roll back", res={
+        "msg": "credit-risk is locked by run x", "ansible_facts": {"model_release_outcome": "locked"}})
+    feed("playbook_on_stats", failures={"a": 1}, dark={})
+    state.finish("failed", 2)
+    assert state.host_outcome("a") is HostOutcome.FAILED and state.outcome() == "failed"
+    assert state.problem() == "a failed: credit-risk is locked by run x"
+
+
+def test_fold_batches_delegated_reverts_unreachable_and_stats() -> None:
+    state = RunState("r", kind="deploy", hosts=["a", "b"])
+    feed = _feeder(state)
     feed("playbook_on_play_start", name="Roll", uuid="u1")
     feed("runner_on_ok", host="a", task="Configure", res={"changed": True})
     feed("runner_on_failed", host="a", task="Gate", res={"msg": "bad answer"})
-    assert tracker.hosts["a"].status is HostStatus.FAILED
+    assert state.host_outcome("a") is HostOutcome.FAILED
     feed("runner_on_ok", host="a", task="Recover", res={"changed": True,
                                                           "ansible_facts": {"model_release_outcome": "rolled_back"}})
-    assert tracker.hosts["a"].status is HostStatus.ROLLED_BACK  # rescued, and switched back
+    assert state.host_outcome("a") is HostOutcome.REVERTED
     feed("playbook_on_play_start", name="Roll", uuid="u1_1")  # awx_display suffixes repeated play uuids
     feed("runner_on_unreachable", host="b", task="Gather", res={"msg": "ssh: connect refused"})
     # a revert delegated from b to a marks a, not b
-    feed("runner_on_ok", host="b", task="Revert | switch back", res={
-        "changed": True, "_ansible_delegated_vars": {"ansible_delegated_host": "a"}})
-    # with ansible-core 2.19 only the delegate's address survives; the inventory maps it to a name
-    feed("runner_on_ok", host="b", task="Revert | switch back", res={
-        "changed": True, "_ansible_delegated_vars": {"ansible_host": "10.0.0.9"}})
-    assert tracker.hosts["b"].rolled_back is False  # an unknown delegate is never this host's revert
-    mapped = RunTracker(["a", "b"], addresses={"10.0.0.1": "a"})
-    mapped.feed(parse_event({"event": "runner_on_ok", "event_data": {
-        "host": "b", "task": "Revert | switch back",
-        "res": {"changed": True, "_ansible_delegated_vars": {"ansible_host": "10.0.0.1"}}}}))
-    assert mapped.hosts["a"].rolled_back and not mapped.hosts["b"].rolled_back
+    feed("runner_on_ok", host="b", task="Revert", res={
+        "changed": True, "modelfleet_rolled_back": True, "_ansible_delegated_vars": {"ansible_delegated_host": "a"}})
+    # with ansible-core 2.19 only the delegate's address survives; an unknown one is never this host's revert
+    feed("runner_on_ok", host="b", task="Revert", res={
+        "changed": True, "modelfleet_rolled_back": True, "_ansible_delegated_vars": {"ansible_host": "10.0.0.9"}})
+    assert state.hosts["b"].switched_back is False
+    mapped = RunState("r", kind="deploy", hosts=["a", "b"], addresses={"10.0.0.1": "a"})
+    mapped.feed({"event": "runner_on_ok", "event_data": {
+        "host": "b", "task": "Revert",
+        "res": {"changed": True, "modelfleet_rolled_back": True,
+                "_ansible_delegated_vars": {"ansible_host": "10.0.0.1"}}}})
+    assert mapped.hosts["a"].switched_back and not mapped.hosts["b"].switched_back
+    # a task name alone never marks a switch back: only the module's markers do
+    named = RunState("r", kind="deploy", hosts=["a"])
+    _feeder(named)("runner_on_ok", host="a", task="Recover | switch `current` back", res={"changed": True})
+    assert not named.hosts["a"].switched_back
     feed("playbook_on_stats", failures={}, dark={"b": 1}, rescued={"a": 1})
-    assert tracker.batches == [["a"], ["b"]]
-    assert tracker.hosts["a"].status is HostStatus.ROLLED_BACK and tracker.hosts["a"].rescued == 1
-    assert tracker.hosts["b"].status is HostStatus.UNREACHABLE
-    assert tracker.hosts["b"].message == "ssh: connect refused"
+    state.finish("failed", 4)
+    assert state.batches == [["a"], ["b"]]
+    assert state.host_outcome("a") is HostOutcome.REVERTED and state.hosts["a"].rescued == 1
+    assert state.host_outcome("b") is HostOutcome.UNREACHABLE
+    assert state.hosts["b"].message == "ssh: connect refused"
     assert parse_event({"event": "verbose", "stdout": " hi "}).message == "hi"
     assert parse_event({"event": "something_new"}).kind is EventKind.OTHER
+
+
+def test_fold_keeps_bounded_output_and_task_results() -> None:
+    state = RunState("r", kind="deploy", hosts=["a"], max_lines=3)
+    for i in range(5):
+        state.feed({"event": "verbose", "stdout": f"line {i}"})
+    assert list(state.lines) == ["line 2", "line 3", "line 4"] and state.dropped_lines == 2
+    quiet = RunState("r", kind="deploy", hosts=["a"], keep_tasks=False)
+    _feeder(quiet)("runner_on_ok", host="a", task="t", res={"changed": True})
+    assert quiet.hosts["a"].changed == 1 and not quiet.hosts["a"].tasks

@@ -41,11 +41,11 @@ def test_plain_ansible_playbook_run_is_recorded(tmp_path: Path) -> None:
     nodes = [e for e in events if e.node]
     assert sorted(e.node for e in nodes if e.node) == ["n1", "n2", "n3", "n4"]  # one final event per node
     outcome = {e.node: e.outcome for e in nodes}
-    assert outcome == {"n1": "changed", "n2": "changed", "n3": "rolled_back", "n4": "changed"}
+    assert outcome == {"n1": "changed", "n2": "changed", "n3": "reverted", "n4": "changed"}
     assert all(e.action == "node_pb" and e.actor == "ci" and e.model == "m" and e.version == "3" for e in nodes)
     assert nodes[0].details["agent_port"] == 8081 and nodes[0].details["batch"] == 1
-    assert events[0].details["source"] == "ansible-playbook" and events[0].target == "edge"
-    assert events[-1].outcome == "failed" and events[-1].details["outcomes"]["rolled_back"] == 1
+    assert events[0].details["origin"] == "ansible-playbook" and events[0].target == "edge"
+    assert events[-1].outcome == "failed" and events[-1].details["outcomes"]["reverted"] == 1
     # the batch-1 node is recorded when its batch ends, before the later batches run
     assert nodes[0].node == "n1"
 
@@ -89,8 +89,9 @@ DELEGATING_PLAYBOOK = """
   tasks:
     - name: Change something
       ansible.builtin.command: "true"
-    - name: Revert | switch `current` back on the first node (as the budget revert does)
-      ansible.builtin.command: "true"
+    - name: Revert | switch `current` back on the first node (as the budget revert does; the module says so)
+      ansible.builtin.set_fact:
+        modelfleet_rolled_back: true
       delegate_to: n1
       when: inventory_hostname == 'n2'
 """
@@ -99,17 +100,19 @@ DELEGATING_PLAYBOOK = """
 def test_delegated_revert_marks_the_node_it_ran_on(tmp_path: Path, settings: object) -> None:
     from dataclasses import replace as dc_replace
 
-    from modelfleet.runners.ansible import AnsibleRun, RunSpec
+    from modelfleet.runners.pipeline import launch
+    from tests.unit.test_runner import TinyRequest
 
     (tmp_path / "inv.yml").write_text(INVENTORY, encoding="utf-8")
     (tmp_path / "deleg.yml").write_text(DELEGATING_PLAYBOOK, encoding="utf-8")
     url = f"sqlite:///{tmp_path / 'ledger.db'}"
     s = dc_replace(settings, ledger=dc_replace(settings.ledger, url=url))  # type: ignore[type-var]
-    result = AnsibleRun(s, RunSpec(str(tmp_path / "deleg.yml"), tmp_path / "inv.yml", kind="deploy")).run(300)
+    result = launch(s, TinyRequest(path=tmp_path / "deleg.yml", inventory=tmp_path / "inv.yml",  # type: ignore[arg-type]
+                                   limit="n1,n2")).wait(300)
     assert result.status == "successful"
-    assert result.hosts["n1"].status.value == "rolled_back" and result.hosts["n2"].status.value == "changed"
+    assert result.outcome_of("n1") == "reverted" and result.outcome_of("n2") == "changed"
     with Ledger(url) as ledger:
         nodes = [(e.node, e.outcome) for e in ledger.events() if e.node]
     # n1 is recorded when its batch ends, then again when the later batch reverts it
-    assert [o for n, o in nodes if n == "n1"] == ["changed", "rolled_back"]
+    assert [o for n, o in nodes if n == "n1"] == ["changed", "reverted"]
     assert [o for n, o in nodes if n == "n2"] == ["changed"]

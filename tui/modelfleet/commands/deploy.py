@@ -1,9 +1,11 @@
-"""``modelfleet provision|deploy|rollback|health|bundle``: roll releases out from the command line.
+"""``modelfleet provision|deploy|rollback|unlock|health|bundle``: runs from the command line.
 
-Standard library only at import time (``modelfleet --help`` stays fast); the work is in ``core/deploy.py``,
-``runners/rollout.py`` and ``runners/health.py``. Live progress goes to stderr (one line per host as it fails or
-finishes its wave), the recap table or ``--json`` to stdout. Exit 0 when every host is fine, 1 when any host
-failed, was unreachable or was rolled back (or the run did not finish), 2 for usage and configuration errors.
+Standard library only at import time (``modelfleet --help`` stays fast). Every run goes through the one run
+pipeline (``runners/pipeline.py``): a typed request is prepared (refused with exit 2 before anything is written
+when it cannot run), launched, and folded into per-host outcomes. Live progress goes to stderr (one line per
+host as it fails or finishes its wave), the recap table or ``--json`` to stdout. Exit 0 when the run's outcome
+is ok, 1 when it failed (a host failed, was unreachable, was reverted or did not start, or a controller step
+failed) or did not finish, 2 for usage and configuration errors.
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ def register(subparsers: Any) -> None:
     _common(p, confirm=True)
     p.add_argument("--if-needed", action="store_true",
                    help="do nothing when the ledger shows every selected node provisioned by a run that ended ok")
+    p.add_argument("--new-signing-key", action="store_true",
+                   help="create a new release signing key although the fleet trusts one that is missing here, and "
+                   "make the nodes trust the new one (bundles signed by the old key are refused afterwards)")
     p.set_defaults(func=cmd_provision)
 
     p = subparsers.add_parser(
@@ -59,6 +64,28 @@ def register(subparsers: Any) -> None:
     p.add_argument("--to", metavar="VERSION", help="a version still on the nodes (default: the previous release)")
     _common(p, confirm=True)
     p.set_defaults(func=cmd_rollback)
+
+    p = subparsers.add_parser(
+        "unlock", help="remove a model's deploy lock left on nodes by a run that is over",
+        description="Run playbooks/unlock.yml: on each named node, remove MODEL's deploy lock when the run that "
+        "holds it is known to be over (the ledger has its run_end, or its controller process on this host is "
+        "gone). A lock held by a run that may still be going is kept, and the node fails naming the holder.",
+        epilog="examples:\n  modelfleet unlock credit-risk --node edge-cpu-01 --yes\n"
+        "  modelfleet unlock credit-risk --node edge-cpu-01 --force --yes   # the holder is gone for sure",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("--node", dest="limit", metavar="NODES", required=True,
+                   help="the node(s) to unlock (Ansible --limit syntax)")
+    p.add_argument("--force", action="store_true",
+                   help="remove the lock even when its holder may still be running (two runs could then switch "
+                   "the same node at once)")
+    p.add_argument("--inventory", "-i", metavar="FILE", help="inventory (default: fleet.inventory)")
+    p.add_argument("--check", action="store_true", help="say what would be removed; remove nothing")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("-v", "--verbose", action="store_true", help="print every task result")
+    p.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+    p.set_defaults(func=cmd_unlock)
 
     p = subparsers.add_parser(
         "health", help="ask every model agent for /health (node, model, version, URL, verdict)",
@@ -112,12 +139,12 @@ def confirm(args: argparse.Namespace, what: str, word: str, *, stream_in: Any = 
                          hint="pass --yes (CI), or --check for a dry run")
     fleet_wide = (args.limit or "").strip() in FLEET_WIDE
     if fleet_wide:
-        sys.stderr.write(f"This will {what} on EVERY node of the fleet. Type {word!r} to confirm: ")
+        sys.stderr.write(f"{what}: this touches EVERY node of the fleet. Type {word!r} to confirm: ")
         sys.stderr.flush()
         answer = stream_in.readline().strip()
         ok = answer == word
     else:
-        sys.stderr.write(f"This will {what} on {args.limit}. Continue? [y/N] ")
+        sys.stderr.write(f"{what} ({args.limit}). Continue? [y/N] ")
         sys.stderr.flush()
         ok = stream_in.readline().strip().lower() in ("y", "yes")
     if not ok:
@@ -128,11 +155,11 @@ def confirm(args: argparse.Namespace, what: str, word: str, *, stream_in: Any = 
 
 
 class LiveProgress:
-    """Prints one stderr line per host as it fails, becomes unreachable, is rolled back or finishes its wave."""
+    """Prints one stderr line per host as it fails, becomes unreachable, is switched back or finishes its wave."""
 
-    def __init__(self, run_hosts: Any, verbose: bool = False) -> None:
-        self._hosts = run_hosts  # callable returning {host: HostState}
+    def __init__(self, verbose: bool = False) -> None:
         self.verbose = verbose
+        self.handle: Any = None  # the RunHandle, set once launched
         self._printed: set[str] = set()
         self._wave_hosts: list[str] = []
         self._lock = threading.Lock()
@@ -151,8 +178,8 @@ class LiveProgress:
                 progress(f"   {event.host:<16} {label:<11} {event.task or ''}: {event.message or ''}".rstrip())
             elif kind in (EventKind.HOST_OK, EventKind.HOST_CHANGED, EventKind.HOST_SKIPPED):
                 self._note(event.host)
-                if event.rolled_back:
-                    progress(f"   {event.host:<16} {'ROLLING BACK':<11} {event.task or ''}")
+                if event.switched_back:
+                    progress(f"   {event.host:<16} {'SWITCHED BACK':<11} {event.task or ''}")
                 if self.verbose:
                     progress(f"   {event.host:<16} {kind.value[5:]:<11} {event.task or ''}")
             elif kind is EventKind.STATS:
@@ -163,103 +190,102 @@ class LiveProgress:
             self._wave_hosts.append(host)
 
     def _close_wave(self) -> None:
-        from modelfleet.runners.events import settled_status
-
-        states = self._hosts()
-        for host in self._wave_hosts:
-            st = states.get(host)
-            if st is None or host in self._printed:
+        if self.handle is None:
+            return
+        hosts = self.handle.hosts()
+        for name in self._wave_hosts:
+            hr = hosts.get(name)
+            if hr is None or name in self._printed:
                 continue
-            self._printed.add(host)
-            status = settled_status(st)
-            progress(f"   {host:<16} {status.value:<11} ok={st.ok} changed={st.changed}"
-                     + (f"  {st.message}" if st.message and status.bad else ""))
+            self._printed.add(name)
+            outcome = hr.outcome(self.handle.kind, final=True)
+            progress(f"   {name:<16} {outcome.value:<11} ok={hr.ok} changed={hr.changed}"
+                     + (f"  {hr.message}" if hr.message and outcome.bad else ""))
         self._wave_hosts = []
 
 
 # -- handlers --------------------------------------------------------------------------------------------------
 
 
-def _interrupt_cancels(recorded: Any) -> None:
+def _interrupt_cancels(handle: Any) -> None:
     """Ctrl-C cancels the run (ansible-playbook is stopped; run_end says incomplete) instead of orphaning it."""
     if threading.current_thread() is not threading.main_thread():
         return
 
     def handler(signum: int, frame: Any) -> None:
         progress("interrupted: stopping the run ...")
-        recorded.cancel()
+        handle.cancel()
 
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)
 
 
-def _finish(args: argparse.Namespace, kind: str, recorded: Any, release: Any = None) -> int:
-    result = recorded.wait()
-    hosts = result.hosts
-    bad = [h for h, st in hosts.items() if st.status.bad]
-    not_started = [h for h, st in hosts.items() if st.status.value == "pending"]
-    exit_code = EXIT_OK if (result.status == "successful" and not bad and not not_started) else EXIT_CHECK_FAILED
+def _inventory(args: argparse.Namespace) -> Any:
+    from pathlib import Path
+
+    return Path(args.inventory) if getattr(args, "inventory", None) else None
+
+
+def _run(args: argparse.Namespace, settings: Any, request: Any, *, confirm_word: str) -> int:
+    """Prepare ``request`` (refused: exit 2, nothing written), confirm, launch, follow, recap."""
+    from modelfleet.runners.pipeline import launch, prepare
+
+    prepared = prepare(settings, request, progress=progress)
+    if getattr(args, "if_needed", False) and not request.check and _nothing_needed(settings, prepared):
+        return EXIT_OK
+    confirm(args, prepared.summary.removesuffix(" (check mode)"), confirm_word)
+    live = LiveProgress(verbose=args.verbose)
+    handle = launch(settings, prepared, on_event=live)
+    live.handle = handle
+    _interrupt_cancels(handle)
+    progress(f"run {handle.run_id}: {prepared.summary}")
+    return _finish(args, handle.wait())
+
+
+def _nothing_needed(settings: Any, prepared: Any) -> bool:
+    if prepared.kind == "provision" and _already_provisioned(settings, list(prepared.hosts)):
+        progress(f"all {len(prepared.hosts)} node(s) are provisioned (ledger): nothing to do")
+        return True
+    if prepared.kind == "deploy" and _already_deployed(settings, prepared.release, prepared.limit,
+                                                        list(prepared.hosts)):
+        release = prepared.release
+        progress(f"{release.model}/{release.version} already runs and answers on all {len(prepared.hosts)} "
+                 "node(s): nothing to do")
+        return True
+    return False
+
+
+def _finish(args: argparse.Namespace, result: Any) -> int:
+    exit_code = EXIT_OK if result.ok else EXIT_CHECK_FAILED
     if args.json:
-        print_json({
-            "run_id": result.run_id, "kind": kind, "status": result.status, "rc": result.rc,
-            "ok": exit_code == EXIT_OK, "release": release.to_dict() if release else None,
-            "batches": result.batches, "duration_s": round(result.duration_s, 3),
-            "hosts": {h: st.to_dict() for h, st in hosts.items()}, "artifacts": str(result.artifact_dir),
-            "error": result.error,
-        })
+        print_json(result.to_dict())
         return exit_code
-    print_table(
-        ("NODE", "WAVE", "OUTCOME", "OK", "CHANGED", "FAILED", "UNREACHABLE", "RESCUED", "MESSAGE"),
-        [(h, st.batch, "not started" if st.status.value == "pending" else st.status.value, st.ok, st.changed,
-          st.failed, st.unreachable, st.rescued, (st.message or "")[:100] if st.status.bad else "")
-         for h, st in hosts.items()],
-    )
-    counts: dict[str, int] = {}
-    for st in hosts.values():
-        counts[st.status.value] = counts.get(st.status.value, 0) + 1
-    what = f"{kind} {release.model}/{release.version} ({release.digest[:12]})" if release else kind
-    summary = ", ".join(f"{n} {s.replace('pending', 'not started')}" for s, n in sorted(counts.items()))
-    sys.stdout.write(f"{what}: run {result.run_id} {result.status}: {summary or 'no hosts'}; "
-                     f"{result.duration_s:.1f}s; changed={sum(st.changed for st in hosts.values())}\n")
-    if result.error:
-        sys.stdout.write(f"error: {result.error}\n")
+    rows = []
+    for name, hr in result.hosts.items():
+        outcome = hr.outcome(result.kind, final=True)
+        note = hr.message if outcome.bad else (f"now {hr.version}" if result.kind == "rollback" and hr.version
+                                               else "")
+        if hr.node_outcome and hr.node_outcome not in ("deployed", "rolled_back", "unchanged"):
+            note = f"[{hr.node_outcome}] {note}".strip()
+        rows.append((name, hr.batch, outcome.label, hr.ok, hr.changed, hr.failed, hr.unreachable,
+                     (note or "")[:110]))
+    print_table(("NODE", "WAVE", "OUTCOME", "OK", "CHANGED", "FAILED", "UNREACHABLE", "NOTE"), rows)
+    counts = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in result.counts.items())
+    line = f"{result.summary}: run {result.run_id} {result.outcome}: {counts or 'no hosts'}; {result.duration_s:.1f}s"
+    if result.ok and result.changed == 0 and result.kind in ("deploy", "rollback", "provision") and not result.check:
+        line += "; nothing changed"
+    sys.stdout.write(line + "\n")
+    if result.problem:
+        sys.stdout.write(f"problem: {result.problem}\n")
     return exit_code
 
 
-def _inventory(args: argparse.Namespace, settings: Any) -> Any:
-    from pathlib import Path
-
-    return Path(args.inventory) if getattr(args, "inventory", None) else settings.fleet.inventory
-
-
 def cmd_deploy(args: argparse.Namespace, settings: Any) -> int:
-    from modelfleet.core.deploy import DeployOptions, normalize_ref, prepare_release
-    from modelfleet.core.reference import parse_ref
-    from modelfleet.runners.rollout import start_deploy, target_hosts
+    from modelfleet.runners.requests import DeployRequest
 
-    ref = normalize_ref(args.ref)
-    parse_ref(ref)  # a malformed reference fails before anything else
-    options = DeployOptions.from_settings(settings, limit=args.limit, waves=args.waves, max_fail=args.max_fail,
-                                          check=args.check, revert_on_abort=args.revert_on_abort,
-                                          inventory=_inventory(args, settings))
-    hosts = target_hosts(settings, options.inventory, options.limit)
-    if not hosts:
-        raise UsageError(f"--limit {args.limit!r} selects no node", hint="name a group or node of the inventory")
-    release = prepare_release(settings, ref, progress=progress)
-    if args.if_needed and not args.check and _already_deployed(settings, release, args.limit, hosts):
-        progress(f"{release.model}/{release.version} already runs and answers on all {len(hosts)} node(s): "
-                 "nothing to do")
-        return EXIT_OK
-    confirm(args, f"deploy {release.model} version {release.version} to {len(hosts)} node(s)", release.model)
-    holder: dict[str, Any] = {}
-    live = LiveProgress(lambda: holder["run"].run.hosts(), verbose=args.verbose)
-    recorded = start_deploy(settings, release, options, on_event=live)
-    holder["run"] = recorded
-    _interrupt_cancels(recorded)
-    progress(f"run {recorded.run_id}: deploying {release.model}/{release.version} to {len(hosts)} node(s), "
-             f"waves {options.waves}, budget {options.max_fail_percentage}%"
-             + (" (check mode)" if options.check else ""))
-    return _finish(args, "deploy", recorded, release)
+    request = DeployRequest(ref=args.ref, limit=args.limit, inventory=_inventory(args), check=args.check,
+                            waves=args.waves, max_fail=args.max_fail, revert_on_abort=args.revert_on_abort)
+    return _run(args, settings, request, confirm_word=args.ref.split("@")[0].split("/")[0])
 
 
 def _already_deployed(settings: Any, release: Any, limit: str | None, hosts: list[str]) -> bool:
@@ -281,38 +307,27 @@ def _already_provisioned(settings: Any, hosts: list[str]) -> bool:
 
 
 def cmd_rollback(args: argparse.Namespace, settings: Any) -> int:
-    from modelfleet.runners.rollout import start_rollback, target_hosts
+    from modelfleet.runners.requests import RollbackRequest
 
-    inventory = _inventory(args, settings)
-    hosts = target_hosts(settings, inventory, args.limit)
-    confirm(args, f"roll {args.model} back to {args.to or 'its previous release'} on {len(hosts)} node(s)",
-            args.model)
-    holder: dict[str, Any] = {}
-    live = LiveProgress(lambda: holder["run"].run.hosts(), verbose=args.verbose)
-    recorded = start_rollback(settings, args.model, to=args.to, limit=args.limit, check=args.check,
-                              inventory=inventory, on_event=live)
-    holder["run"] = recorded
-    _interrupt_cancels(recorded)
-    progress(f"run {recorded.run_id}: rolling {args.model} back on {len(hosts)} node(s)")
-    return _finish(args, "rollback", recorded)
+    request = RollbackRequest(model=args.model, to=args.to, limit=args.limit, inventory=_inventory(args),
+                              check=args.check)
+    return _run(args, settings, request, confirm_word=args.model)
+
+
+def cmd_unlock(args: argparse.Namespace, settings: Any) -> int:
+    from modelfleet.runners.requests import UnlockRequest
+
+    request = UnlockRequest(model=args.model, limit=args.limit, inventory=_inventory(args), check=args.check,
+                            force=args.force)
+    return _run(args, settings, request, confirm_word=args.model)
 
 
 def cmd_provision(args: argparse.Namespace, settings: Any) -> int:
-    from modelfleet.runners.rollout import start_provision, target_hosts
+    from modelfleet.runners.requests import ProvisionRequest
 
-    inventory = _inventory(args, settings)
-    hosts = target_hosts(settings, inventory, args.limit)
-    if args.if_needed and not args.check and _already_provisioned(settings, hosts):
-        progress(f"all {len(hosts)} node(s) are provisioned (ledger): nothing to do")
-        return EXIT_OK
-    confirm(args, f"provision {len(hosts)} node(s)", "provision")
-    holder: dict[str, Any] = {}
-    live = LiveProgress(lambda: holder["run"].run.hosts(), verbose=args.verbose)
-    recorded = start_provision(settings, limit=args.limit, check=args.check, inventory=inventory, on_event=live)
-    holder["run"] = recorded
-    _interrupt_cancels(recorded)
-    progress(f"run {recorded.run_id}: provisioning {len(hosts)} node(s)")
-    return _finish(args, "provision", recorded)
+    request = ProvisionRequest(limit=args.limit, inventory=_inventory(args), check=args.check,
+                               new_signing_key=args.new_signing_key)
+    return _run(args, settings, request, confirm_word="provision")
 
 
 def cmd_health(args: argparse.Namespace, settings: Any) -> int:

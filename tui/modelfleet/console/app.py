@@ -9,7 +9,6 @@ Views are Textual modes (``:fleet``, ``2``), drill-downs are pushed screens (Ent
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -23,7 +22,6 @@ from textual.widgets import Input
 from modelfleet.console.idle_gc import IdleCollector
 from modelfleet.console.keys import KEYMAP, check_keys
 from modelfleet.console.messages import ConsoleState, Loaded, LoadFailed, RunEvent, RunFinished, RunStarted
-from modelfleet.console.runstate import RunState
 from modelfleet.console.screens.base import ViewScreen
 from modelfleet.console.screens.confirm import ConfirmScreen
 from modelfleet.console.screens.fleet import FleetScreen
@@ -32,12 +30,14 @@ from modelfleet.console.screens.ledger import LedgerScreen
 from modelfleet.console.screens.models import ModelsScreen, VersionsScreen
 from modelfleet.console.screens.run_live import RunLiveScreen
 from modelfleet.console.screens.runs import RunFormScreen, RunsScreen
-from modelfleet.console.services import NEEDS_MODEL, ConsoleServices, RunRequest
+from modelfleet.console.services import NEEDS_MODEL, ConsoleServices, RunForm
 from modelfleet.core.errors import ModelfleetError
 from modelfleet.core.fleet_status import Slo, alias_mismatches, placements
+from modelfleet.runners.runstate import RunState
 
 if TYPE_CHECKING:  # pragma: no cover
     from modelfleet.core.config import Settings
+    from modelfleet.runners.requests import PreparedRun
 
 RUN_ACTIONS = ("new_run", "deploy", "healthcheck", "cancel_run")
 VIEWS = {"models": "models", "m": "models", "fleet": "fleet", "f": "fleet", "nodes": "fleet", "runs": "runs",
@@ -419,6 +419,10 @@ class ModelfleetApp(App[None]):
         elif msg.kind == "prepared":
             self._prepared(msg.payload)
             return
+        elif msg.kind == "pinned":
+            form, model, ref, version, digest = msg.payload
+            form.pinned_now(model, ref, version, digest)
+            return
         self._changed(msg.kind)
 
     @on(LoadFailed)
@@ -433,8 +437,16 @@ class ModelfleetApp(App[None]):
 
     # -- runs ---------------------------------------------------------------------------------------------
     def pin_for_form(self, form: RunFormScreen, model: str, ref: str | None) -> None:
-        """Pin (deploy) or resolve (rollback: a version number) for the form's preview, without launching."""
-        self._prepare(form, form.request(), launch=False)
+        """Pin (deploy) for the form's preview, without preparing or launching anything."""
+        self._pin(form, model, ref)
+
+    @work(thread=True, exclusive=True, group="pin")
+    def _pin(self, form: RunFormScreen, model: str, ref: str | None) -> None:
+        def pin() -> tuple[RunFormScreen, str, str | None, int, str]:
+            version, digest = self.services.pin(model, ref)
+            return form, model, ref, version, digest
+
+        self._call("pinned", pin)
 
     def request_launch(self, form: RunFormScreen) -> None:
         if self.read_only:
@@ -446,73 +458,68 @@ class ModelfleetApp(App[None]):
         except ModelfleetError as exc:
             self.notify(exc.message + (f"\nfix: {exc.hint}" if exc.hint else ""), severity="error")
             return
-        self._prepare(form, req, launch=True)
+        self.notify(f"preparing {req.kind}: checking the target" + (", pinning and bundling" if req.kind == "deploy"
+                                                                   else "") + "…", timeout=3)
+        self._prepare(req)
 
     @work(thread=True, exclusive=True, group="prepare")
-    def _prepare(self, form: RunFormScreen, req: RunRequest, launch: bool) -> None:
-        """Pin the version (once), resolve the target and decide whether the action is fleet-wide."""
+    def _prepare(self, req: RunForm) -> None:
+        """The run pipeline's checks, pin and bundle; nothing is written until the operator confirms."""
 
-        def prepare() -> tuple[RunFormScreen, RunRequest, bool, list[str], bool]:
-            r = req
-            if r.kind == "deploy" and r.model and r.version is None:
-                version, digest = self.services.pin(r.model, r.ref)
-                r = RunRequest(r.kind, model=r.model, ref=r.ref, target=r.target, waves=r.waves,
-                               max_fail=r.max_fail, check=r.check, version=version, digest=digest)
-            hosts = self.services.resolve_target(r.target)
-            return form, r, self.services.is_fleet_wide(r.target), hosts, launch
+        def prepare() -> tuple[RunForm, PreparedRun, bool]:
+            prepared = self.services.prepare(req)
+            return req, prepared, self.services.is_fleet_wide(req.target)
 
         self._call("prepared", prepare)
 
-    def _prepared(self, payload: tuple[RunFormScreen, RunRequest, bool, list[str], bool]) -> None:
-        form, req, fleet_wide, hosts, launch = payload
-        if req.model and req.version is not None and req.digest:
-            form.pinned_now(req.model, req.ref, req.version, req.digest)
-        if not launch:
-            return
-        body = (f"{len(hosts)} host(s): {', '.join(hosts[:8])}{' …' if len(hosts) > 8 else ''}\n\n"
-                f"$ {RunRequest.shell(req.cli_command())}\n\n"
-                f"$ {RunRequest.shell(req.playbook_command(self.inventory_arg, self.settings))}")
+    def _prepared(self, payload: tuple[RunForm, PreparedRun, bool]) -> None:
+        req, prepared, fleet_wide = payload
+        hosts = prepared.hosts
+        body = (f"{prepared.summary}\n{len(hosts)} host(s): {', '.join(hosts[:8])}{' …' if len(hosts) > 8 else ''}"
+                f"\n\n$ {RunForm.shell(req.cli_command())}\n\n"
+                f"$ {RunForm.shell(req.playbook_command(self.inventory_arg, self.settings))}")
+        for warning in prepared.warnings:
+            body += f"\n\nWARNING: {warning}"
         if req.check:
             body += "\n\ncheck mode: nothing will change"
-        title = f"Start {req.kind}{' of ' + (req.model_ref or '') if req.kind in NEEDS_MODEL else ''}?"
 
         def done(ok: bool | None) -> None:
             if ok:
-                self._launch(req, len(hosts))
+                self._launch(prepared)
 
-        self.push_screen(ConfirmScreen(title, body, typed=req.target if fleet_wide else None), done)
+        self.push_screen(ConfirmScreen(f"Start {prepared.summary}?", body,
+                                       typed=req.target if fleet_wide else None), done)
 
-    def _launch(self, req: RunRequest, total_hosts: int) -> None:
-        try:
-            run_id = self.services.new_run_id()
-        except Exception:
-            run_id = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{uuid.uuid4().hex[:6]}"
-        self.state.live[run_id] = RunState(run_id, kind=req.kind, total_hosts=total_hosts)
+    def _launch(self, prepared: PreparedRun) -> None:
+        run_id = prepared.run_id
+        self.state.live[run_id] = RunState(run_id, kind=prepared.kind, hosts=prepared.hosts)
         self.state.handles[run_id] = None
         self._changed("live")
         self.switch_mode("runs")
         self.push_screen(RunLiveScreen(run_id))
-        self._run_worker(req, run_id)
+        self._run_worker(prepared)
 
     @work(thread=True, group="run")
-    def _run_worker(self, req: RunRequest, run_id: str) -> None:
+    def _run_worker(self, prepared: PreparedRun) -> None:
+        run_id = prepared.run_id
+
         def on_event(ev: dict[str, Any]) -> None:
             self.post_message(RunEvent(run_id, ev))
 
         try:
-            handle = self.services.launch(req, on_event, run_id=run_id)
+            handle = self.services.launch(prepared, on_event)
         except ModelfleetError as exc:
             self.post_message(LoadFailed("run", exc.message, exc.hint, run_id))
-            self.post_message(RunFinished(run_id, "error", None))
+            self.post_message(RunFinished(run_id, "error", None, exc.message))
             return
         except Exception as exc:
             self.post_message(LoadFailed("run", f"{type(exc).__name__}: {exc}", None, run_id))
-            self.post_message(RunFinished(run_id, "error", None))
+            self.post_message(RunFinished(run_id, "error", None, str(exc)))
             return
-        self.post_message(RunStarted(run_id))
         self.state.handles[run_id] = handle
-        handle.wait()
-        self.post_message(RunFinished(run_id, handle.status, handle.rc))
+        self.post_message(RunStarted(run_id))
+        result = handle.wait()
+        self.post_message(RunFinished(run_id, result.status, result.rc, result.problem))
 
     @on(RunStarted)
     def _run_started(self, msg: RunStarted) -> None:
@@ -530,10 +537,11 @@ class ModelfleetApp(App[None]):
         st = self.state.live.get(msg.run_id)
         if st is None:
             return
-        st.finish(msg.status, msg.rc)
+        st.finish(msg.status, msg.rc, msg.error)
         self._changed("live")
-        severity: Literal["information", "error"] = "information" if msg.status == "successful" else "error"
-        self.notify(st.summary(), title="run finished", severity=severity, timeout=10)
+        severity: Literal["information", "error"] = "information" if st.outcome() == "ok" else "error"
+        text = st.summary() + (f"\n{st.problem()}" if st.problem() else "")
+        self.notify(text, title="run finished", severity=severity, timeout=10)
         self.load_runs()
         self.refresh_fleet()
 

@@ -11,6 +11,7 @@ STATE_STYLE = {
     "stale": "magenta", "unknown": "dim",
     "changed": "yellow", "failed": "bold red", "rolled_back": "magenta", "running": "cyan", "pending": "dim",
     "skipped": "dim", "successful": "green", "canceled": "magenta", "incomplete": "magenta",
+    "reverted": "bold magenta", "not_started": "magenta", "behind": "yellow",
 }
 STATE_LABEL = {"ok": "ok", "slo": "SLO breach", "unavailable": "unavailable", "error": "error",
                "unreachable": "UNREACHABLE", "stale": "STALE", "unknown": "…"}

@@ -7,7 +7,7 @@ from typing import Any
 
 from textual.message import Message
 
-from modelfleet.console.runstate import RunState
+from modelfleet.runners.runstate import RunState
 
 
 class Loaded(Message):
@@ -45,11 +45,12 @@ class RunStarted(Message):
 
 
 class RunFinished(Message):
-    def __init__(self, run_id: str, status: str, rc: int | None) -> None:
+    def __init__(self, run_id: str, status: str, rc: int | None, error: str | None = None) -> None:
         super().__init__()
         self.run_id = run_id
         self.status = status
         self.rc = rc
+        self.error = error
 
 
 @dataclass

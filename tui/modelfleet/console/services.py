@@ -7,7 +7,6 @@ Headless on purpose (no Textual import): tests and the benchmark swap in another
 
 from __future__ import annotations
 
-import contextlib
 import shlex
 import threading
 import time
@@ -16,15 +15,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from modelfleet.console.runstate import artifact_status, find_artifact_dirs, replay
 from modelfleet.core.errors import ModelfleetError, RunError, UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from modelfleet.console.runstate import RunState
     from modelfleet.core.config import Settings
     from modelfleet.core.fleet import Inventory, Node
     from modelfleet.core.fleet_status import FleetProber, NodeStatus, Release
     from modelfleet.core.probe_worker import ProbeWorker
+    from modelfleet.runners import requests as rq
+    from modelfleet.runners.pipeline import RunHandle
+    from modelfleet.runners.requests import PreparedRun
+    from modelfleet.runners.runstate import RunState
 
 RUN_KINDS = ("deploy", "rollback", "healthcheck", "provision")
 PLAYBOOKS = {"deploy": "deploy.yml", "rollback": "rollback.yml", "healthcheck": "healthcheck.yml",
@@ -32,11 +33,6 @@ PLAYBOOKS = {"deploy": "deploy.yml", "rollback": "rollback.yml", "healthcheck": 
 CLI_VERBS = {"deploy": "deploy", "rollback": "rollback", "healthcheck": "health", "provision": "provision"}
 NEEDS_MODEL = ("deploy", "rollback")
 RUN_ID_PLACEHOLDER = "<run id>"
-
-
-def healthcheck_extra_vars(target: str, run_id: str) -> dict[str, Any]:
-    """The extra variables of ``playbooks/healthcheck.yml`` as the console runs it."""
-    return {"modelfleet_run_id": run_id, "modelfleet_target": target}
 
 
 def _public_key(settings: Settings | None) -> Path:
@@ -48,8 +44,9 @@ def _public_key(settings: Settings | None) -> Path:
 
 
 @dataclass(frozen=True)
-class RunRequest:
-    """What the run form produced. ``version``/``digest`` are filled in by pinning before launch."""
+class RunForm:
+    """What the run form holds. ``version``/``digest`` are filled in by pinning for the preview; launching turns
+    the form into the pipeline's typed request (:meth:`to_request`)."""
 
     kind: str
     model: str | None = None
@@ -83,6 +80,23 @@ class RunRequest:
         from modelfleet.core.config import parse_waves
 
         parse_waves(self.waves, origin="waves")
+
+    def to_request(self, actor: str) -> rq.RunRequest:
+        """The run pipeline's request for this form (``runners/requests.py``)."""
+        from modelfleet.runners import requests as rq
+
+        common: dict[str, Any] = {"limit": self.target or None, "check": self.check, "actor": actor,
+                                  "origin": "console"}
+        if self.kind == "deploy":
+            ref = f"{self.model}/{self.version}" if self.version is not None else (self.model_ref or "")
+            return rq.DeployRequest(ref=ref, waves=self.waves, max_fail=self.max_fail, expect_digest=self.digest,
+                                    **common)
+        if self.kind == "rollback":
+            return rq.RollbackRequest(model=self.model or "", to=None if self.version is None else str(self.version),
+                                      **common)
+        if self.kind == "provision":
+            return rq.ProvisionRequest(**common)
+        return rq.HealthCheckRequest(**common)
 
     def cli_command(self) -> list[str]:
         """The equivalent ``modelfleet`` command line (flags as ``commands/deploy.py`` parses them)."""
@@ -129,7 +143,7 @@ class RunRequest:
             state = str(settings.state_dir) if settings else "<state dir>"
             return {"modelfleet_state_dir": state, "modelfleet_release_public_key": str(_public_key(settings)),
                     "modelfleet_run_id": run_id}
-        return healthcheck_extra_vars(self.target, run_id)
+        return {"modelfleet_run_id": run_id}  # as runners.requests.HealthCheckRequest
 
     def playbook_command(self, inventory: str, settings: Settings | None = None,
                          playbook_dir: str = "playbooks") -> list[str]:
@@ -152,39 +166,17 @@ class RunRequest:
 
 @dataclass
 class RunInfo:
-    """A past or running run, from the ledger and/or an artifact folder."""
+    """A past or running run, from the ledger and/or its folder under ``<state_dir>/runs/``."""
 
     run_id: str
     kind: str
     started: float | None
-    outcome: str
+    outcome: str  # ok | failed | incomplete | running, as the ledger's run_end says it
     model: str | None = None
     version: str | None = None
     target: str | None = None
     actor: str | None = None
-    artifact_dir: Path | None = None
-
-    @property
-    def replayable(self) -> bool:
-        return self.artifact_dir is not None
-
-
-class RunHandle:
-    """A started run: ``cancel()`` asks the runner to stop; ``wait()`` blocks until it ends."""
-
-    def __init__(self, run_id: str) -> None:
-        self.run_id = run_id
-        self.cancel_requested = threading.Event()
-        self.done = threading.Event()
-        self.status = "running"
-        self.rc: int | None = None
-        self.artifact_dir: Path | None = None
-
-    def cancel(self) -> None:
-        self.cancel_requested.set()
-
-    def wait(self, timeout: float | None = None) -> bool:
-        return self.done.wait(timeout)
+    replayable: bool = False
 
 
 @dataclass
@@ -266,7 +258,7 @@ class ConsoleServices:
         return str(new_run_id())
 
     def pin(self, model: str, ref: str | None) -> tuple[int, str]:
-        req = RunRequest("deploy", model=model, ref=ref)
+        req = RunForm("deploy", model=model, ref=ref)
         pinned = self.registry.pin(req.model_ref or model)
         return int(pinned.version), str(pinned.digest)
 
@@ -356,6 +348,9 @@ class ConsoleServices:
         return Path(self.settings.state_dir) / "runs"
 
     def runs(self, limit: int = 200) -> list[RunInfo]:
+        """Runs newest first: the ledger's, and any run folder the ledger does not know."""
+        from modelfleet.runners.ansible import list_runs
+
         out: dict[str, RunInfo] = {}
         try:
             for r in self.ledger.runs(limit=limit):
@@ -363,108 +358,49 @@ class ConsoleServices:
                                         r.outcome, r.model, r.version, r.target, r.actor)
         except ModelfleetError:
             pass
-        for run_id, path in find_artifact_dirs(self.runs_dir):
-            info = out.get(run_id)
+        for past in list_runs(self.settings.state_dir, limit=limit):
+            info = out.get(past.run_id)
             if info is None:
-                status, _ = artifact_status(path)
-                try:
-                    started = path.stat().st_mtime
-                except OSError:
-                    started = None
-                info = out[run_id] = RunInfo(run_id, _kind_from(path), started, status)
-            info.artifact_dir = path
-        return sorted(out.values(), key=lambda r: r.started or 0.0, reverse=True)
+                info = out[past.run_id] = RunInfo(past.run_id, past.kind or "run", _timestamp(past.started),
+                                                  _outcome_of_status(past.status))
+            info.replayable = (past.run_dir / "artifacts" / past.run_id / "job_events").is_dir()
+        return sorted(out.values(), key=lambda r: (r.started or 0.0, r.run_id), reverse=True)
 
     def replay(self, run: RunInfo) -> RunState:
-        if run.artifact_dir is None:
-            raise RunError(f"run {run.run_id} has no artifact folder to replay",
+        from modelfleet.runners.pipeline import replay
+
+        if not run.replayable:
+            raise RunError(f"run {run.run_id} has no events to replay",
                            hint="only runs started from this machine keep ansible-runner artifacts")
-        return replay(run.run_id, run.artifact_dir, kind=run.kind)
+        return replay(self.settings, run.run_id)
 
-    def launch(self, request: RunRequest, on_event: Callable[[dict[str, Any]], None], *,
-               run_id: str | None = None) -> RunHandle:
-        """Start a run the way the CLI does (``runners.rollout``: ledger run_start/run_end around the playbook);
-        raw runner events go to ``on_event`` from the runner's thread. Returns once the run has started; the
-        handle's ``done`` is set at the end."""
-        from modelfleet.core import deploy as deploy_mod
-        from modelfleet.runners import rollout
-        from modelfleet.runners.ansible import new_run_id
+    def prepare(self, form: RunForm, *, progress: Callable[[str], None] | None = None) -> PreparedRun:
+        """Check, pin and bundle what the form asks for (blocking; writes nothing): what the confirmation
+        shows is what :meth:`launch` starts."""
+        from modelfleet.runners.pipeline import prepare
 
-        request.validate()
-        s = self.settings
-        run_id = run_id or new_run_id()
-        inventory = Path(s.fleet.inventory)
-        run: Any
-        if request.kind == "deploy":
-            assert request.model is not None
-            ref = f"{request.model}/{request.version}" if request.version is not None else (request.model_ref or "")
-            release = deploy_mod.prepare_release(s, ref, registry=self.registry)
-            if request.digest and release.digest != request.digest:
-                raise RunError(f"{ref} now has digest {release.digest[:12]}, not the pinned {request.digest[:12]}",
-                               hint="preview again to re-pin")
-            options = deploy_mod.DeployOptions.from_settings(s, limit=request.target, waves=request.waves,
-                                                             max_fail=request.max_fail, check=request.check,
-                                                             inventory=inventory)
-            run = rollout.start_deploy(s, release, options, actor=self.actor, run_id=run_id,
-                                       on_raw_event=on_event).run
-        elif request.kind == "rollback":
-            assert request.model is not None
-            to = str(request.version) if request.version is not None else None
-            run = rollout.start_rollback(s, request.model, to=to, limit=request.target, check=request.check,
-                                         inventory=inventory, actor=self.actor, on_raw_event=on_event).run
-        elif request.kind == "provision":
-            run = rollout.start_provision(s, limit=request.target, check=request.check, inventory=inventory,
-                                          actor=self.actor, on_raw_event=on_event).run
-        else:
-            run = self._start_healthcheck(request, run_id, on_event)
-        handle = RunHandle(run.run_id)
-        handle.artifact_dir = Path(run.artifact_dir)
+        form.validate()
+        return prepare(self.settings, form.to_request(self.actor), progress=progress)
 
-        def watch() -> None:
-            while not run.done:
-                if handle.cancel_requested.wait(0.2):
-                    run.cancel()
-                    break
-            try:
-                result = run.wait()
-                handle.status, handle.rc = str(result.status), result.rc
-            except ModelfleetError:
-                handle.status = "error"
-            handle.done.set()
+    def launch(self, prepared: PreparedRun, on_event: Callable[[dict[str, Any]], None]) -> RunHandle:
+        """Start a prepared run through the run pipeline; raw runner events go to ``on_event`` from the
+        runner's thread."""
+        from modelfleet.runners.pipeline import launch
 
-        threading.Thread(target=watch, name=f"console-run-{run_id}", daemon=True).start()
-        return handle
-
-    def _start_healthcheck(self, request: RunRequest, run_id: str,
-                           on_event: Callable[[dict[str, Any]], None]) -> Any:
-        """``playbooks/healthcheck.yml`` (read-only), recorded in the ledger like the other runs."""
-        from modelfleet.core import deploy as deploy_mod
-        from modelfleet.runners.ansible import AnsibleRun, RunSpec
-
-        s = self.settings
-        spec = RunSpec(PLAYBOOKS["healthcheck"], Path(s.fleet.inventory),
-                       extra_vars=healthcheck_extra_vars(request.target, run_id),
-                       limit=request.target, check=request.check, hosts=self.resolve_target(request.target),
-                       kind="healthcheck")
-        recorder = deploy_mod.RunRecorder(self.ledger, run_id=run_id, kind="healthcheck", actor=self.actor,
-                                          target=request.target)
-
-        def finished(result: Any) -> None:
-            with contextlib.suppress(ModelfleetError):
-                recorder.end(deploy_mod.RunOutcome(
-                    status=result.status, hosts={h: st.status.value for h, st in result.hosts.items()},
-                    rc=result.rc, duration_s=result.duration_s, batches=result.batches, error=result.error))
-
-        run = AnsibleRun(s, spec, run_id=run_id, actor=self.actor, on_raw_event=on_event, on_finish=finished,
-                         ledger_owner=True)
-        recorder.start(source="console", check=request.check, limit=request.target)
-        run.start()
-        return run
+        return launch(self.settings, prepared, on_raw_event=on_event)
 
 
-def _kind_from(path: Path) -> str:
-    head = path.name.split("-", 1)[0]
-    return head if head in RUN_KINDS else "run"
+def _timestamp(iso: str | None) -> float | None:
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(iso).timestamp() if iso else None
+    except ValueError:
+        return None
+
+
+def _outcome_of_status(status: str | None) -> str:
+    return {"successful": "ok", "failed": "failed"}.get(status or "", "incomplete")
 
 
 def _short_path(path: Path | str) -> str:

@@ -321,17 +321,26 @@ def build_bundle(
 def cached_bundle(state_dir: Path, model: str, version: str | int, digest: str,
                   public_key: PublicKeyLike) -> Bundle | None:
     """The bundle of this pinned version in ``<state_dir>/bundles/`` when it verifies with ``public_key`` and
-    names the same model, version and digest; ``None`` when there is none (a damaged one is rebuilt)."""
+    names the same model, version and digest; ``None`` otherwise (see :func:`find_cached_bundle` for why)."""
+    return find_cached_bundle(state_dir, model, version, digest, public_key)[0]
+
+
+def find_cached_bundle(state_dir: Path, model: str, version: str | int, digest: str,
+                       public_key: PublicKeyLike) -> tuple[Bundle | None, str | None]:
+    """``(bundle, None)`` for a cached bundle that verifies; ``(None, why)`` when the cached file is damaged,
+    signed by another key or names another release (it must be rebuilt, and the operator told); ``(None, None)``
+    when there is none."""
     dest = Path(state_dir) / "bundles" / bundle_name(model, str(version), digest)
     if not dest.exists():
-        return None
+        return None, None
     try:
         manifest = verify_bundle(dest, load_public_key(public_key))
-    except BundleError:
-        return None
+    except BundleError as exc:
+        return None, f"the cached bundle {dest.name} does not verify ({exc.message})"
     if (manifest.model, manifest.version, manifest.digest) != (model, str(version), digest):
-        return None
-    return Bundle(dest, manifest, sha256_file(dest), cached=True)
+        return None, (f"the cached bundle {dest.name} holds {manifest.model}/{manifest.version} "
+                      f"{manifest.digest[:12]}, not {model}/{version} {digest[:12]}")
+    return Bundle(dest, manifest, sha256_file(dest), cached=True), None
 
 
 # -- probe (controller) ------------------------------------------------------------------------------------------

@@ -1,23 +1,21 @@
-"""The controller side of a deploy: pin once, bundle once, the playbook's variables, the run's ledger records.
+"""The controller side of a deploy: pin once, bundle once, the release signing key, the playbooks' variables.
 
-Data flow (docs: DESIGN.md, "Data flow of a deploy")::
+Data flow (docs: DESIGN.md, "Data flow of a deploy"; the run itself is started by runners/pipeline.py)::
 
     release = prepare_release(settings, "credit-risk@champion")   # pin -> probe -> signed bundle (cached)
     options = DeployOptions.from_settings(settings, limit="edge_cpu", waves="1,25%,100%")
     extra = deploy_extra_vars(release, options, run_id)            # what playbooks/deploy.yml reads
-    recorder = RunRecorder(ledger, run_id=..., kind="deploy", ...)
-    recorder.start(...); ...run the playbook...; recorder.end(result)
 
 Pinning resolves the reference once (a moved alias later changes nothing) and fetches the artifact into the
 content-addressed cache. The probe comes from the model's input example, else the first rows of the version's
 reference sample; its expected answer from loading the model on the controller. A version with neither still
 deploys, gated on ``/health`` only, with a warning in the run output and in the ledger. Works for any registered
-MLflow model. Pure apart from the registry and the ledger passed in (MLflow is imported lazily by them).
+MLflow model. MLflow is imported lazily, by the registry.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,9 +24,9 @@ from modelfleet.core.config import parse_waves
 from modelfleet.core.errors import ArtifactError, BundleError, ModelfleetError, UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from modelfleet.core.bundle import Bundle
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     from modelfleet.core.config import Settings
-    from modelfleet.core.ledger import Ledger
     from modelfleet.core.registry import PinnedVersion, Registry
 
 Progress = Callable[[str], None]
@@ -37,8 +35,8 @@ NO_PROBE_WARNING = ("{ref} ({model}/{version}) has no input example and no refer
                     "on /health only (no probe answer is checked)")
 
 
-def _quiet(_: str) -> None:
-    pass
+def quiet(_: str) -> None:
+    """A Progress that says nothing."""
 
 
 @dataclass(frozen=True)
@@ -99,48 +97,133 @@ def prepare_release(
     registry: Registry | None = None,
     progress: Progress | None = None,
 ) -> Release:
-    """Pin ``ref`` once, build (or reuse) its signed bundle with a probe case, and return the release."""
-    from modelfleet.core.bundle import build_bundle, cached_bundle
-    from modelfleet.core.registry import Registry
-    from modelfleet.core.signing import key_paths, load_or_create_signing_key
+    """Pin ``ref`` once, build (or reuse) its signed bundle with a probe case, and return the release.
 
-    say = progress or _quiet
+    Refused (BundleError) when the controller cannot load the version to compute the probe's expected answer:
+    the nodes could not load it either. A cached bundle that does not verify is rebuilt, and the progress says
+    so; one built without a probe is rebuilt when a probe can now be made."""
+    from modelfleet.core.bundle import build_bundle, find_cached_bundle
+    from modelfleet.core.registry import Registry
+    from modelfleet.core.signing import key_paths
+
+    say = progress or quiet
     registry = registry or Registry(settings)
     text = normalize_ref(ref)
     pinned = registry.pin(text)
     say(f"pinned {text} -> {pinned.name}/{pinned.version} digest {pinned.digest12}"
         + (" (cached artifact)" if pinned.cached else ""))
     warnings: list[str] = []
-    key = load_or_create_signing_key(settings.state_dir)
+    key = release_key(settings, progress=say)
     # A bundle already built for this pinned version carries its probe: computing the probe's expected answer
     # means loading the model on the controller (seconds), so the cache is looked at first.
-    bundle: Bundle | None = cached_bundle(settings.state_dir, pinned.name, pinned.version, pinned.digest,
-                                          key.public_key())
-    if bundle is not None:
-        probe = bundle.manifest.probe
-        source = str(probe.get("source") or "cached") if probe else "none"
-    else:
+    bundle, damaged = find_cached_bundle(settings.state_dir, pinned.name, pinned.version, pinned.digest,
+                                         key.public_key())
+    if damaged:
+        say(f"WARNING: {damaged}: rebuilding it")
+        warnings.append(f"{damaged}; rebuilt")
+    probe: dict[str, Any] | None = bundle.manifest.probe if bundle is not None else None
+    source = str(probe.get("source") or "cached") if probe else "none"
+    if probe is None:
         try:
             probe, source = _probe(registry, pinned, say)
         except BundleError as exc:  # the model would not score its own example on the controller
-            probe, source = None, "none"
-            warnings.append(f"{text}: no probe: {exc.message}")
-        bundle = build_bundle(
-            model=pinned.name, version=pinned.version, digest=pinned.digest, artifact_dir=pinned.path,
-            state_dir=settings.state_dir, private_key=key,
-            probe_request=probe["request"] if probe else None,
-            probe_expected=probe["expected"] if probe else None, probe_source=source if probe else None,
-        )
-    if probe is None and not warnings:
+            raise BundleError(
+                f"{text} ({pinned.name}/{pinned.version}) cannot be loaded on the controller to compute its probe "
+                f"answer: {exc.message}; the nodes could not load it either, so nothing was signed or shipped",
+                hint="fix the registered model (its artifact is missing or broken), or deploy another version",
+            ) from None
+        if bundle is not None and probe is not None:
+            say(f"the cached bundle {bundle.path.name} has no probe and one can be made now: rebuilding it")
+        if bundle is None or probe is not None:
+            bundle = build_bundle(
+                model=pinned.name, version=pinned.version, digest=pinned.digest, artifact_dir=pinned.path,
+                state_dir=settings.state_dir, private_key=key,
+                probe_request=probe["request"] if probe else None,
+                probe_expected=probe["expected"] if probe else None, probe_source=source if probe else None,
+                force=True,
+            )
+    assert bundle is not None
+    if probe is None:
         warnings.append(NO_PROBE_WARNING.format(ref=text, model=pinned.name, version=pinned.version))
     say(f"bundle {bundle.path.name} sha256 {bundle.sha256[:12]}" + (" (cached)" if bundle.cached else " (built)"))
     for warning in warnings:
-        say(f"WARNING: {warning}")
+        if not warning.endswith("; rebuilt"):
+            say(f"WARNING: {warning}")
     return Release(
         ref=text, model=pinned.name, version=str(pinned.version), digest=pinned.digest, bundle=bundle.path,
         bundle_sha256=bundle.sha256, public_key=key_paths(settings.state_dir)[1], probe_source=source,
         bundle_cached=bundle.cached, warnings=tuple(warnings),
     )
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    """The release signing key a run uses: its id, and whether this run created it."""
+
+    key_id: str | None
+    created: bool = False
+
+
+def trusted_key(settings: Settings) -> tuple[str, str] | None:
+    """(key id, run id) of the release key the fleet was last provisioned with, per the ledger (or None)."""
+    from modelfleet.core.ledger import Ledger
+
+    with Ledger(settings.ledger.url) as ledger:
+        for ev in reversed(ledger.events(action="run_start")):
+            key = ev.details.get("signing_key")
+            if ev.details.get("kind") == "provision" and isinstance(key, str) and not ev.details.get("check"):
+                return key, ev.run_id or "?"
+    return None
+
+
+def _missing_key_error(settings: Settings, trusted: tuple[str, str]) -> BundleError:
+    from modelfleet.core.signing import key_paths
+
+    private, _ = key_paths(settings.state_dir)
+    return BundleError(
+        f"the release signing key {private} is missing, and the fleet trusts key {trusted[0]} (provisioned by run "
+        f"{trusted[1]}): a new key would make every node refuse every bundle",
+        hint=f"restore {private.parent} from a backup, or run `modelfleet provision --new-signing-key` to make "
+        "the nodes trust a new key")
+
+
+def release_key(settings: Settings, *, progress: Progress | None = None) -> Ed25519PrivateKey:
+    """The controller's release signing key for a deploy. Never created here: when it is missing, the error
+    says whether the fleet trusts a key that was lost (restore it) or was never provisioned (provision)."""
+    from modelfleet.core.signing import key_paths, load_signing_key
+
+    key = load_signing_key(settings.state_dir)
+    if key is not None:
+        return key
+    trusted = trusted_key(settings)
+    if trusted is not None:
+        raise _missing_key_error(settings, trusted)
+    raise BundleError(f"no release signing key at {key_paths(settings.state_dir)[0]}",
+                      hint="run `modelfleet provision` first: it creates the key and gives the nodes its public half")
+
+
+def ensure_signing_key(settings: Settings, *, replace_trusted: bool = False, dry_run: bool = False,
+                       progress: Progress | None = None) -> KeyInfo:
+    """The release key for a provisioning run, created when missing. Refused when the ledger says the fleet
+    trusts a key that is now missing, unless ``replace_trusted`` (``--new-signing-key``)."""
+    from modelfleet.core.signing import key_id, key_paths, load_or_create_signing_key, load_signing_key
+
+    say = progress or quiet
+    key = load_signing_key(settings.state_dir)
+    if key is not None:
+        return KeyInfo(key_id(key.public_key()))
+    trusted = trusted_key(settings)
+    if trusted is not None and not replace_trusted:
+        raise _missing_key_error(settings, trusted)
+    if dry_run:
+        say(f"check mode: a new release signing key would be created at {key_paths(settings.state_dir)[0]}")
+        return KeyInfo(None)
+    key = load_or_create_signing_key(settings.state_dir)
+    new_id = key_id(key.public_key())
+    say(f"created release signing key {new_id} at {key_paths(settings.state_dir)[0]}"
+        + (f" (replacing the lost key {trusted[0]}: this provisioning makes the nodes trust the new one)"
+           if trusted else ""))
+    return KeyInfo(new_id, created=True)
 
 
 # -- options and the playbook's variables ---------------------------------------------------------------------
@@ -209,128 +292,13 @@ def rollback_extra_vars(model: str, to: str | None, run_id: str) -> dict[str, An
 
 def provision_extra_vars(settings: Settings, run_id: str) -> dict[str, Any]:
     """The extra variables of ``playbooks/provision.yml``: where the wheelhouse and the release key are."""
-    from modelfleet.core.signing import key_paths, load_or_create_signing_key
+    from modelfleet.core.signing import key_paths
 
-    load_or_create_signing_key(settings.state_dir)  # nodes get the public half; create it before provisioning
     return {
         "modelfleet_state_dir": str(settings.state_dir),
         "modelfleet_release_public_key": str(key_paths(settings.state_dir)[1]),
         "modelfleet_run_id": run_id,
     }
-
-
-# -- ledger records of a run the CLI or console drives ---------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RunOutcome:
-    """What the run's end event says: per-host outcomes and how the run ended."""
-
-    status: str  # ansible-runner status: successful, failed, canceled, timeout, error
-    hosts: Mapping[str, str]  # host -> ok | changed | failed | unreachable | rolled_back | skipped | pending
-    rc: int | None = None
-    duration_s: float | None = None
-    batches: Sequence[Sequence[str]] = ()
-    error: str | None = None
-
-    @property
-    def outcome(self) -> str:
-        """The run_end outcome: ok, failed, or incomplete (canceled / could not finish)."""
-        if self.status in ("canceled", "timeout", "error"):
-            return "incomplete"
-        bad = {"failed", "unreachable", "rolled_back"}
-        if self.status != "successful" or any(v in bad for v in self.hosts.values()):
-            return "failed"
-        return "ok"
-
-    def counts(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for value in self.hosts.values():
-            out[value] = out.get(value, 0) + 1
-        return out
-
-
-class RunRecorder:
-    """Writes a run's ``run_start`` and ``run_end`` (the callback plugin writes the per-node events)."""
-
-    def __init__(self, ledger: Ledger, *, run_id: str, kind: str, actor: str, target: str | None,
-                 model: str | None = None, version: str | None = None, digest: str | None = None) -> None:
-        self.ledger = ledger
-        self.run_id = run_id
-        self.kind = kind
-        self.actor = actor
-        self.target = target or "all"
-        self.model = model
-        self.version = version
-        self.digest = digest
-
-    def _append(self, action: str, outcome: str, details: Mapping[str, Any]) -> None:
-        self.ledger.append(action, actor=self.actor, model=self.model, version=self.version, digest=self.digest,
-                           target=self.target, run_id=self.run_id, outcome=outcome, details=details)
-
-    def start(self, **details: Any) -> None:
-        self._append("run_start", "started", {"kind": self.kind, "source": "modelfleet", **details})
-
-    def end(self, result: RunOutcome, **details: Any) -> str:
-        outcome = result.outcome
-        body = {"kind": self.kind, "status": result.status, "rc": result.rc, "outcomes": result.counts(),
-                "batches": [len(b) for b in result.batches],
-                "duration_s": round(result.duration_s, 3) if result.duration_s is not None else None, **details}
-        if result.error:
-            body["error"] = result.error[:500]
-        self._append("run_end", outcome, body)
-        return outcome
-
-
-def controller_identity() -> dict[str, Any]:
-    """Who drives a run: this host and process (recorded in run_start to recognise runs that died)."""
-    import os
-    import socket
-
-    return {"controller": socket.gethostname(), "pid": os.getpid()}
-
-
-def _pid_alive(pid: int) -> bool:
-    import os
-
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def dead_runs(
-    ledger: Ledger,
-    model: str,
-    *,
-    controller: str | None = None,
-    pid_alive: Callable[[int], bool] = _pid_alive,
-) -> tuple[list[str], list[str]]:
-    """Incomplete runs of ``model``: (runs whose controller process on this host is gone, the other ones).
-
-    A run killed mid-rollout leaves its per-model deploy lock on the nodes it was updating. When every
-    incomplete run of the model is known dead, the next deploy may break those locks; when any might still be
-    running (alive here, or driven from another controller), it must not.
-    """
-    import socket
-
-    controller = controller or socket.gethostname()
-    dead: list[str] = []
-    other: list[str] = []
-    for run in ledger.runs(model=model):
-        if run.outcome != "incomplete" or run.ended is not None:
-            continue
-        start = ledger.events(run_id=run.run_id, action="run_start", limit=1)
-        details = start[0].details if start else {}
-        pid = details.get("pid")
-        if details.get("controller") == controller and isinstance(pid, int) and not pid_alive(pid):
-            dead.append(run.run_id)
-        else:
-            other.append(run.run_id)
-    return dead, other
 
 
 def release_summary(release: Release) -> dict[str, Any]:
@@ -341,16 +309,15 @@ def release_summary(release: Release) -> dict[str, Any]:
 
 __all__ = [
     "DeployOptions",
+    "KeyInfo",
     "ModelfleetError",
     "Release",
-    "RunOutcome",
-    "RunRecorder",
-    "controller_identity",
-    "dead_runs",
     "deploy_extra_vars",
+    "ensure_signing_key",
     "normalize_ref",
     "prepare_release",
     "provision_extra_vars",
+    "release_key",
     "release_summary",
     "rollback_extra_vars",
 ]

@@ -47,8 +47,6 @@ if TYPE_CHECKING:  # pragma: no cover
 STATES = ("ok", "slo", "unavailable", "error", "unreachable", "stale", "unknown")
 HISTORY_LEN = 60
 DEPLOY_ALIASES = ("champion", "production")  # aliases that say "this is what should run"
-_LEDGER_PLACING = ("node_deploy", "node_rollback")
-_LEDGER_GOOD = (None, "ok", "changed", "rolled_back")
 
 
 @dataclass(frozen=True)
@@ -500,26 +498,13 @@ class Placement:
         return tuple(sorted(set(self.ledger_nodes) ^ set(self.reported_nodes)))
 
 
-def ledger_versions(model: str, events: Iterable[Any]) -> dict[str, str]:
-    """node -> version the ledger says it last put there (deploys and rollbacks that did not fail)."""
-    out: dict[str, str] = {}
-    for ev in events:
-        if ev.model != model or ev.node is None or ev.action not in _LEDGER_PLACING:
-            continue
-        if ev.outcome not in _LEDGER_GOOD or ev.version is None:
-            continue
-        version = ev.version
-        if ev.action == "node_rollback" and isinstance(ev.details, dict) and ev.details.get("to_version"):
-            version = str(ev.details["to_version"])
-        out[ev.node] = str(version)
-    return out
-
-
 def placements(model: str, events: Iterable[Any], statuses: Iterable[NodeStatus]) -> dict[str, Placement]:
     """version -> :class:`Placement` for ``model`` from ledger events and probed statuses."""
     status_list = list(statuses)
     by_node = {s.name: s for s in status_list}
-    ledger = ledger_versions(model, events)
+    from modelfleet.core.placement import versions_by_node
+
+    ledger = versions_by_node(events, model)
     versions: dict[str, dict[str, set[str]]] = {}
     for node, version in ledger.items():
         versions.setdefault(version, {"l": set(), "r": set()})["l"].add(node)

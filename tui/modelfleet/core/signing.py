@@ -43,6 +43,14 @@ def public_pem(public_key: Ed25519PublicKey) -> bytes:
     return public_key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
+def load_signing_key(state_dir: Path) -> Ed25519PrivateKey | None:
+    """The controller's signing key, or None when there is none (BundleError when it is unreadable)."""
+    private_path, _ = key_paths(state_dir)
+    if not private_path.exists():
+        return None
+    return load_private_key(private_path)
+
+
 def load_or_create_signing_key(state_dir: Path) -> Ed25519PrivateKey:
     """The controller's signing key, generated on first use (safe when two processes race to create it)."""
     private_path, public_path = key_paths(state_dir)

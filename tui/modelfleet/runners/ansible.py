@@ -1,21 +1,19 @@
-"""Run the repository's playbooks with ansible-runner: typed live events, per-host state, cancel, replay.
+"""The ``ansible-playbook`` executor: one playbook run through ansible-runner, raw events out, cancel, artifacts.
 
-Headless and thread-safe, for the CLI and the console (which starts runs from a worker thread)::
+The run pipeline (:mod:`modelfleet.runners.pipeline`) builds an :class:`AnsibleRun` from a prepared request and
+folds its events; nothing else starts playbooks. ::
 
-    run = AnsibleRun(settings, "deploy.yml", extra_vars={...}, limit="edge_cpu", on_event=print)
+    run = AnsibleRun(settings, RunSpec("deploy.yml", inventory, extra_vars={...}), on_raw_event=fold)
     run.start()                  # returns at once; ansible-runner works in its own thread
-    for event in run.events():   # or on_event=..., or poll run.queue (a queue.Queue of RunEvent)
-        ...
-    result = run.wait()          # RunResult: status, rc, hosts (HostState per host), batches, duration
-    run.cancel()                 # from any thread: ansible-playbook's process group is killed
+    result = run.wait()          # ExecResult: status, rc, started, ended, artifact folder
+    run.cancel()                 # from any thread: ansible-playbook and what it left behind are stopped
 
 Every run has a folder ``<state_dir>/runs/<run_id>/``: ansible-runner's private data dir, with
 ``artifacts/<run_id>/`` (``job_events/*.json``, ``stdout``, ``rc``, ``status``, ``command``) and ``run.json`` (what
-was run, with what, and how it ended). :func:`list_runs` lists them newest first and :func:`replay` rebuilds a
-past run's events and host states from its artifacts. ``ansible-playbook`` runs with the repository's
-``ansible.cfg`` (``ANSIBLE_CONFIG``) and callback path, so the ledger callback records the run; ``MODELFLEET_*``
-variables tell the callback the ledger URL, the run id, the actor and whether the caller already wrote the
-run's start and end events.
+was run, with what, and how it ended). :func:`list_runs` lists them newest first; the pipeline replays a past run
+from its ``job_events``. ``ansible-playbook`` runs with the repository's ``ansible.cfg`` (``ANSIBLE_CONFIG``) and
+callback path, so the ledger callback records the per-node events; ``MODELFLEET_*`` variables tell it the ledger
+URL, the run id, the actor and whether the pipeline writes the run's start and end events itself.
 """
 
 from __future__ import annotations
@@ -24,27 +22,23 @@ import contextlib
 import getpass
 import json
 import os
-import queue
 import secrets
 import shlex
 import shutil
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from modelfleet.core.errors import RunError
-from modelfleet.runners.events import EventKind, HostState, HostStatus, RunEvent, RunTracker, parse_event
+from modelfleet.runners.executor import ExecResult, FinishCallback, RawEventCallback
 
 RUN_META = "run.json"
 DONE_STATUSES = frozenset({"successful", "failed", "canceled", "timeout", "error"})
 PACKAGE_ROOT = Path(__file__).resolve().parents[3]  # tui/modelfleet/runners/ansible.py -> repository root
-
-EventCallback = Callable[[RunEvent], None]
 
 
 def new_run_id(now: datetime | None = None) -> str:
@@ -148,45 +142,6 @@ def inventory_addresses(inventory: Path) -> dict[str, str]:
     return out
 
 
-@dataclass(frozen=True)
-class RunResult:
-    run_id: str
-    playbook: str
-    status: str  # successful | failed | canceled | timeout | error
-    rc: int | None
-    hosts: dict[str, HostState]
-    batches: list[list[str]]
-    started: datetime
-    ended: datetime
-    artifact_dir: Path
-    stats: dict[str, Any] | None = None
-    error: str | None = None
-
-    @property
-    def duration_s(self) -> float:
-        return (self.ended - self.started).total_seconds()
-
-    @property
-    def failed_hosts(self) -> list[str]:
-        return [h for h, st in self.hosts.items() if st.status.bad]
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "successful" and not self.failed_hosts
-
-    def count(self, status: HostStatus) -> int:
-        return sum(1 for st in self.hosts.values() if st.status is status)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "run_id": self.run_id, "playbook": self.playbook, "status": self.status, "rc": self.rc,
-            "started": self.started.isoformat(), "ended": self.ended.isoformat(),
-            "duration_s": round(self.duration_s, 3), "artifact_dir": str(self.artifact_dir),
-            "batches": self.batches, "hosts": {h: st.to_dict() for h, st in self.hosts.items()},
-            "error": self.error,
-        }
-
-
 @dataclass
 class RunSpec:
     """What to run. ``playbook`` is a name under ``playbooks/`` or a path."""
@@ -205,7 +160,8 @@ class RunSpec:
 
 
 class AnsibleRun:
-    """One ``ansible-playbook`` run through ansible-runner. Safe to use from several threads."""
+    """One ``ansible-playbook`` run through ansible-runner (an :class:`~modelfleet.runners.executor.Executor`).
+    Safe to use from several threads."""
 
     def __init__(
         self,
@@ -214,15 +170,14 @@ class AnsibleRun:
         *,
         run_id: str | None = None,
         actor: str | None = None,
-        on_event: EventCallback | None = None,
-        on_raw_event: Callable[[dict[str, Any]], None] | None = None,
-        on_finish: Callable[[RunResult], None] | None = None,
+        on_raw_event: RawEventCallback | None = None,
+        on_finish: FinishCallback | None = None,
         ledger_owner: bool = False,
         ansible_root: Path | None = None,
     ) -> None:
         """``ledger_owner``: the caller writes the run's ``run_start``/``run_end`` ledger events itself; the
-        callback then only records the per-node outcomes. ``on_raw_event`` gets ansible-runner's event dicts
-        as they are; ``on_finish`` gets the result (from the runner thread) before :meth:`wait` returns."""
+        callback then only records the per-node events. ``on_raw_event`` gets ansible-runner's event dicts as
+        they come (from the runner's thread); ``on_finish`` gets the result before :meth:`wait` returns."""
         self.settings = settings
         self.spec = spec
         self.run_id = run_id or new_run_id()
@@ -233,20 +188,15 @@ class AnsibleRun:
         self.run_dir = Path(settings.state_dir) / "runs" / self.run_id
         self.artifact_dir = self.run_dir / "artifacts" / self.run_id
         self.ledger_owner = ledger_owner
-        self.queue: queue.Queue[RunEvent] = queue.Queue()
-        self._subscribers: list[EventCallback] = [on_event] if on_event else []
-        self._raw_subscriber = on_raw_event
+        self._on_raw_event = on_raw_event
         self._on_finish = on_finish
         self._lock = threading.RLock()
-        self._tracker = RunTracker(spec.hosts, addresses=inventory_addresses(spec.inventory))
-        self._events: list[RunEvent] = []
         self._status = "pending"
         self._cancel = threading.Event()
         self._done = threading.Event()
         self._thread: threading.Thread | None = None
-        self._runner: Any = None
         self._started = datetime.now(UTC)
-        self._result: RunResult | None = None
+        self._result: ExecResult | None = None
         self._error: str | None = None
 
     # -- set-up ----------------------------------------------------------------------------------------------
@@ -307,11 +257,6 @@ class AnsibleRun:
 
     # -- running ---------------------------------------------------------------------------------------------
 
-    def subscribe(self, callback: EventCallback) -> None:
-        """Call ``callback(event)`` for every later event (from the runner's thread: keep it quick)."""
-        with self._lock:
-            self._subscribers.append(callback)
-
     def start(self) -> AnsibleRun:
         """Start the run in the background and return at once. Raises RunError if it cannot start."""
         with self._lock:
@@ -327,11 +272,6 @@ class AnsibleRun:
             self._thread = threading.Thread(target=self._run, name=f"ansible-run-{self.run_id}", daemon=True)
             self._thread.start()
         return self
-
-    def run(self, timeout: float | None = None) -> RunResult:
-        """Start, wait and return the result."""
-        self.start()
-        return self.wait(timeout)
 
     def _run(self) -> None:
         try:
@@ -353,7 +293,7 @@ class AnsibleRun:
                 "binary": ansible_playbook_binary(),
                 "quiet": True,
                 "suppress_env_files": True,
-                "event_handler": self._on_raw_event,
+                "event_handler": self._event,
                 "status_handler": self._on_status,
                 "cancel_callback": self._cancel.is_set,
                 "settings": {"pexpect_timeout": 0.5, "suppress_ansible_output": True},
@@ -365,8 +305,6 @@ class AnsibleRun:
             if self.spec.forks:
                 kwargs["forks"] = self.spec.forks
             runner = ansible_runner.interface.init_runner(**kwargs)
-            with self._lock:
-                self._runner = runner
             if self._cancel.is_set():
                 self._finish("canceled", None)
                 return
@@ -378,44 +316,21 @@ class AnsibleRun:
             self._error = f"{type(exc).__name__}: {exc}"
             self._finish("error", None)
 
-    def _on_raw_event(self, raw: dict[str, Any]) -> bool:
-        if self._raw_subscriber is not None:
-            with contextlib.suppress(Exception):
-                self._raw_subscriber(raw)
-        try:
-            event = parse_event(raw)
-            with self._lock:
-                event = self._tracker.feed(event)
-                self._events.append(event)
-                subscribers = list(self._subscribers)
-            self._publish(event, subscribers)
-        except Exception:  # a bad event or subscriber must never stop the run
-            pass
+    def _event(self, raw: dict[str, Any]) -> bool:
+        if self._on_raw_event is not None:
+            with contextlib.suppress(Exception):  # a bad event or subscriber must never stop the run
+                self._on_raw_event(raw)
         return True  # keep ansible-runner's job_events/*.json for replay
 
     def _on_status(self, data: dict[str, Any], runner_config: Any = None) -> None:
-        status = str(data.get("status", ""))
         with self._lock:
-            self._status = status
-            subscribers = list(self._subscribers)
-        self._publish(RunEvent(EventKind.STATUS, message=status, created=datetime.now(UTC)), subscribers)
-
-    def _publish(self, event: RunEvent, subscribers: list[EventCallback]) -> None:
-        self.queue.put(event)
-        for callback in subscribers:
-            with contextlib.suppress(Exception):
-                callback(event)
+            self._status = str(data.get("status", ""))
 
     def _finish(self, status: str, rc: int | None) -> None:
         with self._lock:
-            self._tracker.finish()
             self._status = status
-            self._result = RunResult(
-                run_id=self.run_id, playbook=self.playbook.name, status=status, rc=rc,
-                hosts=dict(self._tracker.hosts), batches=[list(b) for b in self._tracker.batches],
-                started=self._started, ended=datetime.now(UTC), artifact_dir=self.artifact_dir,
-                stats=self._tracker.stats, error=self._error,
-            )
+            self._result = ExecResult(status=status, rc=rc, started=self._started, ended=datetime.now(UTC),
+                                      artifact_dir=self.artifact_dir, error=self._error)
             with contextlib.suppress(OSError):
                 self._write_meta()
             result = self._result
@@ -425,7 +340,6 @@ class AnsibleRun:
             except Exception as exc:  # e.g. the ledger is down: keep the result, say what went wrong
                 self._error = (self._error + "; " if self._error else "") + f"after the run: {exc}"
         self._done.set()
-        self.queue.put(RunEvent(EventKind.STATUS, message=f"done:{status}", created=datetime.now(UTC)))
 
     def _write_meta(self) -> None:
         meta = {
@@ -437,7 +351,8 @@ class AnsibleRun:
         with contextlib.suppress(Exception):
             meta["command"] = self.command()
         if self._result is not None:
-            meta["result"] = self._result.to_dict()
+            meta["result"] = {"status": self._result.status, "rc": self._result.rc,
+                              "ended": self._result.ended.isoformat(), "error": self._result.error}
         tmp = self.run_dir / (RUN_META + ".tmp")
         tmp.write_text(json.dumps(meta, indent=2, default=str) + "\n", encoding="utf-8")
         os.replace(tmp, self.run_dir / RUN_META)
@@ -461,7 +376,7 @@ class AnsibleRun:
         with self._lock:
             return self._status
 
-    def wait(self, timeout: float | None = None) -> RunResult:
+    def wait(self, timeout: float | None = None) -> ExecResult:
         """Block until the run ends (RunError after ``timeout`` seconds) and return its result."""
         if self._thread is None:
             raise RunError(f"run {self.run_id} was not started")
@@ -470,33 +385,6 @@ class AnsibleRun:
                            hint="cancel it (run.cancel()) or wait longer")
         assert self._result is not None
         return self._result
-
-    def hosts(self) -> dict[str, HostState]:
-        """A snapshot of every host's state so far."""
-        with self._lock:
-            return dict(self._tracker.hosts)
-
-    def batches(self) -> list[list[str]]:
-        with self._lock:
-            return [list(b) for b in self._tracker.batches]
-
-    def event_log(self) -> list[RunEvent]:
-        """A snapshot of the events so far."""
-        with self._lock:
-            return list(self._events)
-
-    def events(self, poll_s: float = 0.2) -> Iterator[RunEvent]:
-        """Yield events from :attr:`queue` as they arrive until the run is over (one consumer only)."""
-        while True:
-            try:
-                event = self.queue.get(timeout=poll_s)
-            except queue.Empty:
-                if self._done.is_set() and self.queue.empty():
-                    return
-                continue
-            if event.kind is EventKind.STATUS and (event.message or "").startswith("done:"):
-                return
-            yield event
 
 
 # -- past runs -------------------------------------------------------------------------------------------------
@@ -535,52 +423,3 @@ def list_runs(state_dir: Path, limit: int | None = None) -> list[PastRun]:
         if limit and len(out) >= limit:
             break
     return out
-
-
-def load_events(run_dir: Path) -> list[dict[str, Any]]:
-    """The raw ansible-runner events of a past run, in order."""
-    run_dir = Path(run_dir)
-    events_dir = run_dir / "artifacts" / run_dir.name / "job_events"
-    if not events_dir.is_dir():
-        raise RunError(f"run {run_dir.name} has no recorded events ({events_dir} is missing)")
-    raw: list[dict[str, Any]] = []
-    for path in events_dir.glob("*.json"):
-        if path.name.endswith("-partial.json"):
-            continue
-        with contextlib.suppress(OSError, ValueError):
-            raw.append(json.loads(path.read_text(encoding="utf-8")))
-    raw.sort(key=lambda e: int(e.get("counter") or 0))
-    return raw
-
-
-def replay(state_dir: Path, run_id: str, on_event: EventCallback | None = None,
-           speed: float | None = None) -> tuple[list[RunEvent], dict[str, HostState], list[list[str]]]:
-    """Rebuild a past run: its typed events, final host states and batches. ``on_event`` gets each event;
-    with ``speed`` (e.g. 1.0 real time, 10.0 ten times faster) the events are paced like the original run."""
-    run_dir = Path(state_dir) / "runs" / run_id
-    if not run_dir.is_dir():
-        known = ", ".join(r.run_id for r in list_runs(state_dir, limit=5)) or "none"
-        raise RunError(f"no run {run_id} under {Path(state_dir) / 'runs'}; recent runs: {known}")
-    meta: dict[str, Any] = {}
-    with contextlib.suppress(OSError, ValueError):
-        meta = json.loads((run_dir / RUN_META).read_text(encoding="utf-8"))
-    tracker = RunTracker(meta.get("hosts") or (), addresses=inventory_addresses(Path(meta.get("inventory") or "")))
-    events: list[RunEvent] = []
-    previous: datetime | None = None
-    for raw in load_events(run_dir):
-        event = tracker.feed(parse_event(raw))
-        if speed and previous and event.created:
-            time.sleep(max(0.0, min(5.0, (event.created - previous).total_seconds() / speed)))
-        previous = event.created or previous
-        events.append(event)
-        if on_event:
-            on_event(event)
-    tracker.finish()
-    return events, dict(tracker.hosts), tracker.batches
-
-
-def console_launch(settings: Any, request: Any, on_event: Callable[[dict[str, Any]], None]) -> Any:
-    """The console's entry point (see :func:`modelfleet.runners.rollout.console_launch`)."""
-    from modelfleet.runners.rollout import console_launch as launch
-
-    return launch(settings, request, on_event)

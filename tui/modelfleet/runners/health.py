@@ -1,19 +1,21 @@
 """``modelfleet health``: ask every model agent on every node for ``/health``, directly over HTTP.
 
-Each model on a node has its own agent and port. The agents to ask come from the ledger (the latest node event
-of each node and model names the agent URL and the version that should run there) and, for a node the ledger
-knows nothing about, from the inventory's agent address and port. Requests run concurrently (at most
-``fleet.probe_concurrency`` in flight) with ``fleet.probe_timeout_s`` per request; the transport is injectable
-so tests need no network.
+Each model on a node has its own agent and port. The agents to ask, and the version each should run, come
+from the ledger through the one placement rule (``core/placement.py``: the agent URL and the version of the
+last run that placed the model on the node) and, for a node the ledger knows nothing about, from the
+inventory's agent address and port. Requests run concurrently (at most ``fleet.probe_concurrency`` in flight)
+with ``fleet.probe_timeout_s`` per request; the transport is injectable so tests need no network.
 
-Verdicts: ``healthy`` (200, and the expected version when the ledger names one), ``wrong_version``,
-``unhealthy`` (any other status, with the agent's reason), ``unreachable`` (no connection or no answer in time).
+Verdicts: ``healthy`` (200, and the version the ledger says should run there), ``wrong_version``, ``behind``
+(it answers with the version it should run, but the last run that targeted the node meant another one: that
+deploy did not reach it), ``unhealthy`` (any other status, with the agent's reason), ``unreachable`` (no
+connection or no answer in time).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -21,10 +23,9 @@ if TYPE_CHECKING:  # pragma: no cover
     import httpx
 
     from modelfleet.core.fleet import Node
+    from modelfleet.core.placement import NodePlacement
 
-VERDICTS = ("healthy", "wrong_version", "unhealthy", "unreachable")
-_PLACING = ("node_deploy", "node_rollback")
-_GOOD = ("ok", "changed", "rolled_back")
+VERDICTS = ("healthy", "wrong_version", "behind", "unhealthy", "unreachable")
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ class Target:
     url: str
     model: str | None = None  # None: whatever model answers on the node's default port
     expected_version: str | None = None
+    placement: NodePlacement | None = None
 
 
 @dataclass(frozen=True)
@@ -57,37 +59,28 @@ class HealthRow:
                 "reason": self.reason, "latency_ms": self.latency_ms}
 
 
-def expected_from_ledger(events: Iterable[Any]) -> dict[tuple[str, str], tuple[str | None, str | None]]:
-    """(node, model) -> (agent URL, version that should run), from node events in seq order."""
-    out: dict[tuple[str, str], tuple[str | None, str | None]] = {}
-    for ev in events:
-        if ev.action not in _PLACING or not ev.node or not ev.model or ev.outcome not in _GOOD:
-            continue
-        details = ev.details if isinstance(ev.details, Mapping) else {}
-        if details.get("check"):
-            continue
-        url, version = out.get((ev.node, ev.model), (None, None))
-        url = details.get("agent_url") or url
-        if ev.action == "node_rollback" or ev.outcome == "rolled_back":
-            version = details.get("to_version") or (ev.version if ev.action == "node_rollback" else None)
-        else:
-            version = ev.version
-        out[(ev.node, ev.model)] = (url, None if version is None else str(version))
-    return out
-
-
-def plan_targets(nodes: Sequence[Node], placed: Mapping[tuple[str, str], tuple[str | None, str | None]],
+def plan_targets(nodes: Sequence[Node], placed: Mapping[tuple[str, str], NodePlacement],
                  model: str | None = None) -> list[Target]:
     """One target per (node, model) the ledger knows; a node without any gets its default agent URL."""
     targets: list[Target] = []
     for node in nodes:
-        known = sorted((m, v) for (n, m), v in placed.items() if n == node.name and (model is None or m == model))
+        known = sorted((m, p) for (n, m), p in placed.items() if n == node.name and (model is None or m == model))
         if not known:
             targets.append(Target(node.name, node.agent_url, model))
             continue
-        for m, (url, version) in known:
-            targets.append(Target(node.name, url or node.agent_url, m, version))
+        for m, p in known:
+            targets.append(Target(node.name, p.agent_url or node.agent_url, m, p.version, p))
     return targets
+
+
+def _behind(target: Target) -> str | None:
+    p = target.placement
+    if p is None or not p.behind:
+        return None
+    why = f"{p.intended_outcome}" + (f": {p.intended_message}" if p.intended_message else "")
+    keep = f"deploy {p.model}/{p.version} to keep it" if p.version else "or roll it back"
+    return (f"the last run that targeted it ({p.intended_run}) meant version {p.intended_version}, and ended {why} "
+            f"here; rerun that deploy, or {keep}")
 
 
 def _verdict(target: Target, code: int, body: Mapping[str, Any], ms: float) -> HealthRow:
@@ -104,6 +97,10 @@ def _verdict(target: Target, code: int, body: Mapping[str, Any], ms: float) -> H
     if target.expected_version is not None and version != target.expected_version:
         return HealthRow(target.node, model, version, target.url, "wrong_version", target.expected_version, digest,
                          f"runs version {version}, the ledger says {target.expected_version}", ms)
+    behind = _behind(target)
+    if behind:
+        return HealthRow(target.node, model, version, target.url, "behind", target.expected_version, digest,
+                         behind[:300], ms)
     return HealthRow(target.node, model, version, target.url, "healthy", target.expected_version, digest, None, ms)
 
 
@@ -150,10 +147,11 @@ def check_fleet(settings: Any, *, limit: str | None = None, model: str | None = 
     """Inventory + ledger -> targets -> probes, with the timeouts and concurrency of ``[fleet]``."""
     from modelfleet.core.fleet import Inventory
     from modelfleet.core.ledger import Ledger
+    from modelfleet.core.placement import PLACING_ACTIONS, placements
 
     inventory = Inventory.load(settings.fleet.inventory, default_agent_port=settings.fleet.agent_port)
     nodes = inventory.select(limit)
     with Ledger(settings.ledger.url) as ledger:
-        placed = expected_from_ledger(e for e in ledger.events() if e.action in _PLACING)
+        placed = placements(e for e in ledger.events() if e.action in PLACING_ACTIONS)
     return probe(plan_targets(nodes, placed, model), timeout_s=settings.fleet.probe_timeout_s,
                  concurrency=settings.fleet.probe_concurrency, transport=transport)

@@ -9,13 +9,13 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Input, Log, ProgressBar, Static
 
 from modelfleet.console import fmt
-from modelfleet.console.runstate import RunState
 from modelfleet.console.screens.base import ViewScreen
 from modelfleet.console.widgets.filterable_table import FilterableTable, Row
 from modelfleet.console.widgets.quiet_update import update_static
 from modelfleet.console.widgets.tiled import TiledHorizontal
+from modelfleet.runners.runstate import RunState
 
-HOST_COLUMNS = ["host", "status", "ok", "changed", "failed", "unreachable", "rolled back", "last task"]
+HOST_COLUMNS = ["host", "outcome", "wave", "ok", "changed", "failed", "unreachable", "node says", "last task"]
 
 
 class RunLiveScreen(ViewScreen):
@@ -65,16 +65,20 @@ class RunLiveScreen(ViewScreen):
         live = self.run_id in self.state.handles and not st.finished
         t = Text()
         t.append(f"{st.kind or 'run'} {st.run_id}  ", style="bold")
-        t.append_text(fmt.state(st.status))
+        t.append_text(fmt.state(st.outcome()))
         t.append("  live" if live else "  (replayed from artifacts)" if self.run_id not in self.state.handles else "",
                  style="dim")
         t.append("\n")
-        for key in ("ok", "changed", "failed", "unreachable", "rolled_back", "running"):
-            t.append(f"{c[key]} {key.replace('_', ' ')}  ", style=fmt.STATE_STYLE.get(key, "") if c[key] else "dim")
+        for key, n in c.items():
+            if n:
+                t.append(f"{n} {key.replace('_', ' ')}  ", style=fmt.STATE_STYLE.get(key, ""))
         if st.current_task and not st.finished:
             t.append(f"· task: {st.current_task}", style="dim")
         if live:
             t.append("  · c: cancel", style="dim")
+        problem = st.problem()
+        if problem:
+            t.append(f"\n{problem}", style="red")
         update_static(summary, t)
         done, total = st.progress()
         bar = self.query_one(ProgressBar)
@@ -85,8 +89,9 @@ class RunLiveScreen(ViewScreen):
         rows = []
         for h in st.hosts.values():
             last = h.tasks[-1].task if h.tasks else "-"
-            rows.append(Row(h.name, (h.name, fmt.state(h.status), str(h.ok), str(h.changed), str(h.failed),
-                                     str(h.unreachable), "yes" if h.rolled_back else "-", last[:50])))
+            rows.append(Row(h.name, (h.name, fmt.state(h.outcome(st.kind).value), fmt.dash(h.batch), str(h.ok),
+                                     str(h.changed), str(h.failed), str(h.unreachable), fmt.dash(h.node_outcome),
+                                     last[:50])))
         self.query_one("#hosts", FilterableTable).set_rows(rows)
         self._show_output(st)
 

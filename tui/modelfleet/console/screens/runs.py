@@ -13,7 +13,7 @@ from textual.widgets import Button, Input, Label, Select, Static, Switch
 
 from modelfleet.console import fmt
 from modelfleet.console.screens.base import ViewScreen
-from modelfleet.console.services import RUN_KINDS, RunRequest
+from modelfleet.console.services import RUN_KINDS, RunForm
 from modelfleet.console.widgets.filterable_table import FilterableTable, Row
 from modelfleet.console.widgets.quiet_update import update_static
 from modelfleet.console.widgets.tiled import TiledHorizontal
@@ -110,7 +110,7 @@ class RunFormScreen(ViewScreen):
         self.query_one("#kind", Select).focus()
         self.show_preview()
 
-    def request(self) -> RunRequest:
+    def request(self) -> RunForm:
         def val(i: str) -> str:
             return self.query_one(f"#{i}", Input).value.strip()
 
@@ -127,7 +127,7 @@ class RunFormScreen(ViewScreen):
             version, digest = self.pinned[2], self.pinned[3]
         elif kind == "rollback" and ref and ref.isdigit():
             version = int(ref)
-        return RunRequest(kind, model=model, ref=ref, target=val("target"),
+        return RunForm(kind, model=model, ref=ref, target=val("target"),
                           waves=val("waves"), max_fail=max_fail, check=self.query_one("#check", Switch).value,
                           version=version, digest=digest)
 
@@ -146,8 +146,8 @@ class RunFormScreen(ViewScreen):
         except ModelfleetError as exc:
             error = exc.message
         t.append("equivalent commands\n\n", style="bold")
-        t.append("$ " + RunRequest.shell(req.cli_command()) + "\n\n")
-        t.append("$ " + RunRequest.shell(req.playbook_command(self.mf.inventory_arg, self.mf.settings)) + "\n\n")
+        t.append("$ " + RunForm.shell(req.cli_command()) + "\n\n")
+        t.append("$ " + RunForm.shell(req.playbook_command(self.mf.inventory_arg, self.mf.settings)) + "\n\n")
         if req.kind == "deploy" and req.model:
             if req.version is not None:
                 t.append(f"pinned: {req.model} {req.ref or ''} → v{req.version}  sha256:{(req.digest or '')[:12]}\n",

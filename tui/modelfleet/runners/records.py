@@ -1,0 +1,151 @@
+"""The ledger's rules for runs: one writer of ``run_start`` / ``run_end`` and of the per-node events.
+
+Who writes what:
+
+* a run started by modelfleet (CLI, console, a drift action): the pipeline (:mod:`modelfleet.runners.pipeline`)
+  writes ``run_start`` before anything starts and ``run_end`` when it is over, through :class:`RunRecorder`;
+* a plain ``ansible-playbook`` run: the ledger callback writes both, through the same :class:`RunRecorder`;
+* in both cases the ledger callback writes one ``node_<kind>`` event per node as soon as the node is done, built
+  by :func:`node_event` from the one fold (:class:`~modelfleet.runners.runstate.HostRun`).
+
+A run refused before it starts (bad reference, unknown model, missing key, ...) writes nothing. A run whose
+controller died leaves a ``run_start`` without ``run_end``; :func:`close_dead_runs` closes such runs of this host
+as ``incomplete`` once their process is gone, and :func:`ended_runs` tells the nodes which lock holders are over.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from modelfleet.core.ledger import Ledger
+    from modelfleet.runners.runstate import HostRun, RunState
+
+#: how many of a model's most recent ended runs the nodes are told about (locks of older runs are older still)
+ENDED_RUNS_SENT = 500
+
+
+@dataclass(frozen=True)
+class RunIdentity:
+    """What every ledger event of one run shares."""
+
+    run_id: str
+    kind: str
+    actor: str
+    target: str | None = None
+    model: str | None = None
+    version: str | None = None
+    digest: str | None = None
+
+
+class RunRecorder:
+    """Writes a run's ``run_start`` and ``run_end``."""
+
+    def __init__(self, ledger: Ledger, ident: RunIdentity) -> None:
+        self.ledger = ledger
+        self.ident = ident
+
+    def _append(self, action: str, outcome: str, details: Mapping[str, Any], **fields: Any) -> None:
+        i = self.ident
+        self.ledger.append(action, actor=i.actor, model=i.model, version=fields.get("version", i.version),
+                           digest=i.digest, target=i.target or "all", run_id=i.run_id, outcome=outcome,
+                           details=details)
+
+    def start(self, **details: Any) -> None:
+        self._append("run_start", "started", {"kind": self.ident.kind, **controller_identity(), **details})
+
+    def end(self, state: RunState, *, duration_s: float | None = None, **details: Any) -> str:
+        """``run_end`` from the fold: outcome, per-outcome counts, batches, the problem in one line."""
+        outcome = state.outcome()
+        body: dict[str, Any] = {
+            "kind": self.ident.kind, "status": state.status, "rc": state.rc,
+            "outcomes": {k: v for k, v in state.counts().items() if v}, "changed": state.changed_hosts,
+            "batches": [len(b) for b in state.batches], **details,
+        }
+        if duration_s is not None:
+            body["duration_s"] = round(duration_s, 3)
+        problem = state.problem()
+        if problem:
+            body["problem"] = problem[:500]
+        self._append("run_end", outcome, body)
+        return outcome
+
+
+def node_event(kind: str, host: HostRun, *, check: bool) -> tuple[str, str, str | None, dict[str, Any]]:
+    """(action, outcome, version, details) of the ledger event for one node of a run of ``kind``.
+
+    ``version`` is what the node runs after the run when the run says so: the version a rollback switched to,
+    or ``None`` (the run's own version applies). A reverted node names the release it is back on."""
+    outcome = host.outcome(kind, final=True)
+    details: dict[str, Any] = {
+        "kind": kind, "check": check, "batch": host.batch, "ok": host.ok, "changed": host.changed,
+        "failed": host.failed, "unreachable": host.unreachable, "skipped": host.skipped, "rescued": host.rescued,
+        "last_task": host.last_task, "message": host.message, "agent_port": host.agent_port,
+    }
+    if host.node_outcome:
+        details["node_outcome"] = host.node_outcome
+    if host.broke_lock:
+        details["broke_lock"] = host.broke_lock
+    version: str | None = None
+    if kind == "rollback" and host.version:
+        version = details["to_version"] = host.version
+    elif outcome.value == "reverted" and host.old_release:
+        details["to_release"] = host.old_release
+        details["to_version"] = re.sub(r"-[0-9a-f]{12}$", "", host.old_release)
+    return f"node_{kind}", outcome.value, version, details
+
+
+def controller_identity() -> dict[str, Any]:
+    """Who drives a run: this host and process (recorded in run_start to recognise runs that died)."""
+    return {"controller": socket.gethostname(), "pid": os.getpid()}
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def close_dead_runs(ledger: Ledger, model: str, *, actor: str, by_run: str,
+                    pid_alive: Callable[[int], bool] = _pid_alive) -> tuple[list[str], list[str]]:
+    """Close this host's runs of ``model`` whose controller process is gone: (closed, still open elsewhere).
+
+    A run killed mid-rollout leaves its deploy locks on the nodes it was updating; once it is closed here its id
+    is among :func:`ended_runs`, and the nodes break its locks. A run that may still be running (alive here, or
+    driven from another controller) is left open."""
+    me = socket.gethostname()
+    closed: list[str] = []
+    other: list[str] = []
+    for run in ledger.runs(model=model):
+        if run.ended is not None:
+            continue
+        start = ledger.events(run_id=run.run_id, action="run_start", limit=1)
+        details = start[0].details if start else {}
+        pid = details.get("pid")
+        if details.get("controller") == me and isinstance(pid, int) and not pid_alive(pid):
+            ledger.mark_incomplete(run.run_id, actor=actor,
+                                   reason=f"controller process {pid} is gone; closed by run {by_run}")
+            closed.append(run.run_id)
+        else:
+            other.append(run.run_id)
+    return closed, other
+
+
+def ended_runs(ledger: Ledger, model: str, *, limit: int = ENDED_RUNS_SENT) -> list[str]:
+    """Ids of ``model``'s runs that have a ``run_end`` (newest ``limit``): a lock they hold is stale."""
+    ended = [r.run_id for r in ledger.runs(model=model) if r.ended is not None]
+    return ended[-limit:]
+
+
+def artifact_dir(state_dir: Path, run_id: str) -> Path:
+    return Path(state_dir) / "runs" / run_id / "artifacts" / run_id
