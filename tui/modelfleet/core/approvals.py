@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -105,6 +106,15 @@ def parse_public_key(text: str) -> Ed25519PublicKey:
             raise ValueError("the PEM block is not an ed25519 public key")
         return key
     raise ValueError("expected 'ed25519:<base64>' or a PEM public key block")
+
+
+def thresholds_digest(table: Mapping[str, Any] | None) -> str | None:
+    """What approvals bind of a release's per-group thresholds: sha256 of their canonical JSON (None: none).
+
+    ``table`` is the thresholds object as a manifest carries it (``GroupThresholds.to_dict()``)."""
+    if table is None:
+        return None
+    return hashlib.sha256(canonical_json(dict(table)).encode("utf-8")).hexdigest()
 
 
 def format_time(ts: datetime) -> str:

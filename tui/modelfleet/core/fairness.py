@@ -294,10 +294,11 @@ class GroupThresholds:
                 "default": float(self.default), "cost_ratio": float(self.cost_ratio)}
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
     @property
     def sha256(self) -> str:
+        """What approvals bind (:func:`modelfleet.core.approvals.thresholds_digest` of :meth:`to_dict`)."""
         return hashlib.sha256(self.to_json().encode("utf-8")).hexdigest()
 
     @classmethod

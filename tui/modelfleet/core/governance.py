@@ -647,3 +647,17 @@ def attach_thresholds(run: FairnessRun, *, registry: Registry, ledger: Ledger, a
                                   "after": {"expected_cost": round(run.search.after.cost, 6),
                                             "fpr_gap": round(run.search.after.fpr_gap.value, 6)}},
                          ts=now)
+
+
+def subject_for(registry: Registry, ref: str, environment: str) -> Subject:
+    """Pin ``ref`` once and name what approvals bind: digest, environment, attached thresholds."""
+    from modelfleet.core.evaluation import attached_thresholds
+    from modelfleet.core.policy import check_environment_name
+    from modelfleet.core.reference import parse_ref
+
+    check_environment_name(environment)
+    parse_ref(ref)
+    pinned = registry.pin(ref)
+    thresholds = attached_thresholds(registry.get_version(pinned.name, pinned.version))
+    return Subject(pinned.name, str(pinned.version), pinned.digest, environment,
+                   thresholds.sha256 if thresholds else None)
