@@ -9,10 +9,10 @@ Everything here is plain numpy so that each number can be checked against a hand
 that the edge agent can import :class:`GroupThresholds` and :class:`ThresholdedClassifier` (the same code applies
 the thresholds on the controller, in the probe's expected answer and on the nodes).
 
-Threshold search (:func:`search_thresholds`): for each candidate false-positive rate ``f`` on a grid, every group
-takes, among its cut points whose FPR lies within ``f ± tolerance/2``, the one with the least cost; the candidate
-with the least total cost wins. So the realised FPR gap is at most ``tolerance`` on the data searched, and the cost
-is the least such a rule reaches (within the grid's resolution).
+Threshold search (:func:`search_thresholds`): for each window ``[a, a + tolerance]`` of false-positive rates, with
+``a`` every rate some group can reach, every group takes, among its cut points whose FPR lies in the window, the
+one with the least cost; the window with the least total cost wins. So the realised FPR gap is at most
+``tolerance`` on the data searched, and no deterministic per-group threshold rule within that gap costs less.
 """
 
 from __future__ import annotations
@@ -448,15 +448,17 @@ def search_thresholds(
         fpr = fp[valid] / negatives
         cost = cost_ratio * fn[valid] + fp[valid]
         tables[name] = (cuts[valid], fpr, cost)
-    half = tolerance / 2.0
-    targets = np.asarray(grid if grid is not None else np.arange(0.0, 1.0 + 1e-12, tolerance / 8.0), dtype=float)
+    # Every deterministic rule whose FPRs lie within ``tolerance`` has its lowest FPR at some achievable rate
+    # ``a``, so sweeping the windows [a, a + tolerance] over all achievable rates finds the cheapest one exactly.
+    anchors = np.unique(np.concatenate([t[1] for t in tables.values()])) if grid is None else \
+        np.asarray(grid, dtype=float) - tolerance / 2.0
     best: tuple[float, float, dict[str, float]] | None = None  # (cost, target, thresholds)
-    for f in targets:
+    for a in anchors:
         chosen: dict[str, float] = {}
         total = fixed_cost
         for name, (cuts, fpr, cost) in tables.items():
-            lo = int(np.searchsorted(fpr, f - half - 1e-12, side="left"))
-            hi = int(np.searchsorted(fpr, f + half + 1e-12, side="right"))
+            lo = int(np.searchsorted(fpr, a - 1e-12, side="left"))
+            hi = int(np.searchsorted(fpr, a + tolerance + 1e-12, side="right"))
             if lo >= hi:
                 break
             k = lo + int(np.argmin(cost[lo:hi]))
@@ -464,10 +466,10 @@ def search_thresholds(
             total += float(cost[k])
         else:
             if best is None or total < best[0] - 1e-9:
-                best = (total, float(f), chosen)
+                best = (total, float(a + tolerance / 2.0), chosen)
     feasible = best is not None
     if best is None:  # nearest achievable rate per group for the target that spreads them least
-        best = _closest(tables, targets)
+        best = _closest(tables, anchors + tolerance / 2.0)
     chosen = dict(best[2])
     for name in skipped:
         chosen.setdefault(name, default)
