@@ -309,23 +309,20 @@ def match_roles(required: Sequence[str], people: Sequence[Person]) -> tuple[dict
     """Fill each required role slot with a distinct person holding that role (maximum bipartite matching).
 
     Returns (slot index -> person, the roles left unfilled)."""
-    assignment: dict[int, int] = {}  # slot -> person index
+    owner: dict[int, int] = {}  # person index -> slot (Kuhn's augmenting paths)
 
     def augment(slot: int, seen: set[int]) -> bool:
         for i, person in enumerate(people):
             if required[slot] in person.roles and i not in seen:
                 seen.add(i)
-                holder = next((s for s, p in assignment.items() if p == i), None)
-                if holder is None or augment(holder, seen):
-                    if holder is not None:
-                        del assignment[holder]
-                    assignment[slot] = i
+                if i not in owner or augment(owner[i], seen):
+                    owner[i] = slot
                     return True
         return False
 
     for slot in range(len(required)):
         augment(slot, set())
-    filled = {slot: people[i] for slot, i in assignment.items()}
+    filled = {slot: people[i] for i, slot in owner.items()}
     return filled, [required[s] for s in range(len(required)) if s not in filled]
 
 
