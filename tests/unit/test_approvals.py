@@ -151,7 +151,8 @@ def test_self_approval_wrong_key_other_digest_and_expiry_do_not_count(keys: dict
 
 def test_a_rejection_blocks_and_match_roles_is_a_matching() -> None:
     k = _keys()
-    people = [a.Person("x", ("manager", "qa"), k["sam"].public_key()), a.Person("y", ("manager",), k["mona"].public_key())]
+    people = [a.Person("x", ("manager", "qa"), k["sam"].public_key()),
+              a.Person("y", ("manager",), k["mona"].public_key())]
     filled, missing = a.match_roles(("qa", "manager"), people)
     assert not missing and {filled[0].name, filled[1].name} == {"x", "y"}
     assert a.match_roles(("qa", "qa"), people)[1] == ["qa"]
@@ -170,7 +171,8 @@ def test_node_verifier_decides_like_the_controller(tmp_path: Path, keys: dict, t
     half = _clearance(_request(keys), [_approval(keys, "mona")])
     glass = _sign(keys, "omar", {"format": a.BREAK_GLASS_FORMAT, "id": "b1",
                                  **a.Subject("credit-risk", "2", DIGEST, "prod").to_dict(), "reason": "outage",
-                                 "issued_at": a.format_time(NOW), "expires_at": a.format_time(NOW + timedelta(hours=1))})
+                                 "issued_at": a.format_time(NOW),
+                                 "expires_at": a.format_time(NOW + timedelta(hours=1))})
     bad_glass = _sign(keys, "mona", {**glass.record, "by": "mona", "key_id": a.key_id(keys["mona"].public_key())})
     cases = [("ok", ok, "prod", DIGEST, 0, "approvals"), ("half", half, "prod", DIGEST, 1, "lacks approval by qa"),
              ("ok", ok, "prod", OTHER, 1, "another release"), ("none", None, "prod", DIGEST, 1, "no modelfleet"),
