@@ -365,3 +365,19 @@ def test_probe_from_sample_or_none(sklearn_model: Path, tmp_path: Path) -> None:
     assert probe is not None
     assert probe["request"] == {"dataframe_split": {"columns": ["income", "age"], "data": [[6.0, 70], [1.0, 20]]}}
     assert probe["expected"] == {"predictions": [1, 0]}
+
+
+def test_thresholds_travel_in_the_manifest_and_a_change_rebuilds(artifact: Path, state: Path) -> None:
+    from modelfleet.core.approvals import thresholds_digest
+    from modelfleet.core.fairness import GroupThresholds
+
+    plain = _build(artifact, state)
+    assert b'"thresholds"' not in _entries(plain.path)["manifest.json"]  # absent: old manifests keep their bytes
+    assert plain.manifest.thresholds_sha256 is None
+    th = GroupThresholds("applicant_group", {"A": 0.2, "B": 0.3}, default=0.25)
+    with_th = _build(artifact, state, thresholds=th)
+    assert not with_th.cached  # the cached bundle without thresholds is not reused
+    manifest = verify_bundle(with_th.path, _pub(state))
+    assert manifest.thresholds == th.to_dict() and manifest.thresholds_sha256 == th.sha256
+    assert thresholds_digest(manifest.thresholds) == th.sha256
+    assert _build(artifact, state, thresholds=th).cached

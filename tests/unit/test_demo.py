@@ -14,7 +14,6 @@ import pytest
 from modelfleet.cli import main
 from modelfleet.core.registry import Registry
 from modelfleet.demo import GROUP_COLUMN, MODEL_NAME, TARGET_COLUMN
-from modelfleet.demo import metrics as m
 from modelfleet.demo.data import INPUT_COLUMNS, make_loans, split
 from modelfleet.demo.train import VERSIONS, predict_latency_ms, train_version
 from tests.unit.registry_support import make_settings, seeded_project
@@ -22,46 +21,7 @@ from tests.unit.registry_support import make_settings, seeded_project
 METRICS = ("auc", "accuracy", "ece", "fpr_gap", "demographic_parity_difference")
 
 
-# -- metrics on hand-made examples ---------------------------------------------------------------------------
-
-
-def test_fpr_gap_on_a_hand_made_example() -> None:
-    # Negatives: A has 4 (1 flagged -> 0.25), B has 2 (2 flagged -> 1.0), C has 5 (0 flagged -> 0.0).
-    y = [0, 0, 0, 0, 1, 0, 0, 1, 0, 0, 0, 0, 0]
-    flagged = [1, 0, 0, 0, 1, 1, 1, 0, 0, 0, 0, 0, 0]
-    groups = ["A", "A", "A", "A", "A", "B", "B", "B", "C", "C", "C", "C", "C"]
-    assert m.false_positive_rates(y, flagged, groups) == {"A": 0.25, "B": 1.0, "C": 0.0}
-    assert m.fpr_gap(y, flagged, groups) == 1.0
-    # Positives do not count; a group without negatives is left out.
-    assert m.fpr_gap([0, 0, 1, 1], [1, 0, 1, 1], ["A", "B", "C", "C"]) == 1.0
-    assert m.fpr_gap([0, 0], [1, 1], ["A", "B"]) == 0.0
-
-
-def test_demographic_parity_difference() -> None:
-    assert m.demographic_parity_difference([1, 1, 0, 0, 0, 1], ["A", "A", "B", "B", "C", "C"]) == 1.0
-    assert m.demographic_parity_difference([1, 0, 1, 0], ["A", "A", "B", "B"]) == 0.0
-
-
-def test_expected_calibration_error() -> None:
-    assert m.expected_calibration_error([1, 0, 1, 0], [0.8, 0.8, 0.8, 0.8]) == pytest.approx(0.3)
-    assert m.expected_calibration_error([1, 0], [1.0, 0.0]) == pytest.approx(0.0)
-
-
-def test_threshold_minimizes_five_to_one_cost() -> None:
-    # Flag top k of [.4 .3 .2 .1] with y = [1 0 1 0]: cost(k) = 10, 5, 6, 1, 2 -> flag the top 3.
-    t = m.choose_threshold([0, 1, 0, 1], [0.1, 0.2, 0.3, 0.4])
-    assert t == pytest.approx(0.15)
-    flagged = np.asarray([0.1, 0.2, 0.3, 0.4]) >= t
-    assert m.expected_cost([0, 1, 0, 1], flagged) == pytest.approx(1 / 4)
-    # With equal costs the same data calls for a stricter threshold.
-    assert m.choose_threshold([0, 1, 0, 1], [0.1, 0.2, 0.3, 0.4], cost_fn=1.0) > t
-
-
-def test_threshold_on_calibrated_scores_is_near_one_sixth() -> None:
-    rng = np.random.default_rng(1)
-    p = rng.random(100_000)
-    y = rng.random(100_000) < p
-    assert m.choose_threshold(y, p) == pytest.approx(1 / 6, abs=0.04)
+# (the metrics themselves are tested on hand-made examples in test_fairness.py)
 
 
 # -- data and models -------------------------------------------------------------------------------------
@@ -129,6 +89,15 @@ def test_first_seed_registers_three_versions_with_metrics(seeded: tuple[Path, An
         for metric in METRICS:
             assert info.metrics[metric] == pytest.approx(first.metrics[f"v{version}"][metric], abs=1e-4)
     assert first.metrics["v3"]["fpr_gap"] > first.metrics["v2"]["fpr_gap"]
+    # governance: an evaluation set with the label and the group; the champion released with thresholds
+    from modelfleet.core.evaluation import attached_thresholds, load_evaluation_set
+
+    data = load_evaluation_set(registry, registry.get_version(MODEL_NAME, 3))
+    assert {GROUP_COLUMN, TARGET_COLUMN} <= set(data.frame.columns) and len(data.frame) == 10_000
+    champion = attached_thresholds(registry.get_version(MODEL_NAME, 2))
+    assert champion is not None and set(champion.thresholds) == {"A", "B", "C", "D"}
+    assert attached_thresholds(registry.get_version(MODEL_NAME, 3)) is None
+    assert sorted(first.identities_created) == ["dana", "mona", "omar", "quinn", "sam"]
 
 
 def test_second_seed_changes_nothing(seeded: tuple[Path, Any]) -> None:

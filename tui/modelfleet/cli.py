@@ -23,6 +23,10 @@ COMMAND_MODULES = (
     "agent_cmd",
     "deploy",
     "ledger",
+    "gate",
+    "fairness",
+    "approvals",
+    "identity",
     "console_cmd",
 )
 
@@ -33,6 +37,7 @@ examples:
   modelfleet sim up                  start the simulated edge fleet on loopback
   modelfleet registry versions credit-risk
   modelfleet registry show credit-risk@champion --json
+  modelfleet gate credit-risk@challenger --env prod --explain-failures
   modelfleet deploy credit-risk@champion --yes
   modelfleet health --json
 

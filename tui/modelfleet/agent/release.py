@@ -31,6 +31,7 @@ from modelfleet.agent.scoring import (
     parse_request,
     parse_signature,
     to_jsonable,
+    with_thresholds,
 )
 from modelfleet.core.errors import BundleError, CheckFailed
 
@@ -187,6 +188,12 @@ def load_release(path: Path, *, default_name: str | None = None, default_version
         raise BundleError(f"no model in release {root}", hint="expected model/MLmodel or model.joblib")
     if not callable(getattr(model, "predict", None)):
         raise BundleError(f"the object loaded from {root} has no predict method")
+    thresholds = (manifest or {}).get("thresholds")
+    if thresholds is not None:
+        try:
+            model = with_thresholds(model, thresholds)
+        except ValueError as exc:
+            raise BundleError(f"release {root}: its per-group thresholds cannot be applied: {exc}") from exc
 
     name = str((manifest or {}).get("model") or default_name or root.parent.parent.name or "model")
     version = (manifest or {}).get("version") or default_version or mlmodel.get("model_uuid") or "unknown"

@@ -359,3 +359,12 @@ def to_jsonable(predictions: Any) -> list[Any]:
     if isinstance(predictions, (list, tuple)):
         return [v.tolist() if hasattr(v, "tolist") else v for v in predictions]
     return [predictions]
+
+
+def with_thresholds(model: Any, spec: Any) -> Any:
+    """``model`` wrapped to apply a release's per-group thresholds (the manifest's ``thresholds``) on its
+    positive-class probability, by the same code as the controller's evaluation and probe
+    (:class:`modelfleet.core.fairness.ThresholdedClassifier`). ValueError names what is wrong."""
+    from modelfleet.core.fairness import GroupThresholds, ThresholdedClassifier
+
+    return ThresholdedClassifier(model, GroupThresholds.from_dict(spec))

@@ -51,5 +51,12 @@ def run_seed(args: argparse.Namespace, settings: Settings) -> int:
                 for key, v in sorted(result.created.items(), key=lambda kv: kv[1])
             ],
         )
-    print(f"seeded {result.model} in {result.tracking_uri} in {result.seconds:.1f}s; aliases: {aliases}")
+    if result.created:
+        print(f"seeded {result.model} in {result.tracking_uri} in {result.seconds:.1f}s; aliases: {aliases}")
+    for key, table in result.thresholds.items():
+        shown = ", ".join(f"{g} {t:.3f}" for g, t in sorted(table.items()))
+        print(f"{result.model}/{result.created[key]} ({key}) released with equal-opportunity thresholds: {shown}")
+    if result.identities_created:
+        print(f"demo identities {', '.join(result.identities_created)} in {result.identity_dir}; act as one with "
+              f"MODELFLEET_GOVERNANCE_IDENTITY={result.identity_dir}/<name>.key")
     return 0

@@ -7,7 +7,8 @@ Layout of an unpacked release (the edge agent reads exactly this)::
                      "signature": <MLflow model signature dict or null>,
                      "probe": {"request": {...}, "expected": {"predictions": [...]}, "source": "input_example"} or null,
                      "profile": "profile.json" or null,
-                     "requires": {"arch": [...], "accelerator": null | "nvidia"}, "key_id": "<key id>"}
+                     "requires": {"arch": [...], "accelerator": null | "nvidia"}, "key_id": "<key id>",
+                     "thresholds": {"column", "thresholds": {group: p}, "default", ...}  (only when attached)}
     manifest.sig    base64 raw ed25519 signature over the exact bytes of manifest.json
     model/          the MLflow model directory
     profile.json    optional reference profile
@@ -40,12 +41,15 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from modelfleet.core.errors import BundleError
 from modelfleet.core.signing import key_id, load_or_create_signing_key, load_public_key, sign, verify_signature
+
+if TYPE_CHECKING:  # pragma: no cover
+    from modelfleet.core.fairness import GroupThresholds
 
 FORMAT = "modelfleet-release/1"
 MANIFEST = "manifest.json"
@@ -74,18 +78,29 @@ class Manifest:
     profile: str | None = None
     requires: dict[str, Any] = field(default_factory=lambda: {"arch": list(DEFAULT_ARCH), "accelerator": None})
     format: str = FORMAT
+    thresholds: dict[str, Any] | None = None  # per-group thresholds the agent applies (core/fairness.py)
 
     @property
     def release_name(self) -> str:
         """The node's release folder name: ``<version>-<digest12>``."""
         return f"{self.version}-{self.digest[:12]}"
 
+    @property
+    def thresholds_sha256(self) -> str | None:
+        """What approvals bind of this release's thresholds (None when it has none)."""
+        from modelfleet.core.approvals import thresholds_digest
+
+        return thresholds_digest(self.thresholds)
+
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "format": self.format, "model": self.model, "version": self.version, "digest": self.digest,
             "created": self.created, "files": dict(sorted(self.files.items())), "signature": self.signature,
             "probe": self.probe, "profile": self.profile, "requires": self.requires, "key_id": self.key_id,
         }
+        if self.thresholds is not None:  # absent otherwise: manifests without thresholds keep their bytes
+            out["thresholds"] = self.thresholds
+        return out
 
     def to_bytes(self) -> bytes:
         """The exact bytes written as manifest.json (and signed)."""
@@ -121,9 +136,13 @@ class Manifest:
         if probe is not None and not (isinstance(probe, dict) and isinstance(probe.get("request"), dict)
                                       and isinstance(probe.get("expected"), dict)):
             raise BundleError(f"{MANIFEST}: 'probe' must have a 'request' and an 'expected' object")
+        thresholds = raw.get("thresholds")
+        if thresholds is not None and not (isinstance(thresholds, dict) and isinstance(thresholds.get("column"), str)
+                                           and isinstance(thresholds.get("thresholds"), dict)):
+            raise BundleError(f"{MANIFEST}: 'thresholds' must have a 'column' and a 'thresholds' object")
         return cls(model=raw["model"], version=raw["version"], digest=raw["digest"], created=raw["created"],
                    files=dict(files), key_id=raw["key_id"], signature=raw.get("signature"), probe=probe,
-                   profile=profile, requires=raw.get("requires") or {}, format=FORMAT)
+                   profile=profile, requires=raw.get("requires") or {}, format=FORMAT, thresholds=thresholds)
 
 
 @dataclass(frozen=True)
@@ -273,12 +292,15 @@ def build_bundle(
     accelerator: str | None = None,
     created: datetime | str | None = None,
     force: bool = False,
+    thresholds: GroupThresholds | None = None,
 ) -> Bundle:
     """Build (or reuse from ``<state_dir>/bundles/``) the signed bundle of one pinned model version.
 
     ``private_key`` defaults to the controller key under ``<state_dir>/keys/`` (created on first use). A probe
-    request without ``probe_expected`` gets its expected answer from the model itself (MLflow, lazily).
-    A cached bundle is reused when it verifies with the same key and names the same model/version/digest.
+    request without ``probe_expected`` gets its expected answer from the model itself (MLflow, lazily), with
+    ``thresholds`` applied when given (then ``probe_expected`` must have been computed with them too).
+    A cached bundle is reused when it verifies with the same key and names the same model/version/digest and
+    thresholds.
     """
     version = str(version)
     _check_inputs(model, version, digest)
@@ -289,7 +311,8 @@ def build_bundle(
     public = key.public_key()
     dest = Path(state_dir) / "bundles" / bundle_name(model, version, digest)
     if not force:
-        cached = cached_bundle(state_dir, model, version, digest, public)
+        cached = cached_bundle(state_dir, model, version, digest, public,
+                               thresholds_sha256=thresholds.sha256 if thresholds else None)
         if cached is not None:
             return cached
     files = _model_files(artifact_dir)
@@ -298,8 +321,8 @@ def build_bundle(
         entries[PROFILE] = (json.dumps(profile, indent=2, sort_keys=True, default=str) + "\n").encode()
     probe: dict[str, Any] | None = None
     if probe_request is not None:
-        expected = probe_expected if probe_expected is not None else expected_response(artifact_dir,
-                                                                                       probe_request)
+        expected = probe_expected if probe_expected is not None else expected_response(artifact_dir, probe_request,
+                                                                                       thresholds)
         probe = {"request": json.loads(json.dumps(probe_request)), "expected": json.loads(json.dumps(expected))}
         if probe_source:
             probe["source"] = probe_source  # where the request came from: input_example, reference_sample
@@ -310,6 +333,7 @@ def build_bundle(
         key_id=key_id(public), signature=read_model_signature(artifact_dir), probe=probe,
         profile=PROFILE if profile is not None else None,
         requires={"arch": list(requires_arch or DEFAULT_ARCH), "accelerator": accelerator},
+        thresholds=thresholds.to_dict() if thresholds else None,
     )
     body = manifest.to_bytes()
     entries[MANIFEST] = body
@@ -319,17 +343,18 @@ def build_bundle(
 
 
 def cached_bundle(state_dir: Path, model: str, version: str | int, digest: str,
-                  public_key: PublicKeyLike) -> Bundle | None:
+                  public_key: PublicKeyLike, *, thresholds_sha256: str | None = None) -> Bundle | None:
     """The bundle of this pinned version in ``<state_dir>/bundles/`` when it verifies with ``public_key`` and
-    names the same model, version and digest; ``None`` otherwise (see :func:`find_cached_bundle` for why)."""
-    return find_cached_bundle(state_dir, model, version, digest, public_key)[0]
+    names the same model, version, digest and thresholds (``thresholds_sha256``, None for none); ``None``
+    otherwise (see :func:`find_cached_bundle` for why)."""
+    return find_cached_bundle(state_dir, model, version, digest, public_key, thresholds_sha256=thresholds_sha256)[0]
 
 
-def find_cached_bundle(state_dir: Path, model: str, version: str | int, digest: str,
-                       public_key: PublicKeyLike) -> tuple[Bundle | None, str | None]:
+def find_cached_bundle(state_dir: Path, model: str, version: str | int, digest: str, public_key: PublicKeyLike,
+                       *, thresholds_sha256: str | None = None) -> tuple[Bundle | None, str | None]:
     """``(bundle, None)`` for a cached bundle that verifies; ``(None, why)`` when the cached file is damaged,
     signed by another key or names another release (it must be rebuilt, and the operator told); ``(None, None)``
-    when there is none."""
+    when there is none, or when it was built with other thresholds (an older build of the same version)."""
     dest = Path(state_dir) / "bundles" / bundle_name(model, str(version), digest)
     if not dest.exists():
         return None, None
@@ -340,6 +365,8 @@ def find_cached_bundle(state_dir: Path, model: str, version: str | int, digest: 
     if (manifest.model, manifest.version, manifest.digest) != (model, str(version), digest):
         return None, (f"the cached bundle {dest.name} holds {manifest.model}/{manifest.version} "
                       f"{manifest.digest[:12]}, not {model}/{version} {digest[:12]}")
+    if manifest.thresholds_sha256 != thresholds_sha256:
+        return None, None
     return Bundle(dest, manifest, sha256_file(dest), cached=True), None
 
 
@@ -394,8 +421,10 @@ def _request_from_sample(sample: Any, rows: int) -> dict[str, Any]:
                       hint="pass a DataFrame, a list of records or {'columns': [...], 'data': [...]}")
 
 
-def expected_response(model_dir: Path, request: Mapping[str, Any]) -> dict[str, Any]:
-    """Score ``request`` (MLflow scoring JSON) with the model itself, as the serving agent would."""
+def expected_response(model_dir: Path, request: Mapping[str, Any],
+                      thresholds: GroupThresholds | None = None) -> dict[str, Any]:
+    """Score ``request`` (MLflow scoring JSON) with the model itself, as the serving agent would: with
+    ``thresholds``, the agent's per-group thresholds on the positive-class probability."""
     import mlflow.pyfunc
     from mlflow.pyfunc.scoring_server import infer_and_parse_data, predictions_to_json
 
@@ -405,7 +434,15 @@ def expected_response(model_dir: Path, request: Mapping[str, Any]) -> dict[str, 
         if isinstance(data, tuple):  # some MLflow versions return (data, params)
             data = data[0]
         out = io.StringIO()
-        predictions_to_json(loaded.predict(data), out)
+        if thresholds is not None:
+            import mlflow.sklearn
+
+            from modelfleet.core.fairness import ThresholdedClassifier
+
+            predictor: Any = ThresholdedClassifier(mlflow.sklearn.load_model(str(model_dir)), thresholds)
+        else:
+            predictor = loaded
+        predictions_to_json(predictor.predict(data), out)
     except Exception as exc:  # MLflow raises many types; the probe is best effort, named clearly
         raise BundleError(f"{model_dir}: cannot compute the probe's expected answer: {exc}",
                           hint="check that the input example matches the model signature") from None
@@ -413,9 +450,11 @@ def expected_response(model_dir: Path, request: Mapping[str, Any]) -> dict[str, 
     return result
 
 
-def make_probe(model_dir: Path, sample: Any = None, rows: int = 3) -> dict[str, Any] | None:
+def make_probe(model_dir: Path, sample: Any = None, rows: int = 3,
+               thresholds: GroupThresholds | None = None) -> dict[str, Any] | None:
     """A probe case ``{"request", "expected"}`` from the model's input example (else ``sample``'s first rows).
 
+    The expected answer applies ``thresholds`` as the agent will (the release's per-group thresholds).
     Returns None when the version has neither; the caller should warn that deploys get no functional gate.
     """
     model_dir = Path(model_dir)
@@ -425,7 +464,7 @@ def make_probe(model_dir: Path, sample: Any = None, rows: int = 3) -> dict[str, 
     if request is None:
         return None
     request = _first_rows(request, rows)
-    return {"request": request, "expected": expected_response(model_dir, request)}
+    return {"request": request, "expected": expected_response(model_dir, request, thresholds)}
 
 
 # -- verification (nodes and controller) -------------------------------------------------------------------------

@@ -81,6 +81,14 @@ class ConsoleSettings:
 
 
 @dataclass(frozen=True)
+class GovernanceSettings:
+    # gates.yaml, approvals.yaml and roles.yaml (docs/governance.md)
+    policy_dir: Path = Path("policy")
+    # the private key that says who you are; empty: $XDG_CONFIG_HOME/modelfleet/identity (~/.config/...)
+    identity: str = ""
+
+
+@dataclass(frozen=True)
 class Settings:
     project_dir: Path
     source: str
@@ -91,6 +99,7 @@ class Settings:
     sim: SimSettings = field(default_factory=SimSettings)
     deploy: DeploySettings = field(default_factory=DeploySettings)
     console: ConsoleSettings = field(default_factory=ConsoleSettings)
+    governance: GovernanceSettings = field(default_factory=GovernanceSettings)
 
     @property
     def state_dir(self) -> Path:
@@ -109,6 +118,7 @@ SECTIONS: dict[str, type] = {
     "sim": SimSettings,
     "deploy": DeploySettings,
     "console": ConsoleSettings,
+    "governance": GovernanceSettings,
 }
 
 # Positive-number keys: a zero or negative value is refused.

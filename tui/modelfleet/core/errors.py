@@ -9,6 +9,8 @@ and exits with the error's ``exit_code``; anything else is a bug and keeps its t
     ModelfleetError                       exit 2 unless noted
     ├── UsageError                        bad arguments or references (``credit-risk@@x``)
     ├── ConfigError                       bad value in modelfleet.toml or MODELFLEET_* (names key + file)
+    │   └── PolicyError                   bad policy file (gates, approvals, roles): names file, line and fix
+    ├── IdentityError                     no private key, or a key no person in roles.yaml holds
     ├── RegistryError                     MLflow registry problems
     │   ├── RegistryUnavailable           tracking server unreachable / timed out
     │   ├── ModelNotFound                 unknown registered model
@@ -22,6 +24,7 @@ and exits with the error's ``exit_code``; anything else is a bug and keeps its t
     │   └── LedgerIntegrityError          hash chain broken (exit 1)
     ├── RunError                          an ansible / terraform run could not start
     └── CheckFailed                       a check ran and failed (gate, health, drift, verify) (exit 1)
+        └── GovernanceError               not cleared: gate not passed, approvals missing, approval refused
 """
 
 from __future__ import annotations
@@ -73,6 +76,14 @@ class ArtifactError(RegistryError):
     """An artifact could not be downloaded, or its content does not match its digest."""
 
 
+class PolicyError(ConfigError):
+    """A policy file (gates, approvals, roles) is malformed; the message names the file and line."""
+
+
+class IdentityError(ModelfleetError):
+    """The user holds no private key, or one that no person in the roles file holds."""
+
+
 class FleetError(ModelfleetError):
     """The fleet (simulated or from inventory) is not in the state a command needs."""
 
@@ -107,3 +118,13 @@ class CheckFailed(ModelfleetError):
     """A check ran to completion and its verdict is 'failed'."""
 
     exit_code = EXIT_CHECK_FAILED
+
+
+class GovernanceError(CheckFailed):
+    """Governance refused: a gate not passed, approvals missing or expired, an approval not allowed.
+
+    ``missing`` lists what is missing (one short phrase each) for front ends that show it before a deploy."""
+
+    def __init__(self, message: str, *, hint: str | None = None, missing: tuple[str, ...] = ()) -> None:
+        super().__init__(message, hint=hint)
+        self.missing = missing

@@ -539,11 +539,19 @@ class Registry:
     def reference_sample_path(self, name: str, version: int) -> Path:
         """Local path of the version's reference data sample (a run artifact, CSV or Parquet)."""
         info = self.get_version(name, version)
-        rel = info.tags.get(REFERENCE_SAMPLE_TAG, DEFAULT_REFERENCE_SAMPLE).strip("/")
+        rel = info.tags.get(REFERENCE_SAMPLE_TAG, DEFAULT_REFERENCE_SAMPLE)
+        return self.run_artifact_path(info, rel, tag=REFERENCE_SAMPLE_TAG, what="reference sample")
+
+    def run_artifact_path(self, info: ModelVersionInfo, rel: str, *, tag: str, what: str) -> Path:
+        """Local path of the file ``rel`` logged in the version's run (cached by run and path).
+
+        ``tag`` is the version tag that names the file; messages name it as the way to point elsewhere."""
+        name, version = info.name, info.version
+        rel = rel.strip("/")
         if not info.run_id:
             raise ArtifactError(
-                f"{name}/{version} has no run, so no reference sample",
-                hint="register versions from a run that logs a reference sample",
+                f"{name}/{version} has no run, so no {what}",
+                hint=f"register versions from a run that logs a {what}",
             )
         run_id = info.run_id
 
@@ -553,7 +561,7 @@ class Registry:
             def missing() -> ModelfleetError:
                 return ArtifactError(
                     f"{name}/{version}: run {run_id} has no artifact {rel}",
-                    hint=f"log the reference sample as {rel} or set the version tag {REFERENCE_SAMPLE_TAG}",
+                    hint=f"log the {what} as {rel} or set the version tag {tag}",
                 )
 
             with self._guard(f"downloading {rel} of run {run_id}", missing, error=ArtifactError):

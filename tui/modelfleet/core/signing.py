@@ -22,7 +22,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from modelfleet.core.errors import BundleError
+from modelfleet.core.errors import BundleError, ModelfleetError
 
 PRIVATE_KEY_NAME = "release.key"
 PUBLIC_KEY_NAME = "release.pub"
@@ -55,22 +55,7 @@ def load_or_create_signing_key(state_dir: Path) -> Ed25519PrivateKey:
     """The controller's signing key, generated on first use (safe when two processes race to create it)."""
     private_path, public_path = key_paths(state_dir)
     if not private_path.exists():
-        private_path.parent.mkdir(parents=True, exist_ok=True)
-        os.chmod(private_path.parent, 0o700)
-        key = Ed25519PrivateKey.generate()
-        pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption())
-        tmp = private_path.with_name(f".{PRIVATE_KEY_NAME}.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(pem)
-                fh.flush()
-                os.fsync(fh.fileno())
-            with contextlib.suppress(FileExistsError):
-                os.link(tmp, private_path)  # never overwrites: the first creator wins
-        finally:
-            tmp.unlink(missing_ok=True)
+        create_private_key(private_path)
     key = load_private_key(private_path)
     pub = public_pem(key.public_key())
     if not public_path.exists() or public_path.read_bytes() != pub:
@@ -81,19 +66,40 @@ def load_or_create_signing_key(state_dir: Path) -> Ed25519PrivateKey:
     return key
 
 
-def load_private_key(path: Path) -> Ed25519PrivateKey:
+def create_private_key(path: Path) -> None:
+    """Generate an ed25519 key into ``path`` (PKCS#8 PEM, mode 0600, folder 0700); a key already there wins."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.chmod(path.parent, 0o700)
+    key = Ed25519PrivateKey.generate()
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption())
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(pem)
+            fh.flush()
+            os.fsync(fh.fileno())
+        with contextlib.suppress(FileExistsError):
+            os.link(tmp, path)  # never overwrites: the first creator wins
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def load_private_key(path: Path, *, what: str = "signing key",
+                     error: type[ModelfleetError] = BundleError) -> Ed25519PrivateKey:
+    """An ed25519 private key from a PEM file only its owner can read; ``error`` names ``what`` it is."""
     try:
         mode = path.stat().st_mode & 0o777
         if mode & 0o077:
-            raise BundleError(f"{path}: private signing key is readable by others (mode {mode:o})",
-                              hint=f"chmod 600 {path}")
+            raise error(f"{path}: private {what} is readable by others (mode {mode:o})", hint=f"chmod 600 {path}")
         key = serialization.load_pem_private_key(path.read_bytes(), password=None)
     except OSError as exc:
-        raise BundleError(f"{path}: cannot read the signing key: {exc.strerror}") from None
+        raise error(f"{path}: cannot read the {what}: {exc.strerror}") from None
     except ValueError:
-        raise BundleError(f"{path}: not a PEM private key", hint="move it away to generate a new key") from None
+        raise error(f"{path}: not a PEM private key", hint="move it away to generate a new key") from None
     if not isinstance(key, Ed25519PrivateKey):
-        raise BundleError(f"{path}: not an ed25519 private key")
+        raise error(f"{path}: not an ed25519 private key")
     return key
 
 

@@ -1,9 +1,16 @@
 """``modelfleet demo seed``: register three versions of ``credit-risk`` and set ``champion`` / ``challenger``.
 
 Each version is an MLflow run (params, metrics, the model with signature and input example, a reference data
-sample) and a registered version tagged ``modelfleet.demo = v1|v2|v3``. The tag makes seeding idempotent: a
-registry that already holds all three versions is left untouched, and aliases are only set where missing, so
-an operator's later alias moves survive a re-seed.
+sample, a labelled evaluation set) and a registered version tagged ``modelfleet.demo = v1|v2|v3``. The tag makes
+seeding idempotent: a registry that already holds all three versions is left untouched, and aliases are only set
+where missing, so an operator's later alias moves survive a re-seed.
+
+Governance (docs/governance.md): the evaluation set is 10,000 fresh loans from the same generator (its own
+seed), with the label and ``applicant_group``, named by the version tags ``modelfleet.evaluation_set`` and
+``modelfleet.label_column``. The champion is released with equal-opportunity thresholds per applicant group
+(seed 003), searched on the validation split by the same code as ``modelfleet fairness`` and attached as the
+tag ``modelfleet.thresholds`` (a ``thresholds_attach`` ledger event). The seed also creates one demo identity
+per person of ``policy/roles.yaml`` (private keys under ``<state_dir>/demo/identities/``, mode 0600).
 """
 
 from __future__ import annotations
@@ -17,11 +24,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from modelfleet.demo import GROUP_COLUMN, MODEL_NAME
+from modelfleet.demo import GROUP_COLUMN, MODEL_NAME, TARGET_COLUMN
 from modelfleet.demo.data import INPUT_COLUMNS
 
 if TYPE_CHECKING:
     from modelfleet.core.config import Settings
+    from modelfleet.core.fairness import GroupThresholds
     from modelfleet.core.registry import Registry
     from modelfleet.demo.train import TrainedVersion, VersionSpec
 
@@ -31,6 +39,11 @@ ALIASES = {"champion": "v2", "challenger": "v3"}
 REFERENCE_ROWS = 2_000
 DEFAULT_ROWS = 20_000
 REFERENCE_ARTIFACT = "reference/reference.csv"
+EVALUATION_ARTIFACT = "evaluation/evaluation.csv"
+EVALUATION_ROWS = 10_000
+EVALUATION_SEED = 20240612  # not the training data's seed: fresh loans
+DEMO_PEOPLE = ("dana", "mona", "quinn", "sam", "omar")  # as in policy/roles.yaml
+IDENTITY_DIR = Path("demo") / "identities"  # under the state dir
 MODEL_DESCRIPTION = (
     "Demo after the lending case: flags approved loans as high-risk (1) for a secondary manual review. "
     "Threshold from a 5:1 false-negative to false-positive cost ratio; fairness by Equal Opportunity "
@@ -48,11 +61,14 @@ class SeedResult:
     aliases: dict[str, int] = field(default_factory=dict)  # final aliases of the model
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)  # demo key -> metrics (created only)
     predict_ms: dict[str, float] = field(default_factory=dict)  # demo key -> median predict, 2 rows
+    thresholds: dict[str, dict[str, float]] = field(default_factory=dict)  # demo key -> group -> threshold
+    identities_created: list[str] = field(default_factory=list)
+    identity_dir: str = ""
     seconds: float = 0.0
 
     @property
     def changed(self) -> bool:
-        return bool(self.created or self.aliases_set)
+        return bool(self.created or self.aliases_set or self.identities_created)
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "changed": self.changed}
@@ -106,9 +122,10 @@ def _pip_requirements() -> list[str]:
 
 
 def _log_version(
-    registry: Registry, experiment_id: str, trained: TrainedVersion, reference: Any, example: Any
+    registry: Registry, experiment_id: str, trained: TrainedVersion, reference: Any, example: Any,
+    evaluation: Any, thresholds: GroupThresholds | None,
 ) -> int:
-    """One run with params, metrics, model and reference sample; then the registered version."""
+    """One run with params, metrics, model, reference sample and evaluation set; then the registered version."""
     import cloudpickle
     import mlflow
     import mlflow.sklearn
@@ -138,15 +155,18 @@ def _log_version(
         finally:
             cloudpickle.unregister_pickle_by_value(compact)
         with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / Path(REFERENCE_ARTIFACT).name
-            reference.to_csv(path, index=False)
-            mlflow.log_artifact(str(path), artifact_path=str(Path(REFERENCE_ARTIFACT).parent))
+            for frame, artifact in ((reference, REFERENCE_ARTIFACT), (evaluation, EVALUATION_ARTIFACT)):
+                path = Path(tmp) / Path(artifact).name
+                frame.to_csv(path, index=False)
+                mlflow.log_artifact(str(path), artifact_path=str(Path(artifact).parent))
         run_id = run.info.run_id
-    return _register(registry, trained.spec, info, run_id)
+    return _register(registry, trained.spec, info, run_id, thresholds)
 
 
-def _register(registry: Registry, spec: VersionSpec, info: Any, run_id: str) -> int:
+def _register(registry: Registry, spec: VersionSpec, info: Any, run_id: str,
+              thresholds: GroupThresholds | None) -> int:
     from modelfleet.core.errors import ModelNotFound
+    from modelfleet.core.evaluation import EVALUATION_SET_TAG, LABEL_TAG, THRESHOLDS_TAG
     from modelfleet.core.registry import REFERENCE_SAMPLE_TAG
 
     client = registry.client
@@ -163,8 +183,11 @@ def _register(registry: Registry, spec: VersionSpec, info: Any, run_id: str) -> 
         tags={
             DEMO_TAG: spec.key,
             REFERENCE_SAMPLE_TAG: REFERENCE_ARTIFACT,
+            EVALUATION_SET_TAG: EVALUATION_ARTIFACT,
+            LABEL_TAG: TARGET_COLUMN,
             "modelfleet.learner": spec.learner,
             "modelfleet.group_column": GROUP_COLUMN,
+            **({THRESHOLDS_TAG: thresholds.to_json()} if thresholds is not None else {}),
         },
         description=spec.description,
         model_id=getattr(info, "model_id", None),
@@ -191,10 +214,45 @@ def seed(
         missing = [spec for spec in VERSIONS if spec.key not in result.existing]
         if missing:
             _create(registry, missing, result, say, rows)
+            _record_thresholds(settings, result)
         _set_aliases(registry, result, say)
         result.aliases = registry.get_model(MODEL_NAME).aliases
+    identity_dir = settings.state_dir / IDENTITY_DIR
+    result.identity_dir = str(identity_dir)
+    result.identities_created = demo_identities(identity_dir)
+    if result.identities_created:
+        say(f"demo identities {', '.join(result.identities_created)} in {identity_dir} (see policy/roles.yaml)")
     result.seconds = round(time.monotonic() - started, 2)
     return result
+
+
+def demo_identities(folder: Path) -> list[str]:
+    """A private key (mode 0600) and its public line per demo person; returns the names created now."""
+    from modelfleet.core.identity import new_identity
+
+    created = []
+    for name in DEMO_PEOPLE:
+        _, public, made = new_identity(folder / f"{name}.key")
+        pub = folder / f"{name}.pub"
+        if made or not pub.exists() or pub.read_text(encoding="ascii").strip() != public:
+            pub.write_text(public + "\n", encoding="ascii")
+        if made:
+            created.append(name)
+    return created
+
+
+def _record_thresholds(settings: Settings, result: SeedResult) -> None:
+    """A ``thresholds_attach`` ledger event per version the seed released with thresholds."""
+    from modelfleet.core.ledger import Ledger
+
+    if not result.thresholds:
+        return
+    with Ledger.from_settings(settings) as ledger:
+        for key, table in result.thresholds.items():
+            ledger.append("thresholds_attach", actor="modelfleet demo seed", model=MODEL_NAME,
+                          version=str(result.created[key]), outcome="changed",
+                          details={"thresholds": table, "source": "demo seed: equal-opportunity search on the "
+                                   "validation split (modelfleet.core.fairness.search_thresholds)"})
 
 
 def _create(
@@ -208,12 +266,16 @@ def _create(
     n_reference = min(REFERENCE_ROWS, len(train))
     reference = train[list(INPUT_COLUMNS)].sample(n=n_reference, random_state=7).reset_index(drop=True)
     example = test[list(INPUT_COLUMNS)].head(5).reset_index(drop=True)
+    evaluation = make_loans(EVALUATION_ROWS, seed=EVALUATION_SEED)[[*INPUT_COLUMNS, TARGET_COLUMN]]
     with _mlflow_target(registry):
         experiment_id = registry.ensure_experiment(EXPERIMENT)
         for spec in missing:
             trained = train_version(spec, train, valid, test)
             result.predict_ms[spec.key] = round(predict_latency_ms(trained.model, example.head(2), 50), 3)
-            version = _log_version(registry, experiment_id, trained, reference, example)
+            thresholds = fair_thresholds(trained, valid) if spec.key == ALIASES["champion"] else None
+            if thresholds is not None:
+                result.thresholds[spec.key] = thresholds.thresholds
+            version = _log_version(registry, experiment_id, trained, reference, example, evaluation, thresholds)
             result.created[spec.key] = version
             result.metrics[spec.key] = {k: round(v, 4) for k, v in trained.metrics.items()}
             say(
@@ -221,6 +283,16 @@ def _create(
                 f"auc {trained.metrics['auc']:.3f}, fpr_gap {trained.metrics['fpr_gap']:.3f}, "
                 f"threshold {trained.threshold:.3f}"
             )
+
+
+def fair_thresholds(trained: TrainedVersion, valid: Any) -> GroupThresholds:
+    """Equal-opportunity thresholds per applicant group at the 5:1 cost (seed 003), searched on validation data."""
+    from modelfleet.core.fairness import search_thresholds
+    from modelfleet.demo.train import COST_RATIO
+
+    proba = trained.model.predict_proba(valid[list(INPUT_COLUMNS)])[:, 1]
+    return search_thresholds(valid[TARGET_COLUMN].to_numpy(), proba, valid[GROUP_COLUMN].to_numpy(),
+                             column=GROUP_COLUMN, cost_ratio=COST_RATIO).thresholds
 
 
 def _set_aliases(registry: Registry, result: SeedResult, say: Callable[[str], None]) -> None:

@@ -13,12 +13,15 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from modelfleet.core import fairness as f
 from modelfleet.demo import GROUP_COLUMN, TARGET_COLUMN
-from modelfleet.demo import metrics as m
 from modelfleet.demo.data import INPUT_COLUMNS, NUMERIC_FEATURES
 
 if TYPE_CHECKING:
     import pandas as pd
+
+
+COST_RATIO = f.DEFAULT_COST_RATIO  # a missed default costs five needless reviews (seed 003)
 
 
 @dataclass(frozen=True)
@@ -98,17 +101,17 @@ def evaluate(model: Any, frame: pd.DataFrame) -> tuple[dict[str, float], dict[st
     y = frame[TARGET_COLUMN].to_numpy()
     proba = model.predict_proba(frame[list(INPUT_COLUMNS)])[:, 1]
     flagged = model.predict(frame[list(INPUT_COLUMNS)])
-    groups = frame[GROUP_COLUMN].to_numpy()
+    stats = f.group_stats(y, flagged, frame[GROUP_COLUMN].to_numpy())
     result = {
         "auc": float(roc_auc_score(y, proba)),
         "accuracy": float(accuracy_score(y, flagged)),
-        "ece": m.expected_calibration_error(y, proba, bins=10),
-        "fpr_gap": m.fpr_gap(y, flagged, groups),
-        "demographic_parity_difference": m.demographic_parity_difference(flagged, groups),
-        "expected_cost": m.expected_cost(y, flagged),
+        "ece": f.expected_calibration_error(y, proba, bins=10),
+        "fpr_gap": f.fpr_gap(stats).value,
+        "demographic_parity_difference": f.demographic_parity_difference(stats).value,
+        "expected_cost": f.expected_cost(y, flagged, COST_RATIO),
         "flag_rate": float(flagged.mean()),
     }
-    return result, m.false_positive_rates(y, flagged, groups)
+    return result, {g: s.fpr.value for g, s in stats.items() if s.counts.negatives}
 
 
 def train_version(
@@ -125,14 +128,14 @@ def train_version(
     with threadpool_limits(1):
         model.fit(train[x_cols], train[TARGET_COLUMN])
         valid_proba = model.predict_proba(valid[x_cols])[:, 1]
-        threshold = m.choose_threshold(valid[TARGET_COLUMN].to_numpy(), valid_proba)
+        threshold = f.choose_threshold(valid[TARGET_COLUMN].to_numpy(), valid_proba, COST_RATIO)
         model.set_params(threshold=threshold)
         metrics, fpr = evaluate(model, test)
     params = {
         "learner": spec.learner,
         "features": ",".join(spec.numeric + spec.categorical),
         "threshold": f"{threshold:.6f}",
-        "cost_ratio_fn_fp": f"{m.COST_FN / m.COST_FP:g}",
+        "cost_ratio_fn_fp": f"{COST_RATIO:g}",
         "train_rows": str(len(train)),
         "seed": str(seed),
     }
