@@ -27,6 +27,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     from modelfleet.core.config import Settings
+    from modelfleet.core.fairness import GroupThresholds
     from modelfleet.core.registry import PinnedVersion, Registry
 
 Progress = Callable[[str], None]
@@ -75,10 +76,11 @@ def normalize_ref(text: str) -> str:
     return text.strip()
 
 
-def _probe(registry: Registry, pinned: PinnedVersion, say: Progress) -> tuple[dict[str, Any] | None, str]:
+def _probe(registry: Registry, pinned: PinnedVersion, say: Progress,
+           thresholds: GroupThresholds | None) -> tuple[dict[str, Any] | None, str]:
     from modelfleet.core.bundle import make_probe
 
-    probe = make_probe(pinned.path, rows=PROBE_ROWS)
+    probe = make_probe(pinned.path, rows=PROBE_ROWS, thresholds=thresholds)
     if probe is not None:
         return probe, "input_example"
     try:
@@ -86,7 +88,7 @@ def _probe(registry: Registry, pinned: PinnedVersion, say: Progress) -> tuple[di
     except (ArtifactError, OSError, ValueError) as exc:
         say(f"no reference sample for {pinned.name}/{pinned.version}: {exc}")
         return None, "none"
-    probe = make_probe(pinned.path, sample=sample, rows=PROBE_ROWS)
+    probe = make_probe(pinned.path, sample=sample, rows=PROBE_ROWS, thresholds=thresholds)
     return (probe, "reference_sample") if probe is not None else (None, "none")
 
 
@@ -114,10 +116,17 @@ def prepare_release(
         + (" (cached artifact)" if pinned.cached else ""))
     warnings: list[str] = []
     key = release_key(settings, progress=say)
+    # the per-group thresholds attached to the version (modelfleet fairness --attach) are part of the release:
+    # read from the tags as they were when the version was pinned
+    from modelfleet.core.evaluation import attached_thresholds
+
+    thresholds = attached_thresholds(pinned)
+    if thresholds is not None:
+        say(f"thresholds {thresholds.sha256[:12]} on {thresholds.column} are part of this release")
     # A bundle already built for this pinned version carries its probe: computing the probe's expected answer
     # means loading the model on the controller (seconds), so the cache is looked at first.
     bundle, damaged = find_cached_bundle(settings.state_dir, pinned.name, pinned.version, pinned.digest,
-                                         key.public_key())
+                                         key.public_key(), thresholds_sha256=thresholds.sha256 if thresholds else None)
     if damaged:
         say(f"WARNING: {damaged}: rebuilding it")
         warnings.append(f"{damaged}; rebuilt")
@@ -125,7 +134,7 @@ def prepare_release(
     source = str(probe.get("source") or "cached") if probe else "none"
     if probe is None:
         try:
-            probe, source = _probe(registry, pinned, say)
+            probe, source = _probe(registry, pinned, say, thresholds)
         except BundleError as exc:  # the model would not score its own example on the controller
             raise BundleError(
                 f"{text} ({pinned.name}/{pinned.version}) cannot be loaded on the controller to compute its probe "
@@ -140,7 +149,7 @@ def prepare_release(
                 state_dir=settings.state_dir, private_key=key,
                 probe_request=probe["request"] if probe else None,
                 probe_expected=probe["expected"] if probe else None, probe_source=source if probe else None,
-                force=True,
+                thresholds=thresholds, force=True,
             )
     assert bundle is not None
     if probe is None:

@@ -44,7 +44,7 @@ MANIFEST_FORMAT = "modelfleet-gate-manifest/1"
 LIBRARIES = ("modelfleet", "numpy", "pandas", "scikit-learn", "scipy", "mlflow", "cloudpickle")
 
 
-def attached_thresholds(info: ModelVersionInfo) -> GroupThresholds | None:
+def attached_thresholds(info: ModelVersionInfo | PinnedVersion) -> GroupThresholds | None:
     """The per-group thresholds attached to a version (its ``modelfleet.thresholds`` tag), or None."""
     raw = info.tags.get(THRESHOLDS_TAG)
     if not raw:

@@ -113,6 +113,7 @@ class PinnedVersion:
     pinned_at: datetime
     path: Path  # the artifact tree in the local cache (the MLflow model directory)
     cached: bool = field(default=False, compare=False)  # True when the tree came from the cache
+    tags: dict[str, str] = field(default_factory=dict)  # the version's tags as pinned (thresholds, group column)
 
     @property
     def digest12(self) -> str:
@@ -528,6 +529,7 @@ class Registry:
             pinned_at=datetime.now(UTC),
             path=tree.path,
             cached=not tree.downloaded,
+            tags=dict(info.tags),
         )
 
     def fetch(self, pinned: PinnedVersion) -> Path:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from modelfleet.core.reference import ModelRef
@@ -36,6 +36,7 @@ class ResolvedVersion:
     run_id: str | None
     aliases: tuple[str, ...]
     storage_location: str | None = None  # where the registry keeps the version's files (MLflow 2.13+)
+    tags: dict[str, str] = field(default_factory=dict)  # the version's tags when it was resolved
 
     def local_files(self) -> Path | None:
         """The version's model folder when the registry keeps it on this machine (``file://``, with MLmodel)."""
@@ -110,5 +111,9 @@ def _resolve(conn: sqlite3.Connection, ref: ModelRef) -> ResolvedVersion | None:
     aliases = tuple(sorted(a for (a,) in conn.execute(
         f"SELECT alias FROM registered_model_aliases WHERE name = ? AND version = ? {ws_alias}",
         (ref.name, version, *ws_aargs))))
+    ws_tag, ws_targs = _workspace_filter(conn, "model_version_tags")
+    tags = {str(k): str(v) for k, v in conn.execute(
+        f"SELECT key, value FROM model_version_tags WHERE name = ? AND version = ? {ws_tag}",
+        (ref.name, version, *ws_targs))}
     return ResolvedVersion(name=ref.name, version=int(row[0]), source=str(row[1] or ""), run_id=row[2] or None,
-                           aliases=aliases, storage_location=row[3] or None)
+                           aliases=aliases, storage_location=row[3] or None, tags=tags)
