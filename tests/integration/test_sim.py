@@ -252,9 +252,11 @@ def test_cli_status_up_and_kill(cli_env: RunningFleet, capsys: pytest.CaptureFix
 
     assert main(["sim", "kill", "edge-gpu-01"]) == 0
     assert "edge-gpu-01" in capsys.readouterr().err
-    assert main(["sim", "status"]) == 0
-    line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("edge-gpu-01"))
-    assert "killed" in line and "down" in line
+    assert main(["sim", "status"]) == 1  # a node short: the fleet does not serve as it should
+    out = capsys.readouterr().out
+    line = next(ln for ln in out.splitlines() if ln.startswith("edge-gpu-01"))
+    assert "killed (modelfleet sim start edge-gpu-01)" in line and "down" in line
+    assert "fleet degraded: 6 nodes" in out and "1 killed" in out
     assert main(["sim", "start", "edge-gpu-01"]) == 0
     capsys.readouterr()
     assert main(["sim", "status", "--json"]) == 0

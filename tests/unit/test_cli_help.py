@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import pytest
 
@@ -34,3 +35,24 @@ def test_help_renders(path: tuple[str, ...], parser: argparse.ArgumentParser) ->
     for action in parser._actions:
         if action.help and action.help is not argparse.SUPPRESS and action.option_strings:
             assert action.option_strings[0] in text
+
+
+def test_a_reader_that_stops_early_gets_no_traceback(tmp_path: Path) -> None:
+    """`modelfleet ledger list --json | head` ends quietly (SIGPIPE, as any Unix filter), never with a
+    BrokenPipeError traceback."""
+    import os
+    import subprocess
+    import sys
+
+    from modelfleet.core.ledger import Ledger
+
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    with Ledger(url) as ledger:
+        for i in range(400):
+            ledger.append("note", actor="t", details={"i": i, "pad": "x" * 200})
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MODELFLEET_")}
+    env["MODELFLEET_LEDGER_URL"] = url
+    modelfleet = Path(sys.executable).parent / "modelfleet"
+    proc = subprocess.run(f"{modelfleet} ledger list --json --limit 400 | head -1", shell=True, capture_output=True,
+                          text=True, cwd=tmp_path, env=env, timeout=120, check=False)
+    assert proc.stdout.strip() == "{" and "Traceback" not in proc.stderr, proc.stderr

@@ -343,3 +343,13 @@ def test_fold_keeps_bounded_output_and_task_results() -> None:
     quiet = RunState("r", kind="deploy", hosts=["a"], keep_tasks=False)
     _feeder(quiet)("runner_on_ok", host="a", task="t", res={"changed": True})
     assert quiet.hosts["a"].changed == 1 and not quiet.hosts["a"].tasks
+
+
+def test_an_unreachable_node_keeps_the_whole_reason() -> None:
+    """Mitogen says "EOF on stream; last 100 lines received:" and the reason follows on the next lines."""
+    from modelfleet.runners.events import one_line
+
+    text = "EOF on stream; last 100 lines received:\nssh: connect to host 127.0.77.3 port 2277: Connection refused\n"
+    assert one_line(text) == ("EOF on stream; last 100 lines received: ssh: connect to host 127.0.77.3 port 2277: "
+                              "Connection refused")
+    assert one_line("plain\nsecond") == "plain" and len(one_line("x" * 900)) == 500

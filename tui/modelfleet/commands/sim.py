@@ -57,7 +57,7 @@ def cmd_up(args: argparse.Namespace, settings: Any) -> int:
         if result.already_up:
             print("already up")
         _print_status(result.status)
-    return EXIT_OK if result.status.state == "up" else EXIT_CHECK_FAILED
+    return EXIT_OK if _serving(result.status) else EXIT_CHECK_FAILED
 
 
 def cmd_down(args: argparse.Namespace, settings: Any) -> int:
@@ -71,7 +71,12 @@ def cmd_status(args: argparse.Namespace, settings: Any) -> int:
         print_json(status.to_json())
     else:
         _print_status(status)
-    return EXIT_CHECK_FAILED if status.state == "degraded" else EXIT_OK
+    return EXIT_OK if _serving(status) else EXIT_CHECK_FAILED
+
+
+def _serving(status: Any) -> bool:
+    """Every node up and answering: a node killed on purpose still leaves the fleet short of a node."""
+    return status.state == "up" and not any(n.killed for n in status.nodes)
 
 
 def cmd_kill(args: argparse.Namespace, settings: Any) -> int:
@@ -97,9 +102,12 @@ def _print_status(status: Any) -> None:
                 n.node_class,
                 "up" if n.ssh else "down",
                 n.supervisor or "down",
-                "killed" if n.killed else ("" if n.healthy else "NOT ANSWERING"),
+                f"killed (modelfleet sim start {n.name})" if n.killed else ("" if n.healthy else "NOT ANSWERING"),
             )
             for n in status.nodes
         ],
     )
-    print(f"fleet {status.state}: {len(status.nodes)} nodes ({status.spec}); inventory {status.inventory}")
+    killed = [n.name for n in status.nodes if n.killed]
+    state = "degraded" if killed and status.state == "up" else status.state
+    print(f"fleet {state}: {len(status.nodes)} nodes ({status.spec})"
+          + (f", {len(killed)} killed" if killed else "") + f"; inventory {status.inventory}")

@@ -84,11 +84,25 @@ def _parse_created(value: Any) -> datetime | None:
     return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
 
 
+def one_line(text: str, limit: int = 500) -> str:
+    """A message as one line: its first line, and when that line only announces what follows (it ends with a
+    colon, as Mitogen's "EOF on stream; last 100 lines received:" does) the lines that follow, joined."""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    if not lines:
+        return ""
+    out = lines[0]
+    rest = lines[1:]
+    while out.endswith(":") and rest:
+        out += " " + " | ".join(rest)
+        rest = []
+    return out if len(out) <= limit else out[: limit - 1] + "…"
+
+
 def first_message(res: Mapping[str, Any]) -> str | None:
     for key in ("msg", "stderr", "reason"):
         value = res.get(key)
         if isinstance(value, str) and value.strip():
-            return value.strip().splitlines()[0][:500]
+            return one_line(value)
     results = res.get("results")
     if isinstance(results, list):
         for item in results:
