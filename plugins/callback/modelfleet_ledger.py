@@ -187,7 +187,20 @@ class CallbackModule(CallbackBase):
         except Exception:
             pass
 
+    def _wait_while_held(self) -> None:
+        """The modelfleet run holds the playbook (its hold file exists) before its next play or serial wave:
+        this callback runs in ansible-playbook's main loop before the play's hosts are started."""
+        hold = os.environ.get("MODELFLEET_HOLD_FILE")
+        if not hold or not os.path.exists(hold):
+            return
+        import time
+
+        self._display.display("modelfleet: run held before its next wave (waiting for the operator)")
+        while os.path.exists(hold):
+            time.sleep(0.2)
+
     def v2_playbook_on_play_start(self, play: Any) -> None:
+        self._wait_while_held()
         uuid = str(play._uuid).split("_")[0]
         if not self._started:
             self._started = True

@@ -226,6 +226,7 @@ class PlayedRun:
     def __init__(self, hosts: list[str], on_event: Callable[[dict[str, Any]], None], *,
                  gate: threading.Event | None, fail: str | None, canceled: threading.Event) -> None:
         self.status, self.rc, self.problem = "running", None, None
+        self.held = False
         self._cancel = threading.Event()
         self._done = threading.Event()
 
@@ -244,6 +245,12 @@ class PlayedRun:
             self._done.set()
 
         threading.Thread(target=play, daemon=True).start()
+
+    def hold(self) -> None:
+        self.held = True
+
+    def resume(self) -> None:
+        self.held = False
 
     def cancel(self) -> None:
         self._cancel.set()

@@ -232,6 +232,14 @@ async def test_cancel_a_running_run() -> None:
         await pilot.press("c")
         await pilot.pause()
         assert isinstance(app.screen, ConfirmScreen)
+        handle = app.state.handles[next(iter(app.state.live))]
+        assert handle.held  # held while the question is open
+        app.screen.query_one("#cancel", Button).press()  # "Keep going"
+        await pilot.pause()
+        assert not handle.held and not services.canceled.is_set()
+        await pilot.press("c")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen) and handle.held
         app.screen.query_one("#confirm", Button).press()
         for _ in range(40):
             await pilot.pause(0.05)

@@ -353,3 +353,40 @@ def test_an_unreachable_node_keeps_the_whole_reason() -> None:
     assert one_line(text) == ("EOF on stream; last 100 lines received: ssh: connect to host 127.0.77.3 port 2277: "
                               "Connection refused")
     assert one_line("plain\nsecond") == "plain" and len(one_line("x" * 900)) == 500
+
+
+def test_a_held_run_starts_no_further_wave_until_resumed_or_cancelled(project: tuple[Settings, Path, Path]) -> None:
+    """What the console's cancel question promises: while it is open, the wave in progress finishes and no
+    further wave starts; "keep going" lets the run go on, "cancel" stops it with the later hosts untouched."""
+    settings, inventory, tmp = project
+    for answer in ("resume", "cancel"):
+        started: list[int] = []
+        held: list[Any] = []  # the handle, once launched (the callback is subscribed before the run starts)
+
+        def on_event(event: Any, started: list[int] = started, held: list[Any] = held) -> None:
+            if event.kind is EventKind.PLAY_START and event.play == "Rollout":
+                started.append(event.batch or 0)
+                if event.batch == 1:
+                    while not held:
+                        time.sleep(0.01)
+                    held[0].hold()
+
+        handle = launch(settings, TinyRequest(path=tmp / "pb.yml", inventory=inventory, limit="n1,n2,n4",
+                                              extra=(("waves", [1, 1, 1]),)), on_event=on_event)
+        held.append(handle)
+        deadline = time.monotonic() + 120
+        while not handle.hosts()["n1"].changed and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(4)  # far longer than a wave of this playbook takes
+        # the next wave may be announced (ansible-runner's own callback runs first) but none of its hosts runs
+        assert not handle.hosts()["n2"].ok and not handle.hosts()["n2"].tasks, "a wave ran while the run was held"
+        if answer == "resume":
+            handle.resume()
+            result = handle.wait(120)
+            assert result.outcome == "ok" and started == [1, 2, 3]
+        else:
+            handle.cancel()
+            result = handle.wait(60)
+            assert result.outcome == "incomplete"
+            assert {h: result.outcome_of(h) for h in result.hosts} == {
+                "n1": "changed", "n2": "not_started", "n4": "not_started"}

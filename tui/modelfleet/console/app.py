@@ -564,11 +564,18 @@ class ModelfleetApp(App[None]):
         if handle is None or st is None or st.finished:
             self.notify("nothing to cancel: the run is not running here", severity="warning")
             return
+        # held while the question is open: the wave in progress finishes its tasks, and no further wave starts
+        # however long the answer takes (what the question says stays true)
+        handle.hold()
 
         def done(ok: bool | None) -> None:
             if ok:
                 handle.cancel()
                 self.notify(f"cancel requested for {run_id}")
+            else:
+                handle.resume()
 
-        self.push_screen(ConfirmScreen(f"Cancel {run_id}?", "Hosts in the current wave finish their task; "
-                                       "no further hosts are touched.", confirm_label="Cancel run"), done)
+        self.push_screen(ConfirmScreen(f"Cancel {run_id}?", "The run is held: hosts in the current wave finish "
+                                       "their task, and no further wave starts while you decide. Cancel stops it "
+                                       "there; Keep going lets it continue.", confirm_label="Cancel run",
+                                       dismiss_label="Keep going"), done)

@@ -226,6 +226,8 @@ class AnsibleRun:
             "MODELFLEET_LEDGER_RUN_OWNER": "caller" if self.ledger_owner else "callback",
             # the ledger callback ends the playbook if this process dies (runners/controller_watch.py)
             "MODELFLEET_CONTROLLER_PID": str(os.getpid()),
+            # while this file exists, the ledger callback holds the playbook before its next play or wave
+            "MODELFLEET_HOLD_FILE": str(self.hold_file),
         }
         for key in ("ANSIBLE_STDOUT_CALLBACK", "ANSIBLE_CALLBACKS_ENABLED"):
             if key in os.environ:
@@ -327,6 +329,7 @@ class AnsibleRun:
             self._status = str(data.get("status", ""))
 
     def _finish(self, status: str, rc: int | None) -> None:
+        self.resume()
         with self._lock:
             self._status = status
             self._result = ExecResult(status=status, rc=rc, started=self._started, ended=datetime.now(UTC),
@@ -359,9 +362,22 @@ class AnsibleRun:
 
     # -- control and state -----------------------------------------------------------------------------------
 
+    @property
+    def hold_file(self) -> Path:
+        return self.run_dir / "hold"
+
+    def hold(self) -> None:
+        """Hold the run before its next play or wave (the wave in progress finishes its tasks)."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.hold_file.write_text(f"held by {os.getpid()}\n", encoding="utf-8")
+
+    def resume(self) -> None:
+        """Let a held run go on."""
+        self.hold_file.unlink(missing_ok=True)
+
     def cancel(self) -> None:
         """Ask the run to stop: ansible-runner kills ansible-playbook's process group within about a second."""
-        self._cancel.set()
+        self._cancel.set()  # a hold stays until the run is over: lifting it first would let a wave start
 
     @property
     def canceled(self) -> bool:

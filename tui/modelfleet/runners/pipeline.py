@@ -177,6 +177,21 @@ class RunHandle:
         assert self._result is not None
         return self._result
 
+    def hold(self) -> None:
+        """Hold the run before its next play or wave: the wave in progress finishes its tasks, no further host
+        is touched until :meth:`resume` (or :meth:`cancel`). The console holds a run while it asks whether to
+        cancel it, so that what the question promises stays true however long the operator takes."""
+        with self._lock:
+            executor = self._executor
+        if executor is not None and not self.done:
+            executor.hold()
+
+    def resume(self) -> None:
+        with self._lock:
+            executor = self._executor
+        if executor is not None:
+            executor.resume()
+
     def cancel(self) -> None:
         """Stop the run: ansible-playbook and whatever it left running are stopped; run_end says incomplete."""
         with self._lock:
@@ -274,8 +289,9 @@ def launch(
                               on_finish=handle._on_finish, ledger_owner=True)
         recorder = RunRecorder(ledger, RunIdentity(prepared.run_id, prepared.kind, actor, prepared.limit,
                                                    prepared.model, prepared.version, prepared.digest))
-        recorder.start(summary=prepared.summary, hosts=len(prepared.hosts), playbook=executor.playbook.name,
-                       artifacts=str(executor.artifact_dir), warnings=list(prepared.warnings), **details)
+        recorder.start(**{**details, "summary": prepared.summary, "hosts": len(prepared.hosts),
+                          "playbook": executor.playbook.name, "artifacts": str(executor.artifact_dir),
+                          "warnings": list(prepared.warnings)})
     except BaseException:
         ledger.close()
         raise

@@ -21,6 +21,8 @@ failed     a task failed and was not rescued, or the module refused (lock held, 
 unreachable  no connection
 skipped    every task was skipped
 not_started  the run ended (budget spent, cancelled, controller step failed) before this host's wave
+interrupted  the run was cancelled (or timed out) while this host's wave was in progress: the node is on whatever
+           its last atomic step left (its deployments.jsonl says which)
 ========== ===================================================================================================
 
 A host is marked switched back when a result carries ``modelfleet_rolled_back: true`` (the ``modelfleet_release``
@@ -72,6 +74,7 @@ class HostOutcome(StrEnum):
     UNREACHABLE = "unreachable"
     SKIPPED = "skipped"
     NOT_STARTED = "not_started"
+    INTERRUPTED = "interrupted"
 
     @property
     def bad(self) -> bool:
@@ -83,7 +86,7 @@ class HostOutcome(StrEnum):
 
 
 BAD_OUTCOMES = frozenset({HostOutcome.REVERTED, HostOutcome.FAILED, HostOutcome.UNREACHABLE,
-                          HostOutcome.NOT_STARTED})
+                          HostOutcome.NOT_STARTED, HostOutcome.INTERRUPTED})
 #: order in summaries
 OUTCOME_ORDER = tuple(HostOutcome)
 
@@ -115,6 +118,7 @@ class HostRun:
     switched_back: bool = False
     failing: bool = False  # the latest result failed (not rescued), or the final stats count failures
     done: bool = False  # its wave (or the run) is over
+    interrupted: bool = False  # the run stopped (cancelled, timed out) while its wave was in progress
     last_task: str | None = None
     message: str | None = None  # the latest failure message
     agent_port: int | None = None
@@ -136,6 +140,8 @@ class HostRun:
             return HostOutcome.FAILED
         if self.switched_back:
             return HostOutcome.ROLLED_BACK
+        if self.interrupted:
+            return HostOutcome.INTERRUPTED
         if not final:
             return HostOutcome.RUNNING if (self.ok or self.skipped or self.tasks) else HostOutcome.PENDING
         if self.changed:
@@ -372,9 +378,12 @@ class RunState:
         self.status = status
         self.rc = rc
         self.error = error or self.error
+        stopped = status in INCOMPLETE_STATUSES
         for play in self.plays:
             play.done = True
         for hs in self.hosts.values():
+            if stopped and not hs.done and (hs.ok or hs.skipped or hs.failed or hs.tasks):
+                hs.interrupted = True
             hs.done = True
 
     # -- reading -------------------------------------------------------------------------------------------

@@ -18,8 +18,10 @@ class ConfirmScreen(ModalScreen[bool]):
 
     BINDINGS = [Binding("escape", "cancel", "cancel")]
 
-    def __init__(self, title: str, body: str, *, typed: str | None = None, confirm_label: str = "Run") -> None:
+    def __init__(self, title: str, body: str, *, typed: str | None = None, confirm_label: str = "Run",
+                 dismiss_label: str = "Cancel") -> None:
         super().__init__()
+        self.dismiss_label = dismiss_label
         self.title_text = title
         self.body = body
         self.typed = typed
@@ -33,7 +35,7 @@ class ConfirmScreen(ModalScreen[bool]):
                 yield Static(f"This is fleet-wide. Type [b]{self.typed}[/b] to confirm:")
                 yield Input(placeholder=self.typed, id="confirm-typed")
             with Horizontal(classes="buttons"):
-                yield Button("Cancel", id="cancel", variant="primary")
+                yield Button(self.dismiss_label, id="cancel", variant="primary")
                 yield Button(self.confirm_label, id="confirm", variant="error", disabled=self.typed is not None)
 
     def on_mount(self) -> None:
