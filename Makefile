@@ -12,7 +12,7 @@ help:
 	@echo "make run     seed the demo registry, start the simulated fleet, open the console"
 	@echo "make test    run the whole test suite (unit, integration on the simulated fleet, console)"
 	@echo "make check   ruff + mypy"
-	@echo "make lint    ansible-lint --profile production, terraform fmt -check"
+	@echo "make lint    ansible-lint --profile production, terraform fmt -check and validate"
 	@echo "make bench   benchmarks (figures go to docs/benchmarks.md)"
 
 $(STAMP): requirements/dev.txt pyproject.toml
@@ -51,7 +51,7 @@ check: deps
 
 lint: deps
 	$(BIN)/ansible-lint --profile production playbooks roles
-	@if [ -d terraform ]; then terraform fmt -check -recursive terraform; fi
+	scripts/terraform-check.sh
 
 bench: system-deps-bench deps
 	$(BIN)/python -m bench
