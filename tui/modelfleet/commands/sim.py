@@ -1,4 +1,4 @@
-"""``modelfleet sim up|down|status|kill|start``: the simulated edge fleet on loopback.
+"""``modelfleet sim up|down|status|kill|start|add|remove``: the simulated edge fleet on loopback.
 
 Standard library only at import time (``modelfleet --help`` stays fast); the fleet code (psutil, ...) is imported
 inside the handlers. Progress goes to stderr, results to stdout (``--json`` for scripts).
@@ -41,6 +41,24 @@ def register(subparsers: Any) -> None:
     p = sub.add_parser("start", help="bring a node that was killed back")
     p.add_argument("node", metavar="NODE", help="node name, e.g. edge-cpu-02")
     p.set_defaults(func=cmd_start)
+
+    p = sub.add_parser(
+        "add", help="add one node (starting the fleet if none runs); idempotent",
+        description="Add one node with its own address and class, as terraform/envs/local does for each node it "
+                    "creates. A node already there as asked is left alone.",
+        epilog="example:\n  modelfleet sim add edge-gpu-01 --class gpu --address 127.0.10.81",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("node", metavar="NODE", help="node name, e.g. edge-gpu-01")
+    p.add_argument("--class", dest="node_class", required=True, choices=("cpu", "gpu", "arm"), help="node class")
+    p.add_argument("--address", required=True, help="the node's loopback address, e.g. 127.0.10.81")
+    p.add_argument("--ssh-port", type=int, help="the fleet's sshd port (default: sim.ssh_port, or the running fleet's)")
+    p.add_argument("--owner", default="cli", help="who manages the node (recorded; e.g. terraform:local)")
+    p.set_defaults(func=cmd_add)
+
+    p = sub.add_parser("remove", help="stop one node and delete its folder (the last one stops sshd too)")
+    p.add_argument("node", metavar="NODE", help="node name, e.g. edge-gpu-01")
+    p.set_defaults(func=cmd_remove)
 
 
 def _fleet(settings: Any) -> Any:
@@ -86,6 +104,16 @@ def cmd_kill(args: argparse.Namespace, settings: Any) -> int:
 
 def cmd_start(args: argparse.Namespace, settings: Any) -> int:
     _fleet(settings).start(args.node)
+    return EXIT_OK
+
+
+def cmd_add(args: argparse.Namespace, settings: Any) -> int:
+    _fleet(settings).add_node(args.node, args.node_class, args.address, ssh_port=args.ssh_port, owner=args.owner)
+    return EXIT_OK
+
+
+def cmd_remove(args: argparse.Namespace, settings: Any) -> int:
+    _fleet(settings).remove_node(args.node)
     return EXIT_OK
 
 

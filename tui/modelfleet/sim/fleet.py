@@ -8,8 +8,12 @@ and the integration-test fixtures.
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import os
 import pwd
+import re
+import shutil
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -19,6 +23,7 @@ from typing import Any
 
 from modelfleet.core.config import Settings
 from modelfleet.core.errors import ConfigError, FleetError, NodeNotFound, UsageError
+from modelfleet.core.fleet import NodeClass
 from modelfleet.sim import inventory, procs, supervisor
 from modelfleet.sim.spec import format_spec, parse_spec, plan_nodes
 from modelfleet.sim.sshd import SshServer, banner
@@ -217,6 +222,165 @@ class SimFleet:
             self._say(f"{name} ({node.address}) is up")
             return True
 
+    # -- one node at a time (terraform/envs/local creates and destroys nodes like this) ----------------------
+
+    def add_node(self, name: str, node_class: str, address: str, *, ssh_port: int | None = None,
+                 owner: str = "cli") -> bool:
+        """Make sure node ``name`` of ``node_class`` answers on ``address``; start the fleet with it if none runs.
+
+        Idempotent: a node that is already there as asked is left alone (False), one whose supervisord died is
+        started again. A node of that name with another class or address, a node made by ``sim up``, or an
+        address another node holds is refused before anything changes. ``ssh_port`` must match a running
+        fleet's sshd (default ``sim.ssh_port``).
+        """
+        cls = self._node_request(name, node_class, address)
+        with fleet_lock(self.sim_dir):
+            state = load_state(self.state_file)
+            if state is not None and not self._anything_alive(state):
+                self._say("found stale fleet state (processes gone, e.g. after a reboot): cleaning up")
+                self._stop_all(state)
+                clear_state(self.state_file)
+                state = None
+            port = ssh_port or (state.ssh_port if state is not None else self.settings.sim.ssh_port)
+            if state is None:
+                state = FleetState(
+                    spec="", address_prefix=address.rsplit(".", 1)[0], ssh_port=port,
+                    user=pwd.getpwuid(os.geteuid()).pw_name, inventory=self.inventory_path.resolve(),
+                    started_at=datetime.now(UTC).isoformat(timespec="seconds"),
+                )
+            elif port != state.ssh_port:
+                raise FleetError(f"the simulated fleet's sshd listens on port {state.ssh_port}, not {port}",
+                                 hint=f"ask for ssh port {state.ssh_port}, or remove every node first")
+            node = state.node(name)
+            if node is not None:
+                if node.owner is None:
+                    raise FleetError(f"node {name} was started by `modelfleet sim up`, not added one by one",
+                                     hint="run `modelfleet sim down` first, or pick another node name")
+                if (node.node_class, node.address) != (cls, address):
+                    raise FleetError(
+                        f"node {name} already exists with class {node.node_class.value} on {node.address}",
+                        hint=f"remove it first: modelfleet sim remove {name}")
+                if procs.is_alive(node.supervisord) and procs.is_alive(state.sshd):
+                    self._say(f"{name} ({address}) is already up")
+                    return False
+            else:
+                taken = next((n for n in state.nodes if n.address == address), None)
+                if taken is not None:
+                    raise FleetError(f"address {address} belongs to node {taken.name}",
+                                     hint="give the new node another address")
+                node = NodeState(name, address, cls, (self.nodes_dir / name).resolve(), owner=owner)
+                supervisor.check_socket_path(node)
+                state.nodes.append(node)
+            node.killed = False
+            self._grow(state, node)
+            return True
+
+    def remove_node(self, name: str) -> bool:
+        """Stop node ``name`` and delete its root; the last node takes sshd with it. False if it was not there."""
+        with fleet_lock(self.sim_dir):
+            state = load_state(self.state_file)
+            node = state.node(name) if state is not None else None
+            if state is None or node is None:
+                self._say(f"{name} is not in the simulated fleet")
+                return False
+            supervisor.stop(node.supervisord)
+            self._stop_strays(node)
+            state.nodes.remove(node)
+            if not state.nodes:
+                procs.stop_tree(state.sshd, timeout=5.0)
+                clear_state(self.state_file)
+                leftovers = procs.listeners_on([node.address])
+            else:
+                live = [n.address for n in state.nodes if not n.killed]
+                ssh = self._ssh(state)
+                state.spec = self._spec_of(state)
+                save_state(self.state_file, state)
+                if live and procs.is_alive(state.sshd):
+                    assert state.sshd is not None
+                    ssh.reload(state.sshd, live, removed=[node.address])
+                elif not live:
+                    procs.stop_tree(state.sshd, timeout=5.0)
+                    state.sshd = None
+                    save_state(self.state_file, state)
+                ssh.write_known_hosts([n.address for n in state.nodes])
+                self._write_inventory(state, ssh)
+                leftovers = procs.listeners_on([node.address])
+            shutil.rmtree(node.root, ignore_errors=True)
+            if leftovers:
+                a, p, pid = leftovers[0]
+                raise FleetError(f"after removing {name}, {a}:{p} still listens (pid {pid or 'unknown'})",
+                                 hint=f"stop pid {pid} yourself if it is a leftover" if pid else "see `ss -ltnp`")
+            self._say(f"{name} ({node.address}) removed")
+            return True
+
+    @staticmethod
+    def _node_request(name: str, node_class: str, address: str) -> NodeClass:
+        if not re.fullmatch(r"[a-z][a-z0-9-]{0,62}", name):
+            raise UsageError(f"node name {name!r} is not a host name (lowercase letters, digits, dashes)",
+                             hint="name nodes like edge-cpu-01")
+        cls = NodeClass.parse(node_class, where=f"node {name}")
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            ip = None
+        if ip is None or ip.version != 4 or not ip.is_loopback or address.endswith((".0", ".255")):
+            raise UsageError(f"node {name}: address {address!r} is not a host address in 127.0.0.0/8",
+                             hint="simulated nodes live on loopback, e.g. 127.0.10.1")
+        return cls
+
+    @staticmethod
+    def _stop_strays(node: NodeState) -> None:
+        """Stop supervisord processes of ``node`` that the state does not name: a ``sim add`` killed between
+        starting supervisord and saving its pid (Terraform kills provisioners when a run is cancelled)."""
+        import psutil
+
+        conf = str(node.supervisor_conf)
+        strays: list[psutil.Process] = []
+        for proc in psutil.process_iter(["cmdline"]):
+            with contextlib.suppress(psutil.Error):
+                if conf in (proc.info["cmdline"] or []) and not (node.supervisord and node.supervisord.matches(proc)):
+                    strays.extend([proc, *procs.descendants(proc)])
+        if strays:
+            procs.stop_processes(strays, timeout=5.0)
+
+    @staticmethod
+    def _anything_alive(state: FleetState) -> bool:
+        """False after a reboot: none of the processes the state names runs (a half-added node is not stale)."""
+        return procs.is_alive(state.sshd) or any(procs.is_alive(n.supervisord) for n in state.nodes)
+
+    @staticmethod
+    def _spec_of(state: FleetState) -> str:
+        counts = [(c, sum(1 for n in state.nodes if n.node_class is c)) for c in NodeClass]
+        return format_spec([(c, k) for c, k in counts if k])
+
+    def _grow(self, state: FleetState, node: NodeState) -> None:
+        """Start ``node``'s supervisord and let sshd answer on its address (sshd starts with the first node)."""
+        ssh = self._ssh(state)
+        ssh.ensure_keys()
+        state.spec = self._spec_of(state)
+        ssh.write_known_hosts([n.address for n in state.nodes])
+        save_state(self.state_file, state)
+        supervisord = node.supervisord
+        if supervisord is None or not procs.is_alive(supervisord):
+            self._stop_strays(node)
+            supervisord = node.supervisord = supervisor.spawn(node)
+            save_state(self.state_file, state)
+        live = [n.address for n in state.nodes if not n.killed]
+        if procs.is_alive(state.sshd):
+            assert state.sshd is not None
+            ssh.reload(state.sshd, live)
+        else:
+            state.sshd = ssh.start(live)
+            save_state(self.state_file, state)
+        supervisor.wait_running(node, supervisord)
+        self._write_inventory(state, ssh)
+        self._say(f"{node.name} ({node.address}, {node.node_class.value}) is up")
+
+    def _write_inventory(self, state: FleetState, ssh: SshServer) -> None:
+        inventory.write(
+            state, known_hosts=ssh.known_hosts, client_key=ssh.client_key, agent_port=self.settings.fleet.agent_port
+        )
+
     # -- internals --------------------------------------------------------------------------------------------
 
     def _ssh(self, state: FleetState) -> SshServer:
@@ -238,9 +402,7 @@ class SimFleet:
             assert node.supervisord is not None
             supervisor.wait_running(node, node.supervisord)
         self._say(f"{len(state.nodes)} nodes running their own supervisord")
-        inventory.write(
-            state, known_hosts=ssh.known_hosts, client_key=ssh.client_key, agent_port=self.settings.fleet.agent_port
-        )
+        self._write_inventory(state, ssh)
         self._say(f"inventory written to {state.inventory}")
 
     def _stop_all(self, state: FleetState) -> list[str]:

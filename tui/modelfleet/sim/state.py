@@ -44,6 +44,7 @@ class NodeState:
     root: Path
     supervisord: ProcessRef | None = None
     killed: bool = False
+    owner: str | None = None  # who added it one by one (e.g. "terraform:local"); None: `sim up`
 
     @property
     def modelfleet_root(self) -> Path:
@@ -66,6 +67,7 @@ class NodeState:
             "root": str(self.root),
             "killed": self.killed,
             "supervisord": self.supervisord.to_json() if self.supervisord else None,
+            "owner": self.owner,
         }
 
     @classmethod
@@ -77,6 +79,7 @@ class NodeState:
             root=Path(d["root"]),
             supervisord=ProcessRef.from_json(d.get("supervisord")),
             killed=bool(d.get("killed", False)),
+            owner=d.get("owner"),
         )
 
 
