@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "sim",
     "agent_cmd",
     "deploy",
+    "infra",
     "ledger",
     "gate",
     "fairness",
@@ -40,6 +41,7 @@ examples:
   modelfleet gate credit-risk@challenger --env prod --explain-failures
   modelfleet deploy credit-risk@champion --yes
   modelfleet health --json
+  modelfleet infra plan --env local    Terraform: plan, then `infra apply --env local`
 
 configuration: modelfleet.toml (nearest upwards, or MODELFLEET_CONFIG) with MODELFLEET_<SECTION>_<KEY>
 environment overrides. Exit codes: 0 ok, 1 a check failed, 2 usage or configuration error.

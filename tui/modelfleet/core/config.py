@@ -69,6 +69,13 @@ class DeploySettings:
 
 
 @dataclass(frozen=True)
+class InfraSettings:
+    engine: str = "auto"  # auto | terraform | tofu | embedded | path of a terraform/tofu binary
+    terraform_dir: Path = Path("terraform")  # holds envs/<name>/ and modules/
+    cancel_grace_s: float = 120.0  # after a cancel, how long Terraform may finish what it has started
+
+
+@dataclass(frozen=True)
 class ConsoleSettings:
     refresh_s: float = 5.0
     read_only: bool = False
@@ -98,6 +105,7 @@ class Settings:
     fleet: FleetSettings = field(default_factory=FleetSettings)
     sim: SimSettings = field(default_factory=SimSettings)
     deploy: DeploySettings = field(default_factory=DeploySettings)
+    infra: InfraSettings = field(default_factory=InfraSettings)
     console: ConsoleSettings = field(default_factory=ConsoleSettings)
     governance: GovernanceSettings = field(default_factory=GovernanceSettings)
 
@@ -117,6 +125,7 @@ SECTIONS: dict[str, type] = {
     "fleet": FleetSettings,
     "sim": SimSettings,
     "deploy": DeploySettings,
+    "infra": InfraSettings,
     "console": ConsoleSettings,
     "governance": GovernanceSettings,
 }
@@ -126,6 +135,7 @@ _POSITIVE = {
     "registry.timeout_s", "registry.page_size", "fleet.agent_port", "fleet.probe_timeout_s",
     "fleet.probe_concurrency", "sim.ssh_port", "deploy.keep_releases", "console.refresh_s",
     "console.slo_p50_ms", "console.slo_p95_ms", "console.slo_p99_ms", "console.stale_after_s",
+    "infra.cancel_grace_s",
 }
 _PORTS = {"fleet.agent_port", "sim.ssh_port"}
 

@@ -1,0 +1,224 @@
+"""The Terraform executor (runners/terraform.py) on a small configuration of built-in resources, with both engines:
+typed live events, the saved plan applied exactly, a stale plan refused, cancel leaving state consistent,
+missing variables named. No simulated fleet here (tests/integration/test_infra_local.py has it)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from modelfleet.cli import main
+from modelfleet.core.config import Settings
+from modelfleet.core.errors import RunError
+from modelfleet.core.infra import get_env
+from modelfleet.runners.terraform import (
+    InfraApplyRequest,
+    InfraInitRequest,
+    InfraPlanRequest,
+    InfraRunResult,
+    TerraformRun,
+    start_infra_run,
+)
+from modelfleet.runners.terraform_events import (
+    ChangeSummary,
+    OutputValues,
+    PlannedChange,
+    ProvisionerOutput,
+    ResourceProgress,
+    StepEnded,
+    StepStarted,
+    TerraformEvent,
+)
+from tests.terraform.tfcli import engines
+
+BACKEND = """\
+terraform {
+  backend "local" {}
+}
+
+"""
+
+DEMO = BACKEND + """\
+variable "names" {
+  type    = list(string)
+  default = ["a", "b"]
+}
+
+variable "pause" {
+  type    = number
+  default = 0
+}
+
+resource "terraform_data" "item" {
+  for_each = toset(var.names)
+  input    = each.key
+
+  provisioner "local-exec" {
+    command = "sleep ${var.pause}; echo made ${self.input}"
+  }
+}
+
+output "items" {
+  value = sort([for k, v in terraform_data.item : v.output])
+}
+"""
+
+NEEDS = BACKEND + """\
+variable "region" {
+  type = string
+}
+
+variable "zone" {
+  type = string
+}
+
+resource "terraform_data" "x" {
+  input = "${var.region}/${var.zone}"
+}
+"""
+
+ENGINES = [e.name if e.kind == "binary" else "embedded" for e in engines()]
+
+
+@pytest.fixture
+def tf(settings: Settings, tmp_path: Path) -> Iterator[Settings]:
+    root = tmp_path / "tf"
+    for name, text in {"demo": DEMO, "needs": NEEDS, "stateless": DEMO.replace(BACKEND, "")}.items():
+        (root / "envs" / name).mkdir(parents=True)
+        (root / "envs" / name / "main.tf").write_text(text)
+    yield dataclasses.replace(settings, infra=dataclasses.replace(settings.infra, terraform_dir=root,
+                                                                  cancel_grace_s=60.0))
+
+
+def _run(settings: Settings, request: object) -> tuple[InfraRunResult, list[TerraformEvent]]:
+    events: list[TerraformEvent] = []
+    run = start_infra_run(settings, request, on_event=events.append)  # type: ignore[arg-type]
+    return run.wait(300), events
+
+
+def _state_items(settings: Settings) -> list[str]:
+    state = json.loads(get_env(settings, "demo").local_state.read_text())
+    return sorted(i["index_key"] for r in state["resources"] for i in r["instances"])
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_plan_then_apply_exactly_that_plan(tf: Settings, engine: str) -> None:
+    plan, events = _run(tf, InfraPlanRequest("demo", engine=engine))
+    assert plan.ok, plan.to_dict()
+    assert [e.step for e in events if isinstance(e, StepStarted)] == ["init", "plan", "show"]
+    assert sorted(e.address for e in events if isinstance(e, PlannedChange)) == [
+        'terraform_data.item["a"]', 'terraform_data.item["b"]']
+    assert plan.plan is not None and (plan.plan.add, plan.plan.change, plan.plan.remove) == (2, 0, 0)
+    assert plan.engine["version"] and plan.plan_digest and plan.plan_digest.startswith("sha256:")
+    assert (plan.artifact_dir / "plan.tfplan").is_file() and (plan.artifact_dir / "plan.json").is_file()
+    assert json.loads((plan.artifact_dir / "run.json").read_text())["result"]["status"] == "successful"
+
+    applied, events = _run(tf, InfraApplyRequest("demo", engine=engine))
+    assert applied.ok, applied.to_dict()
+    assert applied.plan_digest == plan.plan_digest  # the very plan that was reviewed
+    done = {e.address for e in events if isinstance(e, ResourceProgress) and e.phase == "complete"}
+    assert done == {'terraform_data.item["a"]', 'terraform_data.item["b"]'}
+    assert {e.output for e in events if isinstance(e, ProvisionerOutput) and e.phase == "progress"} >= {
+        "made a", "made b"}
+    assert any(isinstance(e, ChangeSummary) and e.operation == "apply" and e.add == 2 for e in events)
+    assert any(isinstance(e, OutputValues) for e in events)
+    assert applied.outputs == {"items": ["a", "b"]}
+    assert [e.rc for e in events if isinstance(e, StepEnded)] == [0]
+    assert _state_items(tf) == ["a", "b"]
+
+    with pytest.raises(RunError, match="already applied"):
+        TerraformRun(tf, InfraApplyRequest("demo", engine=engine)).start()
+    again, _ = _run(tf, InfraPlanRequest("demo", engine=engine))
+    assert again.plan is not None and again.plan.no_changes
+
+
+def test_both_engines_give_the_same_events(tf: Settings, tmp_path: Path) -> None:
+    if len(ENGINES) < 2:
+        pytest.skip("no terraform binary on PATH: only the embedded engine to compare")
+    kinds: list[list[tuple[str, str]]] = []
+    for engine in ENGINES:
+        settings = dataclasses.replace(tf, paths=dataclasses.replace(tf.paths, state_dir=tmp_path / engine))
+        assert _run(settings, InfraPlanRequest("demo", engine=engine))[0].ok
+        result, events = _run(settings, InfraApplyRequest("demo", engine=engine))
+        assert result.ok
+        kinds.append(sorted({(type(e).__name__, getattr(e, "phase", "")) for e in events}))
+    assert kinds[0] == kinds[1]
+
+
+def test_a_stale_plan_is_refused_and_changes_nothing(tf: Settings) -> None:
+    env = get_env(tf, "demo")
+    assert _run(tf, InfraPlanRequest("demo"))[0].ok
+    first = env.saved_plan_path.read_text()
+    assert _run(tf, InfraPlanRequest("demo", variables={"names": '["a"]'}))[0].ok
+    assert _run(tf, InfraApplyRequest("demo"))[0].ok  # someone else applied a newer plan meanwhile
+    serial = json.loads(env.local_state.read_text())["serial"]
+
+    env.saved_plan_path.write_text(first)  # the older plan, still on disk, unapplied
+    result, _ = _run(tf, InfraApplyRequest("demo"))
+    assert result.status == "failed" and result.stale_plan
+    assert json.loads(env.local_state.read_text())["serial"] == serial
+    assert _state_items(tf) == ["a"]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_cancel_leaves_state_consistent(tf: Settings, engine: str) -> None:
+    assert _run(tf, InfraPlanRequest("demo", engine=engine,
+                                     variables={"names": '["a","b","c"]', "pause": "30"}))[0].ok
+    started = threading.Event()
+
+    def on_event(event: TerraformEvent) -> None:
+        if isinstance(event, ResourceProgress) and event.phase == "start":
+            started.set()
+
+    run = start_infra_run(tf, InfraApplyRequest("demo", engine=engine), on_event=on_event)
+    assert started.wait(120)
+    run.cancel()
+    result = run.wait(90)  # well inside the 30 s the provisioners would take
+    assert result.status == "canceled"
+    # Terraform stopped gracefully (it was asked, not killed), so it saved what it had made
+    assert any("Gracefully shutting down" in e.text for e in run.event_log())
+    assert not any(isinstance(e, ResourceProgress) and e.phase == "complete" for e in run.event_log())
+
+    # a later plan works and shows what is left: every item still to make (replaced if half made)
+    left, _ = _run(tf, InfraPlanRequest("demo", engine=engine, variables={"names": '["a","b","c"]'}))
+    assert left.ok and left.plan is not None
+    assert {c.address for c in left.plan.changes if c.action in ("create", "replace")} == {
+        'terraform_data.item["a"]', 'terraform_data.item["b"]', 'terraform_data.item["c"]'}
+    finished, _ = _run(tf, InfraApplyRequest("demo", engine=engine))
+    assert finished.ok
+    assert _state_items(tf) == ["a", "b", "c"]
+
+
+def test_missing_variables_are_named(tf: Settings, monkeypatch: pytest.MonkeyPatch,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    result, _ = _run(tf, InfraPlanRequest("needs"))
+    assert result.status == "failed" and result.missing_variables == ("region", "zone")
+
+    monkeypatch.setenv("MODELFLEET_INFRA_TERRAFORM_DIR", str(tf.infra.terraform_dir))
+    monkeypatch.setenv("MODELFLEET_PATHS_STATE_DIR", str(tf.state_dir))
+    assert main(["infra", "plan", "--env", "needs"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-2] == "modelfleet: environment needs: no value for variables region, zone"
+    assert err[-1].startswith("  fix: set them in terraform/envs/needs/terraform.tfvars")
+
+
+def test_refused_runs_write_nothing(tf: Settings) -> None:
+    with pytest.raises(RunError, match="has no saved plan"):
+        start_infra_run(tf, InfraApplyRequest("demo"))
+    with pytest.raises(RunError, match="declares no backend, so Terraform would keep its state in"):
+        start_infra_run(tf, InfraPlanRequest("stateless"))
+    assert not (tf.state_dir / "runs").exists()
+
+
+def test_init_alone(tf: Settings) -> None:
+    result, events = _run(tf, InfraInitRequest("demo"))
+    assert result.ok and [e.step for e in events if isinstance(e, StepStarted)] == ["init"]
+    assert get_env(tf, "demo").initialized
+    shutil.rmtree(get_env(tf, "demo").data_dir)
+    assert not get_env(tf, "demo").initialized
