@@ -1,0 +1,232 @@
+"""terraform/envs/local end to end, through `modelfleet infra`, on simulated nodes (real sshd, supervisord,
+Ansible over SSH, real agents).
+
+Twice, once per engine, each in a project of its own (127.0.83.x / ssh 2283 and 127.0.84.x / ssh 2284):
+
+* the binary (`terraform` on PATH), the full story: plan -> apply --yes makes two nodes -> infra inventory ->
+  `modelfleet provision` and `deploy credit-risk@champion` succeed on them -> a second plan changes nothing ->
+  destroy removes them and nothing of them keeps running;
+* the embedded engine (no terraform on PATH), lighter: plan -> apply -> inventory that Ansible reaches over SSH
+  -> a second plan changes nothing -> an apply of three more nodes cancelled mid-way leaves state consistent (a
+  later plan shows what is left, applying it completes the fleet) -> destroy, nothing keeps running.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from modelfleet.core.config import Settings, load_settings
+from modelfleet.core.fleet import Inventory
+from modelfleet.runners.terraform import InfraApplyRequest, InfraPlanRequest, start_infra_run
+from modelfleet.runners.terraform_events import ResourceProgress, TerraformEvent
+from modelfleet.sim import procs
+from modelfleet.sim.sshd import banner
+from tests.conftest import REPO_ROOT
+from tests.integration.simfleet import ansible_adhoc, host_results
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(2400)]
+
+VENV_BIN = Path(sys.executable).parent
+MODELFLEET = str(VENV_BIN / "modelfleet")
+TWO = {"edge-cpu-01": "cpu", "edge-arm-01": "arm"}
+
+
+class Project:
+    """A modelfleet project of its own: config, state dir, simulated fleet addresses, and an engine choice."""
+
+    def __init__(self, folder: Path, prefix: str, port: int, *, binary: bool) -> None:
+        self.folder = folder
+        self.prefix = prefix
+        self.binary = binary
+        state = folder / "state"
+        (folder / "modelfleet.toml").write_text(
+            f'[paths]\nstate_dir = "{state}"\n'
+            f'[registry]\ntracking_uri = "sqlite:///{folder}/mlflow.db"\nartifact_root = "{folder}/mlartifacts"\n'
+            f'cache_dir = "{state}/cache"\n'
+            f'[ledger]\nurl = "sqlite:///{folder}/ledger.db"\n'
+            f'[fleet]\ninventory = "{state}/sim/inventory.yml"\n'
+            f'[sim]\naddress_prefix = "{prefix}"\nssh_port = {port}\n'
+            f'[infra]\nterraform_dir = "{REPO_ROOT / "terraform"}"\n',
+            encoding="utf-8",
+        )
+        self.settings: Settings = load_settings(config_file=folder / "modelfleet.toml")
+        self.inventory = self.settings.state_dir / "infra" / "local" / "inventory.yml"
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("MODELFLEET_", "ANSIBLE_", "TF_"))}
+        if not self.binary:  # a fresh machine: no terraform anywhere on PATH
+            env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep)
+                                          if p and not (Path(p) / "terraform").exists()
+                                          and not (Path(p) / "tofu").exists())
+        return env
+
+    def cli(self, *args: str, timeout: float = 1500) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([MODELFLEET, *args], cwd=self.folder, env=self.env, capture_output=True, text=True,
+                              timeout=timeout, check=False, stdin=subprocess.DEVNULL)
+
+    def ok(self, *args: str, timeout: float = 1500) -> subprocess.CompletedProcess[str]:
+        proc = self.cli(*args, timeout=timeout)
+        assert proc.returncode == 0, f"modelfleet {args} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
+        return proc
+
+    def plan_json(self, *extra: str) -> dict[str, object]:
+        return json.loads(self.ok("infra", "plan", "--env", "local", "--json", *extra).stdout)
+
+    def sim_nodes(self) -> dict[str, str]:
+        status = json.loads(self.ok("sim", "status", "--json").stdout)
+        return {n["name"]: n["node_class"] for n in status.get("nodes", [])}
+
+    def leftovers(self) -> list[psutil.Process]:
+        """Processes of this project's fleet still running (sshd, supervisord, agents)."""
+        marker = str(self.settings.state_dir / "sim")
+        found = []
+        for proc in psutil.process_iter(["cmdline"]):
+            try:
+                if any(marker in part for part in proc.info["cmdline"] or []) \
+                        and proc.status() != psutil.STATUS_ZOMBIE:
+                    found.append(proc)
+            except psutil.Error:
+                continue
+        return found
+
+    def teardown(self) -> None:
+        self.cli("sim", "down")
+
+
+@pytest.fixture(scope="module")
+def project_dir() -> Iterator[Path]:
+    base = Path(tempfile.mkdtemp(prefix="mfi-", dir="/tmp"))  # short: supervisord's sockets live below it
+    base.chmod(0o755)
+    yield base
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def _project(project_dir: Path, name: str, prefix: str, port: int, *, binary: bool) -> Iterator[Project]:
+    folder = project_dir / name
+    folder.mkdir()
+    project = Project(folder, prefix, port, binary=binary)
+    try:
+        yield project
+    finally:
+        project.teardown()
+
+
+@pytest.fixture(scope="module")
+def with_binary(project_dir: Path) -> Iterator[Project]:
+    if not shutil.which("terraform") and not shutil.which("tofu"):
+        pytest.skip("no terraform or tofu binary on PATH (the embedded engine is tested below): install terraform "
+                    "to test the binary path")
+    yield from _project(project_dir, "bin", "127.0.83", 2283, binary=True)
+
+
+@pytest.fixture(scope="module")
+def embedded(project_dir: Path) -> Iterator[Project]:
+    yield from _project(project_dir, "emb", "127.0.84", 2284, binary=False)
+
+
+def _apply_two_nodes(p: Project) -> None:
+    plan = p.plan_json()
+    assert plan["status"] == "successful"
+    assert plan["engine"]["kind"] == ("binary" if p.binary else "embedded")  # type: ignore[index]
+    assert {r["address"]: r["action"] for r in plan["plan"]["resources"]} == {  # type: ignore[index]
+        f'terraform_data.node["{n}"]': "create" for n in TWO}
+    applied = p.ok("infra", "apply", "--env", "local", "--yes")
+    assert "2 to add, 0 to change, 0 to destroy" in applied.stdout
+    assert p.sim_nodes() == TWO
+    assert banner(f"{p.prefix}.1", p.settings.sim.ssh_port) and banner(f"{p.prefix}.161", p.settings.sim.ssh_port)
+
+    written = json.loads(p.ok("infra", "inventory", "--env", "local", "--json").stdout)
+    assert written["inventory"] == str(p.inventory) and written["simulated"] is True
+    assert {n["name"]: (n["class"], n["address"]) for n in written["nodes"]} == {
+        "edge-cpu-01": ("cpu", f"{p.prefix}.1"), "edge-arm-01": ("arm", f"{p.prefix}.161")}
+    inventory = Inventory.load(p.inventory)
+    assert {n.name: n.node_class.value for n in inventory.nodes} == TWO
+    assert {n.name for n in inventory.select("staging")} == set(TWO)
+
+
+def _destroy_everything(p: Project) -> None:
+    destroyed = p.ok("infra", "destroy", "--env", "local", "--yes")
+    assert "0 to add, 0 to change" in destroyed.stdout
+    assert json.loads(p.ok("sim", "status", "--json").stdout)["state"] == "down"
+    assert procs.listeners_on([f"{p.prefix}.{i}" for i in (1, 2, 3, 81, 161)]) == []
+    assert not procs.wait_gone(p.leftovers(), timeout=15)
+    assert p.plan_json()["plan"]["add"] == 2  # type: ignore[index]  # back to the beginning
+
+
+def test_binary_engine_plan_apply_provision_deploy_destroy(with_binary: Project) -> None:
+    p = with_binary
+    _apply_two_nodes(p)
+    group_vars = p.inventory.parent / "group_vars"
+    group_vars.mkdir(exist_ok=True)
+    # a first agent start on 2 loaded cores can take longer than the gate's default 16 s
+    (group_vars / "edge.yml").write_text("model_release_gate_wait_s: 40\n", encoding="utf-8")
+
+    p.ok("demo", "seed")
+    provision = json.loads(p.ok("provision", "--inventory", str(p.inventory), "--yes", "--json").stdout)
+    assert set(provision["hosts"]) == set(TWO) and provision["status"] == "successful"
+    deploy = json.loads(p.ok("deploy", "credit-risk@champion", "--inventory", str(p.inventory), "--yes",
+                             "--json").stdout)
+    assert set(deploy["hosts"]) == set(TWO)
+    for node in Inventory.load(p.inventory).nodes:
+        link = p.settings.state_dir / "sim" / "nodes" / node.name / "opt" / "modelfleet" / "models" / "credit-risk"
+        assert (link / "current").is_symlink(), node.name
+
+    again = p.plan_json()
+    assert again["plan"]["no_changes"] is True  # type: ignore[index]
+    _destroy_everything(p)
+
+
+def test_embedded_engine_without_terraform_on_path(embedded: Project) -> None:
+    p = embedded
+    assert not any((Path(d) / "terraform").exists() for d in p.env["PATH"].split(os.pathsep) if d)
+    _apply_two_nodes(p)
+    pinged = ansible_adhoc(p.inventory, "edge", "ansible.builtin.ping")
+    assert host_results(pinged.stdout) == {n: "SUCCESS" for n in TWO}, pinged.stdout + pinged.stderr
+    assert p.plan_json()["plan"]["no_changes"] is True  # type: ignore[index]
+
+
+def test_embedded_cancelled_apply_leaves_state_consistent(embedded: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Three more nodes, cancelled as soon as the first starts: a later plan shows what is left, and applying it
+    gives exactly the fleet asked for."""
+    p = embedded
+    five = '{cpu=2,gpu=1,arm=2}'
+    for key in [k for k in os.environ if k.startswith(("MODELFLEET_", "TF_"))]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("PATH", p.env["PATH"])
+    monkeypatch.chdir(p.folder)
+    assert start_infra_run(p.settings, InfraPlanRequest("local", variables={"node_counts": five})).wait(600).ok
+    started = threading.Event()
+
+    def on_event(event: TerraformEvent) -> None:
+        if isinstance(event, ResourceProgress) and event.phase == "start":
+            started.set()
+
+    run = start_infra_run(p.settings, InfraApplyRequest("local"), on_event=on_event)
+    assert started.wait(300)
+    run.cancel()
+    result = run.wait(600)
+    assert result.status == "canceled"
+
+    left = p.plan_json("--var", f"node_counts={five}")
+    assert left["status"] == "successful"
+    # the three new nodes, half made (tainted: replaced) or not begun (created); the first two untouched
+    remaining = {r["address"].split('"')[1]: r["action"] for r in left["plan"]["resources"]}  # type: ignore[index]
+    assert set(remaining) == {"edge-cpu-02", "edge-gpu-01", "edge-arm-02"}
+    assert set(remaining.values()) <= {"create", "replace"}
+    wanted = {"edge-cpu-01", "edge-cpu-02", "edge-gpu-01", "edge-arm-01", "edge-arm-02"}
+    p.ok("infra", "apply", "--env", "local", "--yes")
+    assert set(p.sim_nodes()) == wanted
+    assert p.plan_json("--var", f"node_counts={five}")["plan"]["no_changes"] is True  # type: ignore[index]
+    _destroy_everything(p)
