@@ -20,6 +20,7 @@ and exits with the error's ``exit_code``; anything else is a bug and keeps its t
     │   ├── NodeNotFound
     │   └── NodeUnreachable
     ├── BundleError                       release bundle invalid, bad signature, checksum mismatch
+    ├── ArtifactStoreError                S3 artifact store: no bucket, no credentials, upload refused
     ├── LedgerError                       ledger storage problems
     │   └── LedgerIntegrityError          hash chain broken (exit 1)
     ├── RunError                          an ansible / terraform run could not start
@@ -98,6 +99,10 @@ class NodeUnreachable(FleetError):
 
 class BundleError(ModelfleetError):
     """A release bundle is malformed, tampered with, or signed by an unknown key."""
+
+
+class ArtifactStoreError(ModelfleetError):
+    """The S3 artifact store refused a request (missing bucket or credentials, access denied, bad endpoint)."""
 
 
 class LedgerError(ModelfleetError):
