@@ -39,7 +39,8 @@ def test_apply_hooks_become_resource_progress() -> None:
     failed = parse_ui_line(line("apply_errored", hook={"resource": RES, "action": "delete", "elapsed_seconds": 1}))
     refresh = parse_ui_line(line("refresh_complete", hook={"resource": RES}))
     assert isinstance(start, ResourceProgress) and (start.phase, start.action) == ("start", "create")
-    assert isinstance(done, ResourceProgress) and (done.phase, done.id_value, done.elapsed_s) == ("complete", "abc", 3.0)
+    assert isinstance(done, ResourceProgress)
+    assert (done.phase, done.id_value, done.elapsed_s) == ("complete", "abc", 3.0)
     assert isinstance(failed, ResourceProgress) and failed.phase == "errored"
     assert isinstance(refresh, ResourceProgress) and refresh.action == "refresh"
 
