@@ -9,6 +9,7 @@ server (127.0.86.250:5086) for the module.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -22,11 +23,12 @@ import pytest
 
 from modelfleet.core.artifact_store import S3Location, StoredBundle, file_sha256, upload_bundle
 from modelfleet.core.config import Settings, load_settings
-from modelfleet.core.deploy import DeployOptions, Release, deploy_extra_vars, prepare_release
+from modelfleet.core.deploy import Release, prepare_release
 from modelfleet.core.errors import ArtifactStoreError
 from modelfleet.core.fleet import Inventory
-from modelfleet.runners.ansible import AnsibleRun, RunResult, RunSpec, new_run_id
-from modelfleet.runners.events import EventKind
+from modelfleet.runners.events import EventKind, RunEvent
+from modelfleet.runners.pipeline import RunResult, launch, prepare
+from modelfleet.runners.requests import DeployRequest
 from modelfleet.sim.session import RunningFleet
 from tests.integration.s3server import CREDENTIALS, s3_server
 
@@ -55,13 +57,13 @@ class Ctx:
     def release(self, ref: str) -> Release:
         return prepare_release(self.settings, ref)
 
-    def deploy(self, release: Release, stored: StoredBundle, **extra: Any) -> tuple[RunResult, AnsibleRun]:
-        options = DeployOptions(inventory=self.running.inventory, waves=[1])
-        run_id = new_run_id()
-        variables = {**deploy_extra_vars(release, options, run_id), **stored.extra_vars(expires_s=300), **extra}
-        run = AnsibleRun(self.settings, RunSpec("deploy.yml", self.running.inventory, extra_vars=variables,
-                                                hosts=[NODE], kind="deploy"), run_id=run_id)
-        return run.run(timeout=900), run
+    def deploy(self, release: Release, stored: StoredBundle) -> tuple[RunResult, list[RunEvent]]:
+        """What `modelfleet deploy --source s3` will do: the prepared deploy, plus the role's S3 variables."""
+        prepared = prepare(self.settings, DeployRequest(ref=release.ref, release=release, waves="1"))
+        prepared = dataclasses.replace(prepared, extra_vars={**prepared.extra_vars, **stored.extra_vars(300)})
+        events: list[RunEvent] = []
+        handle = launch(self.settings, prepared, on_event=events.append)
+        return handle.wait(900), events
 
     def current(self) -> str | None:
         link = self.running.fleet.nodes_dir / NODE / "opt" / "modelfleet" / "models" / "credit-risk" / "current"
@@ -139,9 +141,9 @@ def test_upload_errors_name_the_bucket_and_the_fix(ctx: Ctx, tmp_path: Path, mon
 def test_deploy_pulls_the_bundle_from_s3(ctx: Ctx) -> None:
     release = ctx.release("credit-risk@champion")
     stored = upload_bundle(release.bundle, ctx.location)
-    result, run = ctx.deploy(release, stored)
-    assert result.ok, (result.to_dict(), result.error)
-    done = {e.task or "" for e in run.event_log()
+    result, events = ctx.deploy(release, stored)
+    assert result.ok, result.to_dict()
+    done = {e.task or "" for e in events
             if e.host == NODE and e.kind in (EventKind.HOST_OK, EventKind.HOST_CHANGED)}
     assert "Pull | download the bundle on the node (HTTPS only, checksum checked)" in done, sorted(done)
     assert not any("push the bundle" in t for t in done)
@@ -159,7 +161,7 @@ def test_a_tampered_object_is_refused_on_the_node_before_the_switch(ctx: Ctx) ->
     ctx.client.put_object(Bucket=BUCKET, Key=stored.key, Body=bytes(data), Metadata={"sha256": stored.sha256})
 
     result, _ = ctx.deploy(release, stored)
-    assert not result.ok and result.failed_hosts == [NODE]
+    assert not result.ok and result.outcome_of(NODE) == "failed", result.to_dict()
     assert "checksum" in (result.hosts[NODE].message or "").lower(), result.hosts[NODE]
     assert ctx.current() == before  # never switched
     assert ctx.health()["version"] != release.version

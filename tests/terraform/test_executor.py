@@ -21,6 +21,7 @@ from modelfleet.cli import main
 from modelfleet.core.config import Settings
 from modelfleet.core.errors import RunError
 from modelfleet.core.infra import get_env
+from modelfleet.runners.executor import ExecResult, Executor
 from modelfleet.runners.terraform import (
     InfraApplyRequest,
     InfraInitRequest,
@@ -292,3 +293,19 @@ def test_ctrl_c_cancels_the_apply_and_keeps_state(tf: Settings, monkeypatch: pyt
     assert "apply of demo cancelled; state saved" in text
     left, _ = _run(tf, InfraPlanRequest("demo"))
     assert left.ok and left.plan is not None and left.plan.add == 2  # what is left, shown by the next plan
+
+
+def test_it_is_an_executor_of_the_run_pipeline(tf: Settings) -> None:
+    """The pipeline's executor contract (runners/executor.py): raw events to one callback, on_finish with an
+    ExecResult before wait() returns, cancel from any thread, artifact_dir."""
+    raw: list[dict[str, object]] = []
+    finished: list[ExecResult] = []
+    run: Executor = TerraformRun(tf, InfraPlanRequest("demo"), on_raw_event=raw.append, on_finish=finished.append)
+    run.start()
+    result = run.wait(300)
+    assert isinstance(result, ExecResult) and result.status == "successful"
+    assert finished == [result] and result.artifact_dir == run.artifact_dir
+    assert {r["step"] for r in raw} == {"init", "plan"}  # show's JSON document is an artifact, not events
+    assert any(isinstance(r["line"], dict) and r["line"].get("type") == "change_summary" for r in raw)
+    lines = (run.artifact_dir / "events.jsonl").read_text().splitlines()
+    assert [json.loads(line) for line in lines] == raw

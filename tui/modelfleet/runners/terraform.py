@@ -59,6 +59,7 @@ from modelfleet.core.infra import (
     summarize_plan,
 )
 from modelfleet.runners.ansible import default_actor, new_run_id
+from modelfleet.runners.executor import ExecResult, FinishCallback, RawEventCallback
 from modelfleet.runners.terraform_engine import Engine, find_engine, flag
 from modelfleet.runners.terraform_events import (
     Diagnostic,
@@ -120,31 +121,24 @@ InfraRequest = InfraInitRequest | InfraPlanRequest | InfraApplyRequest
 
 
 @dataclass(frozen=True)
-class InfraRunResult:
-    run_id: str
-    kind: str
-    env: str
-    status: str  # successful | failed | canceled | error
-    rc: int | None
-    started: datetime
-    ended: datetime
-    artifact_dir: Path
-    engine: dict[str, Any]
+class InfraRunResult(ExecResult):
+    """An :class:`~modelfleet.runners.executor.ExecResult` (status, rc, started, ended, artifact_dir, error) with
+    what a Terraform run adds."""
+
+    run_id: str = ""
+    kind: str = ""
+    env: str = ""
+    engine: dict[str, Any] = field(default_factory=dict)
     plan: PlanSummary | None = None
     plan_digest: str | None = None  # sha256 of the plan file made (plan) or applied (apply)
     outputs: dict[str, Any] = field(default_factory=dict)
     diagnostics: tuple[Diagnostic, ...] = ()
     missing_variables: tuple[str, ...] = ()
     stale_plan: bool = False
-    error: str | None = None
 
     @property
     def ok(self) -> bool:
         return self.status == "successful"
-
-    @property
-    def duration_s(self) -> float:
-        return (self.ended - self.started).total_seconds()
 
     @property
     def errors(self) -> list[Diagnostic]:
@@ -245,10 +239,15 @@ class TerraformRun:
         run_id: str | None = None,
         actor: str | None = None,
         on_event: InfraEventCallback | None = None,
+        on_raw_event: RawEventCallback | None = None,
+        on_finish: FinishCallback | None = None,
         engine: Engine | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> None:
-        """``environ`` replaces ``os.environ`` as the base of the engine's environment (tests, benchmarks)."""
+        """An executor in the sense of :mod:`modelfleet.runners.executor`: ``on_raw_event`` gets every engine
+        line as ``{"step": ..., "line": {...}}`` (what ``events.jsonl`` keeps), ``on_finish`` the result before
+        :meth:`wait` returns; ``on_event`` the typed events. ``environ`` replaces ``os.environ`` as the base of the
+        engine's environment (tests, benchmarks)."""
         self.settings = settings
         self.request = request
         self.kind = request.kind
@@ -258,6 +257,9 @@ class TerraformRun:
         self._environ = environ
         self.engine = engine or find_engine(request.engine or settings.infra.engine, environ=environ)
         self.run_dir = Path(settings.state_dir) / "runs" / self.run_id
+        self.artifact_dir = self.run_dir
+        self._raw_subscriber = on_raw_event
+        self._on_finish = on_finish
         self.queue: queue.Queue[TerraformEvent] = queue.Queue()
         self._subscribers: list[InfraEventCallback] = [on_event] if on_event else []
         self._lock = threading.RLock()
@@ -411,8 +413,12 @@ class TerraformRun:
         if not isinstance(raw, dict):
             self._publish(LogLine(step=step.name, message=text))
             return
-        log.write(json.dumps({"step": step.name, "line": raw}) + "\n")
+        record = {"step": step.name, "line": raw}
+        log.write(json.dumps(record) + "\n")
         log.flush()
+        if self._raw_subscriber is not None:
+            with contextlib.suppress(Exception):
+                self._raw_subscriber(record)
         if raw.get("type") == "version" and raw.get("terraform"):
             self._engine_version = str(raw["terraform"])
         event = parse_ui_line(raw, step.name)
@@ -473,6 +479,12 @@ class TerraformRun:
             )
             with contextlib.suppress(OSError):
                 self._write_meta()
+            result = self._result
+        if self._on_finish is not None:
+            try:
+                self._on_finish(result)
+            except Exception as exc:  # e.g. the ledger is down: keep the result, say what went wrong
+                self._error = (self._error + "; " if self._error else "") + f"after the run: {exc}"
         self._done.set()
         self._publish(RunStatus(status=f"done:{status}"))
 
