@@ -9,24 +9,15 @@ no usage banner).
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from modelfleet.core.config import OTHER_VARIABLES, config_variables
 from tests.conftest import REPO_ROOT
-
-MODELFLEET = str(Path(sys.executable).parent / "modelfleet")
-
-
-def run(project: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("MODELFLEET_")}
-    return subprocess.run([MODELFLEET, *args], cwd=project, env={**clean, **env}, capture_output=True, text=True,
-                          timeout=60, stdin=subprocess.DEVNULL, check=False)
+from tests.unit.cli_support import run
 
 
 def assert_one_error(proc: subprocess.CompletedProcess[str], *fragments: str) -> list[str]:
@@ -133,6 +124,8 @@ def test_every_modelfleet_variable_the_tree_uses_is_known() -> None:
          "  fix: give ACTION: one of up, down, status, kill, start;"),
         (["registry", "versions", "credit-risk", "--limit", "0"],
          "modelfleet: registry versions: --limit: 0 must be 1 or more", "  fix: --limit N: show at most N versions"),
+        (["sim", "status", "--interval", "0"], "modelfleet: sim status: --interval: 0 must be between",
+         "  fix: --interval SECONDS: seconds between refreshes with --watch"),
     ],
 )
 def test_argparse_errors_are_one_line_with_a_fix(tmp_path: Path, args: list[str], message: str, fix: str) -> None:
