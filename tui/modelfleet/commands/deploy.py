@@ -17,6 +17,7 @@ import threading
 from typing import Any
 
 from modelfleet.commands._output import print_json, print_table, progress
+from modelfleet.commands._watch import add_watch_arguments, watched
 from modelfleet.core.errors import EXIT_CHECK_FAILED, EXIT_OK, UsageError
 
 FLEET_WIDE = ("", "all", "*", "edge")
@@ -94,7 +95,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--limit", metavar="PATTERN", help="nodes or groups (Ansible --limit syntax)")
     p.add_argument("--model", help="only this model's agents")
     p.add_argument("--json", action="store_true", help="print JSON")
-    p.set_defaults(func=cmd_health)
+    add_watch_arguments(p)
+    p.set_defaults(func=watched(cmd_health))
 
     p = subparsers.add_parser(
         "bundle", help="pin a model version and build its signed release bundle (for ansible-playbook users)",
