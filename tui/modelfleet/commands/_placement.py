@@ -1,0 +1,59 @@
+"""The CLI's one door to the rule for what should run where, and who has a model at all.
+
+Today the rule lives twice (``core.fleet_status.ledger_versions`` for the console and
+``runners.health.expected_from_ledger`` for ``modelfleet health``); the lead is unifying them. ``describe`` and
+``deploy --skip-deployed`` call only :func:`what_should_run_where`, which calls the one ``modelfleet health``
+uses, so describe's expectations match health's verdicts. When the unified rule lands, only this function
+changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    from modelfleet.core.ledger import Event
+    from modelfleet.runners.health import HealthRow
+
+
+def what_should_run_where(events: Iterable[Event]) -> dict[tuple[str, str], str | None]:
+    """(node, model) -> the version the ledger says should run there (None: placed, version unknown), for every
+    (node, model) a deploy or rollback that did not fail ever placed (check-mode runs place nothing)."""
+    from modelfleet.runners.health import expected_from_ledger
+
+    return {key: version for key, (_url, version) in expected_from_ledger(events).items()}
+
+
+@dataclass(frozen=True)
+class ModelPresence:
+    """Where a model is, per the ledger and per the agents, for the nodes asked about."""
+
+    model: str
+    by_ledger: dict[str, str | None]  # node -> version the ledger placed there
+    by_agents: dict[str, str | None]  # node -> version its agent answers with
+
+    @property
+    def nodes(self) -> set[str]:
+        return set(self.by_ledger) | set(self.by_agents)
+
+    def version_on(self, node: str) -> str | None:
+        return self.by_agents.get(node) or self.by_ledger.get(node)
+
+
+def model_presence(model: str, events: Iterable[Event], answers: Iterable[HealthRow],
+                   nodes: Iterable[str]) -> ModelPresence:
+    """Which of ``nodes`` have ``model``: placed by the ledger, or answering with it on an agent."""
+    wanted = set(nodes)
+    placed = what_should_run_where(events)
+    by_ledger = {n: v for (n, m), v in placed.items() if m == model and n in wanted}
+    by_agents = {a.node: a.version for a in answers
+                 if a.model == model and a.node in wanted and a.verdict != "unreachable" and not serves_another(a)}
+    return ModelPresence(model, by_ledger, by_agents)
+
+
+def serves_another(row: HealthRow) -> bool:
+    """An agent URL the ledger gave one model answers for another: health reports the model it asked about
+    with the other model's version ("<url> serves X, not M"); that version is not M's."""
+    return (row.reason or "").startswith(row.url + " serves ")
