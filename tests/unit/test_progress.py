@@ -10,8 +10,11 @@ import io
 import re
 import time
 
+from dataclasses import dataclass, field
+
 from modelfleet.commands._progress import TaskProgress
-from modelfleet.runners.events import EventKind, HostState, HostStatus, RunEvent
+from modelfleet.runners.events import EventKind, RunEvent
+from modelfleet.runners.runstate import HostRun
 
 HOSTS = ["edge-cpu-01", "edge-cpu-02", "edge-arm-01"]
 
@@ -24,16 +27,29 @@ class Clock:
         return self.now
 
 
-def _states() -> dict[str, HostState]:
-    return {"edge-cpu-01": HostState("edge-cpu-01", HostStatus.CHANGED, ok=5, changed=2),
-            "edge-cpu-02": HostState("edge-cpu-02", HostStatus.OK, ok=5),
-            "edge-arm-01": HostState("edge-arm-01", HostStatus.FAILED, ok=1, failed=1, failing=True,
-                                     message="no space left")}
+@dataclass
+class Handle:
+    """The part of a run handle the printer reads: the run's kind and its per-host results."""
+
+    kind: str = "provision"
+    results: dict[str, HostRun] = field(default_factory=lambda: {
+        "edge-cpu-01": HostRun("edge-cpu-01", ok=5, changed=2),
+        "edge-cpu-02": HostRun("edge-cpu-02", ok=5),
+        "edge-arm-01": HostRun("edge-arm-01", ok=1, failed=1, failing=True, message="no space left")})
+
+    def hosts(self) -> dict[str, HostRun]:
+        return self.results
+
+
+def _printer(out: io.StringIO, **kwargs: object) -> TaskProgress:
+    progress = TaskProgress(HOSTS, stream=out, **kwargs)  # type: ignore[arg-type]
+    progress.handle = Handle()
+    return progress
 
 
 def test_tasks_failures_and_hosts_as_they_finish() -> None:
     out, clock = io.StringIO(), Clock()
-    progress = TaskProgress(HOSTS, _states, stream=out, clock=clock, tty=False)
+    progress = _printer(out, clock=clock, tty=False)
     progress(RunEvent(EventKind.PLAY_START, play="Provision edge nodes", batch=1))
     progress(RunEvent(EventKind.TASK_START, task="Gathering Facts"))
     for host in HOSTS:
@@ -62,7 +78,7 @@ def test_tasks_failures_and_hosts_as_they_finish() -> None:
 
 def test_a_long_task_gets_a_heartbeat_without_a_terminal() -> None:
     out = io.StringIO()
-    progress = TaskProgress(HOSTS, _states, stream=out, heartbeat_s=0.3, tty=False)
+    progress = _printer(out, heartbeat_s=0.3, tty=False)
     progress(RunEvent(EventKind.TASK_START, task="Install | build the wheelhouse"))
     progress(RunEvent(EventKind.HOST_CHANGED, host="edge-cpu-01", task="Install | build the wheelhouse"))
     deadline = time.monotonic() + 10
@@ -75,7 +91,7 @@ def test_a_long_task_gets_a_heartbeat_without_a_terminal() -> None:
 
 def test_on_a_terminal_a_status_line_ticks_under_the_lines() -> None:
     out, clock = io.StringIO(), Clock()
-    progress = TaskProgress(HOSTS, _states, stream=out, clock=clock, tty=True)
+    progress = _printer(out, clock=clock, tty=True)
     progress(RunEvent(EventKind.TASK_START, task="Install | agent venv"))
     clock.now += 12
     progress(RunEvent(EventKind.HOST_OK, host="edge-cpu-01", task="Install | agent venv"))

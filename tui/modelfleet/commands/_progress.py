@@ -27,10 +27,11 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Protocol, TextIO
 
 if TYPE_CHECKING:  # pragma: no cover
-    from modelfleet.runners.events import HostState, RunEvent
+    from modelfleet.runners.events import RunEvent
+    from modelfleet.runners.runstate import HostRun
 
 HEARTBEAT_S = 20.0
 
@@ -38,6 +39,14 @@ HEARTBEAT_S = 20.0
 def clock_text(seconds: float) -> str:
     minutes, secs = divmod(int(seconds), 60)
     return f"{minutes}:{secs:02d}"
+
+
+class RunHosts(Protocol):
+    """What the printer needs of a run handle (``runners.pipeline.RunHandle`` is one)."""
+
+    kind: str
+
+    def hosts(self) -> Mapping[str, HostRun]: ...
 
 
 @dataclass
@@ -50,14 +59,14 @@ class _Task:
 
 
 class TaskProgress:
-    """An ``on_event`` callback for a run: see the module docstring. ``hosts`` are the run's target hosts;
-    ``states`` returns the run's current per-host states (for the finish lines)."""
+    """An ``on_event`` callback for a run: see the module docstring. ``hosts`` are the run's target hosts; set
+    :attr:`handle` once the run is launched (its per-host results give the finish lines)."""
 
-    def __init__(self, hosts: Sequence[str], states: Callable[[], Mapping[str, HostState]], *, verbose: bool = False,
-                 stream: TextIO | None = None, clock: Callable[[], float] = time.monotonic,
-                 heartbeat_s: float = HEARTBEAT_S, tty: bool | None = None) -> None:
+    def __init__(self, hosts: Sequence[str], *, verbose: bool = False, stream: TextIO | None = None,
+                 clock: Callable[[], float] = time.monotonic, heartbeat_s: float = HEARTBEAT_S,
+                 tty: bool | None = None) -> None:
         self._hosts = list(hosts)
-        self._states = states
+        self.handle: RunHosts | None = None
         self.verbose = verbose
         self._out = stream or sys.stderr
         self._clock = clock
@@ -136,18 +145,18 @@ class TaskProgress:
         self._line(now, f"{task.name}: {summary} ({now - task.started:.1f}s)")
 
     def _finish_hosts(self, now: float) -> None:
-        from modelfleet.runners.events import settled_status
-
-        states = self._states()
+        if self.handle is None:
+            return
+        results = self.handle.hosts()
         for host in sorted(self._hosts, key=lambda h: self._last_result.get(h, now)):
-            st = states.get(host)
-            if st is None:
+            hr = results.get(host)
+            if hr is None:
                 continue
-            status = settled_status(st)
+            outcome = hr.outcome(self.handle.kind, final=True)
             at = self._last_result.get(host)
             when = f"  finished at {clock_text(at - self._start)}" if at is not None else "  no result"
-            self._line(now, f"   {host:<16} {status.value:<11} ok={st.ok} changed={st.changed}{when}"
-                       + (f"  {st.message}" if st.message and status.bad else ""))
+            self._line(now, f"   {host:<16} {outcome.value:<11} ok={hr.ok} changed={hr.changed}{when}"
+                       + (f"  {hr.message}" if hr.message and outcome.bad else ""))
 
     # -- output ----------------------------------------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ import threading
 from typing import Any
 
 from modelfleet.commands._output import print_json, print_table, progress
+from modelfleet.commands._progress import TaskProgress
 from modelfleet.commands._watch import add_watch_arguments, watched
 from modelfleet.core.errors import EXIT_CHECK_FAILED, EXIT_OK, UsageError
 
@@ -236,7 +237,9 @@ def _run(args: argparse.Namespace, settings: Any, request: Any, *, confirm_word:
     if getattr(args, "if_needed", False) and not request.check and _nothing_needed(settings, prepared):
         return EXIT_OK
     confirm(args, prepared.summary.removesuffix(" (check mode)"), confirm_word)
-    live = LiveProgress(verbose=args.verbose)
+    # provisioning is one wave: report it per task and per host as results arrive (commands/_progress.py)
+    live = TaskProgress(prepared.hosts, verbose=args.verbose) if prepared.kind == "provision" else \
+        LiveProgress(verbose=args.verbose)
     handle = launch(settings, prepared, on_event=live)
     live.handle = handle
     _interrupt_cancels(handle)
