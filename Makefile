@@ -17,9 +17,11 @@ help:
 
 $(STAMP): requirements/dev.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "modelfleet needs Python 3.11 or newer; fix: install python3.11 and run make PYTHON=python3.11")'
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements/dev.txt
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@test -x $(BIN)/python || { echo "creating $(VENV) with $$($(PYTHON) --version)"; $(PYTHON) -m venv $(VENV); }
+	@$(PYTHON) scripts/pip_progress.py --log $(VENV)/pip-install.log --what "pinned Python packages (MLflow, Ansible, Textual, ...)" -- \
+		$(BIN)/python -m pip install --disable-pip-version-check --require-hashes -r requirements/dev.txt
+	@$(PYTHON) scripts/pip_progress.py --log $(VENV)/pip-install-modelfleet.log --what "modelfleet itself (editable)" -- \
+		$(BIN)/python -m pip install --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
 
 deps: $(STAMP)
