@@ -46,3 +46,25 @@ def write_inventory(path: Path, nodes: dict[str, tuple[str, str]], *, agent_port
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
+
+
+def placed_fleet(folder: Path) -> tuple[Path, dict[str, str]]:
+    """An inventory of three nodes whose agents refuse connections, and a real ledger in which credit-risk v2 was
+    deployed to edge-cpu-01 and edge-arm-01 (run r1), then v3 to edge-arm-01 (run r2); edge-cpu-02 never had it.
+    Returns ``folder`` and the MODELFLEET_* variables that point commands at them."""
+    from modelfleet.core.ledger import Ledger
+
+    inventory = write_inventory(folder / "inventory.yml", {"edge-cpu-01": ("cpu", "127.0.0.1"),
+                                                          "edge-cpu-02": ("cpu", "127.0.0.1"),
+                                                          "edge-arm-01": ("arm", "127.0.0.1")},
+                                agent_port=closed_port())
+    ledger_url = f"sqlite:///{folder}/ledger.db"
+    with Ledger(ledger_url) as ledger:
+        for run_id, version, nodes in (("r1", "2", ("edge-cpu-01", "edge-arm-01")), ("r2", "3", ("edge-arm-01",))):
+            ledger.append("run_start", actor="ops", model="credit-risk", version=version, run_id=run_id,
+                          outcome="started", details={"kind": "deploy"})
+            for node in nodes:
+                ledger.append("node_deploy", actor="ops", model="credit-risk", version=version, node=node,
+                              run_id=run_id, outcome="changed")
+            ledger.append("run_end", actor="ops", model="credit-risk", version=version, run_id=run_id, outcome="ok")
+    return folder, {"MODELFLEET_FLEET_INVENTORY": str(inventory), "MODELFLEET_LEDGER_URL": ledger_url}

@@ -13,31 +13,14 @@ from pathlib import Path
 import pytest
 
 from modelfleet.core.describe import describe_model
-from modelfleet.core.ledger import Ledger
 from modelfleet.core.registry import ModelSummary, ModelVersionInfo
 from modelfleet.runners.health import HealthRow
-from tests.unit.cli_support import closed_port, run, write_inventory
+from tests.unit.cli_support import placed_fleet, run
 
 
 @pytest.fixture
 def project(tmp_path: Path) -> tuple[Path, dict[str, str]]:
-    inventory = write_inventory(tmp_path / "inventory.yml", {"edge-cpu-01": ("cpu", "127.0.0.1"),
-                                                            "edge-arm-01": ("arm", "127.0.0.1")},
-                                agent_port=closed_port())
-    ledger_url = f"sqlite:///{tmp_path}/ledger.db"
-    with Ledger(ledger_url) as ledger:
-        ledger.append("run_start", actor="ops", model="credit-risk", version="2", run_id="r1", outcome="started",
-                      details={"kind": "deploy"})
-        for node in ("edge-cpu-01", "edge-arm-01"):
-            ledger.append("node_deploy", actor="ops", model="credit-risk", version="2", node=node, run_id="r1",
-                          outcome="changed")
-        ledger.append("run_end", actor="ops", model="credit-risk", version="2", run_id="r1", outcome="ok")
-        ledger.append("run_start", actor="ops", model="credit-risk", version="3", run_id="r2", outcome="started",
-                      details={"kind": "deploy"})
-        ledger.append("node_deploy", actor="ops", model="credit-risk", version="3", node="edge-arm-01",
-                      run_id="r2", outcome="changed")
-        ledger.append("run_end", actor="ops", model="credit-risk", version="3", run_id="r2", outcome="ok")
-    return tmp_path, {"MODELFLEET_FLEET_INVENTORY": str(inventory), "MODELFLEET_LEDGER_URL": ledger_url}
+    return placed_fleet(tmp_path)
 
 
 def test_describe_node_from_inventory_and_ledger(project: tuple[Path, dict[str, str]]) -> None:
@@ -78,7 +61,7 @@ def test_bad_input(project: tuple[Path, dict[str, str]], args: list[str], messag
     lines = proc.stderr.splitlines()
     assert len(lines) == 2 and lines[0].startswith(message) and lines[1].startswith(fix), proc.stderr
     if "edge-gpu-09" in message:
-        assert "known nodes: edge-cpu-01, edge-arm-01" in lines[0]
+        assert "known nodes: edge-cpu-01, edge-cpu-02, edge-arm-01" in lines[0]
 
 
 def test_model_placements_and_disagreements() -> None:

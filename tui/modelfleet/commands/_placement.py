@@ -1,4 +1,5 @@
-"""The CLI's one door to the rule for what should run where, and who has a model at all.
+"""The CLI's one door to the rule for what should run where, and who has a model at all (``deploy
+--skip-deployed``).
 
 Today the rule lives twice (``core.fleet_status.ledger_versions`` for the console and
 ``runners.health.expected_from_ledger`` for ``modelfleet health``); the lead is unifying them. ``describe`` and
@@ -11,9 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
+    from modelfleet.core.config import Settings
     from modelfleet.core.ledger import Event
     from modelfleet.runners.health import HealthRow
 
@@ -57,3 +60,38 @@ def serves_another(row: HealthRow) -> bool:
     """An agent URL the ledger gave one model answers for another: health reports the model it asked about
     with the other model's version ("<url> serves X, not M"); that version is not M's."""
     return (row.reason or "").startswith(row.url + " serves ")
+
+
+def limit_to_undeployed(settings: Settings, ref: str, limit: str | None, inventory: Path) -> str | None:
+    """``deploy --skip-deployed``: the ``--limit`` naming the selected nodes that do not have the model yet, or
+    None (after saying so on stderr) when every selected node has it.
+
+    A node "has" the model when the ledger ever placed it there (a deploy or rollback that did not fail) or when
+    its agent answers with it, whatever the version: a node the operator moved to another version keeps it, a
+    node the ledger has never seen and whose agent does not serve the model gets ``ref``. This is what a second
+    ``make run`` needs: it fills new nodes and undoes nobody's work.
+    """
+    from modelfleet.commands._output import progress
+    from modelfleet.core.fleet import Inventory
+    from modelfleet.core.ledger import Ledger
+    from modelfleet.core.reference import parse_ref
+    from modelfleet.runners.health import check_fleet
+
+    model = parse_ref(ref).name
+    selected = [n.name for n in Inventory.load(inventory, default_agent_port=settings.fleet.agent_port)
+                .select(limit)]
+    with Ledger(settings.ledger.url) as ledger:
+        events = ledger.events(model=model)
+    answers = check_fleet(settings, limit=limit, model=model)
+    presence = model_presence(model, events, answers, selected)
+    have = [n for n in selected if n in presence.nodes]
+    todo = [n for n in selected if n not in presence.nodes]
+    kept = ", ".join(f"{n} v{presence.version_on(n) or '?'}" for n in have)
+    if not todo:
+        progress(f"{model} is already deployed on all {len(selected)} selected node(s) ({kept}): nothing to do; "
+                 "--skip-deployed leaves them as they are")
+        return None
+    if have:
+        progress(f"{model} is already deployed on {len(have)} node(s), left as they are ({kept}); deploying to the "
+                 f"{len(todo)} other(s): {', '.join(todo)}")
+    return ",".join(todo)
