@@ -56,6 +56,9 @@ def register(subparsers: Any) -> None:
                    help="when the budget is spent, switch the nodes this run updated back to their previous release")
     p.add_argument("--if-needed", action="store_true",
                    help="do nothing when every selected node's agent already answers with the pinned version")
+    p.add_argument("--skip-deployed", action="store_true",
+                   help="deploy only to selected nodes that never had MODEL (ledger) and whose agent does not serve "
+                        "it; nodes running any version of it keep that version (what a second `make run` needs)")
     p.set_defaults(func=cmd_deploy)
 
     p = subparsers.add_parser(
@@ -286,8 +289,13 @@ def _finish(args: argparse.Namespace, result: Any) -> int:
 
 
 def cmd_deploy(args: argparse.Namespace, settings: Any) -> int:
+    from modelfleet.commands._placement import limit_to_undeployed
     from modelfleet.runners.requests import DeployRequest
 
+    if args.skip_deployed:  # the nodes that never had the model, or nothing to do (commands/_placement.py)
+        if (undeployed := limit_to_undeployed(settings, args.ref, args.limit, _inventory(args))) is None:
+            return EXIT_OK
+        args.limit = undeployed
     request = DeployRequest(ref=args.ref, limit=args.limit, inventory=_inventory(args), check=args.check,
                             waves=args.waves, max_fail=args.max_fail, revert_on_abort=args.revert_on_abort)
     return _run(args, settings, request, confirm_word=args.ref.split("@")[0].split("/")[0])
