@@ -172,8 +172,7 @@ def _print_model(d: ModelDescription) -> None:
         rows.append(("selected version", d.selected))
     _fields(rows)
     _section("versions (newest first; nodes: where the ledger says it should run / where an agent answers with it)")
-    metric_names = sorted({k for v in d.versions for k in v.metrics}) if d.selected else [
-        "auc", "accuracy", "ece", "fpr_gap", "demographic_parity_difference"]
+    metric_names = ["auc", "accuracy", "ece", "fpr_gap", "demographic_parity_difference"]
     short = {"accuracy": "ACC", "demographic_parity_difference": "DP_DIFF"}
     print_table(
         ("VERSION", "ALIASES", "STATUS", *(short.get(m, m.upper()) for m in metric_names), "LEDGER NODES",
@@ -182,11 +181,13 @@ def _print_model(d: ModelDescription) -> None:
           *(f"{v.metrics[m]:.3f}" if m in v.metrics else None for m in metric_names),
           ",".join(v.ledger_nodes), ",".join(v.reported_nodes)) for v in (*d.versions, *d.unregistered)],
     )
-    if d.selected and d.versions and d.versions[0].params:
-        _section("params")
-        _fields(sorted(d.versions[0].params.items()))
     for line in (*d.alias_warnings, *d.disagreements):
         sys.stdout.write(f"warning: {line}\n")
+    if d.selected and d.versions:  # one version: all its metrics and params
+        for title, mapping in (("metrics", d.versions[0].metrics), ("params", d.versions[0].params)):
+            if mapping:
+                _section(title)
+                _fields([(k, f"{v:.4f}" if isinstance(v, float) else v) for k, v in sorted(mapping.items())])
     what = f"of {d.name}" + (f" v{d.selected}" if d.selected else "")
     _print_runs(d.runs, what)
     _print_events(d.events, what)
