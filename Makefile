@@ -29,13 +29,15 @@ deps: $(STAMP)
 system-deps-%:
 	@scripts/system-deps.sh $*
 
-# Each step is idempotent: a second `make run` reuses the seeded registry, the running fleet, the provisioned
-# nodes and the deployed champion, and goes straight to the console.
+# Each step is idempotent and none undoes the operator's work: a second `make run` reuses the seeded registry and
+# the running fleet, provisions only if the ledger lacks a successful provisioning of every node, deploys the
+# champion only to nodes that never had the model (a node moved to another version keeps it), and opens the
+# console on the fleet as it is.
 run: system-deps-run deps
 	$(BIN)/modelfleet demo seed
 	$(BIN)/modelfleet sim up
-	$(BIN)/modelfleet provision --yes
-	$(BIN)/modelfleet deploy credit-risk@champion --if-needed --yes
+	$(BIN)/modelfleet provision --if-needed --yes
+	$(BIN)/modelfleet deploy credit-risk@champion --skip-deployed --yes
 	$(BIN)/modelfleet
 
 test: system-deps-test deps
