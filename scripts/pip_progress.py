@@ -5,10 +5,10 @@
 
 Says first what is installed and how many packages (counted from each ``-r`` file), then one line per stage
 with the elapsed time: every package as pip collects (or downloads) it, the long unpacking step, the end. On a
-terminal the collecting count updates in place; elsewhere (CI, a log) a line every 10 packages. When pip is
-silent for ``--heartbeat`` seconds (building the venv's largest wheels, unpacking 150 packages) a line says it is
-still working. pip's full output goes to ``--log``; if pip fails, its last 40 lines are printed with the log's
-path and the exit code is pip's. Standard library only: it runs before the venv has anything.
+terminal the collecting count updates in place; elsewhere (CI, a log) a line every 10 packages and one per
+download of a megabyte or more. When pip is silent for ``--heartbeat`` seconds (unpacking 150 packages) a line
+says it is still working. pip's full output goes to ``--log``; if pip fails, its last 40 lines are printed with
+the log's path and the exit code is pip's. Standard library only: it runs before the venv has anything.
 """
 
 from __future__ import annotations
@@ -82,7 +82,10 @@ class Progress:
                     self.line(self.stage)
             elif (m := _DOWNLOADING.match(text)) and m.group(2):
                 self.stage = f"downloading {m.group(1).rsplit('/', 1)[-1]} ({m.group(2)})"
-                (self.update if self.tty else self.line)(self.stage)
+                if self.tty:
+                    self.update(self.stage)
+                elif m.group(2).endswith(("MB", "GB")):  # without a terminal, only the big ones get a line
+                    self.line(self.stage)
             elif m := _INSTALLING.match(text):
                 count = len([p for p in m.group(1).split(",") if p.strip()])
                 self.stage = f"installing {count} package(s) into the venv (unpacking; the longest silent step)"
