@@ -9,7 +9,6 @@ from __future__ import annotations
 import io
 import re
 import time
-
 from dataclasses import dataclass, field
 
 from modelfleet.commands._progress import TaskProgress

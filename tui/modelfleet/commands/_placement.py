@@ -1,11 +1,9 @@
 """The CLI's one door to the rule for what should run where, and who has a model at all (``deploy
 --skip-deployed``).
 
-Today the rule lives twice (``core.fleet_status.ledger_versions`` for the console and
-``runners.health.expected_from_ledger`` for ``modelfleet health``); the lead is unifying them. ``describe`` and
-``deploy --skip-deployed`` call only :func:`what_should_run_where`, which calls the one ``modelfleet health``
-uses, so describe's expectations match health's verdicts. When the unified rule lands, only this function
-changes.
+The rule itself is ``core/placement.py`` (the one ``modelfleet health``, the fleet view and the rollback request
+read); ``describe`` and ``deploy --skip-deployed`` reach it only through :func:`what_should_run_where`, so their
+expectations match health's verdicts.
 """
 
 from __future__ import annotations
@@ -22,11 +20,11 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 def what_should_run_where(events: Iterable[Event]) -> dict[tuple[str, str], str | None]:
-    """(node, model) -> the version the ledger says should run there (None: placed, version unknown), for every
-    (node, model) a deploy or rollback that did not fail ever placed (check-mode runs place nothing)."""
-    from modelfleet.runners.health import expected_from_ledger
+    """(node, model) -> the version the ledger says should run there now, for every (node, model) a deploy or
+    rollback ever targeted (None: the ledger can vouch for no version there, e.g. its only deploy failed)."""
+    from modelfleet.core.placement import placements
 
-    return {key: version for key, (_url, version) in expected_from_ledger(events).items()}
+    return {key: p.version for key, p in placements(events).items()}
 
 
 @dataclass(frozen=True)
@@ -34,7 +32,7 @@ class ModelPresence:
     """Where a model is, per the ledger and per the agents, for the nodes asked about."""
 
     model: str
-    by_ledger: dict[str, str | None]  # node -> version the ledger placed there
+    by_ledger: dict[str, str]  # node -> version the ledger says should run there
     by_agents: dict[str, str | None]  # node -> version its agent answers with
 
     @property
@@ -50,7 +48,7 @@ def model_presence(model: str, events: Iterable[Event], answers: Iterable[Health
     """Which of ``nodes`` have ``model``: placed by the ledger, or answering with it on an agent."""
     wanted = set(nodes)
     placed = what_should_run_where(events)
-    by_ledger = {n: v for (n, m), v in placed.items() if m == model and n in wanted}
+    by_ledger = {n: v for (n, m), v in placed.items() if m == model and n in wanted and v is not None}
     by_agents = {a.node: a.version for a in answers
                  if a.model == model and a.node in wanted and a.verdict != "unreachable" and not serves_another(a)}
     return ModelPresence(model, by_ledger, by_agents)
@@ -62,14 +60,15 @@ def serves_another(row: HealthRow) -> bool:
     return (row.reason or "").startswith(row.url + " serves ")
 
 
-def limit_to_undeployed(settings: Settings, ref: str, limit: str | None, inventory: Path) -> str | None:
+def limit_to_undeployed(settings: Settings, ref: str, limit: str | None, inventory: Path | None) -> str | None:
     """``deploy --skip-deployed``: the ``--limit`` naming the selected nodes that do not have the model yet, or
     None (after saying so on stderr) when every selected node has it.
 
-    A node "has" the model when the ledger ever placed it there (a deploy or rollback that did not fail) or when
-    its agent answers with it, whatever the version: a node the operator moved to another version keeps it, a
-    node the ledger has never seen and whose agent does not serve the model gets ``ref``. This is what a second
-    ``make run`` needs: it fills new nodes and undoes nobody's work.
+    A node "has" the model when the ledger says a version of it should run there (core/placement.py: a deploy
+    or rollback that took) or when its agent answers with it, whatever the version: a node the operator moved to
+    another version keeps it; a node the ledger never placed it on (or whose only deploy of it failed) and whose
+    agent does not serve it gets ``ref``. This is what a second ``make run`` needs: it fills new nodes and undoes
+    nobody's work.
     """
     from modelfleet.commands._output import progress
     from modelfleet.core.fleet import Inventory
@@ -78,8 +77,8 @@ def limit_to_undeployed(settings: Settings, ref: str, limit: str | None, invento
     from modelfleet.runners.health import check_fleet
 
     model = parse_ref(ref).name
-    selected = [n.name for n in Inventory.load(inventory, default_agent_port=settings.fleet.agent_port)
-                .select(limit)]
+    selected = [n.name for n in Inventory.load(inventory or settings.fleet.inventory,
+                                                default_agent_port=settings.fleet.agent_port).select(limit)]
     with Ledger(settings.ledger.url) as ledger:
         events = ledger.events(model=model)
     answers = check_fleet(settings, limit=limit, model=model)

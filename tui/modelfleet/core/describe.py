@@ -24,7 +24,7 @@ from modelfleet.core.ledger import Event, RunSummary
 from modelfleet.core.registry import ModelSummary, ModelVersionInfo
 
 METRICS = ("auc", "accuracy", "ece", "fpr_gap", "demographic_parity_difference")
-_VERDICT_RANK = {"healthy": 0, "wrong_version": 1, "unhealthy": 2, "unreachable": 3}
+_VERDICT_RANK = {"healthy": 0, "behind": 1, "wrong_version": 2, "unhealthy": 3, "unreachable": 4}
 
 
 class AgentAnswer(Protocol):
