@@ -69,15 +69,15 @@ def test_unknown_console_key_is_refused_by_every_command(tmp_path: Path, how: st
 
 
 def test_a_misspelled_variable_is_a_warning_with_the_right_name(tmp_path: Path) -> None:
-    proc = run(tmp_path, "sim", "status", MODELFLEET_FLEET_AGNT_PORT="9090")
+    proc = run(tmp_path, "completion", "bash", MODELFLEET_FLEET_AGNT_PORT="9090")  # any command that exits 0
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.splitlines() == [
         "modelfleet: warning: MODELFLEET_FLEET_AGNT_PORT is not a modelfleet variable and is ignored; "
         "did you mean MODELFLEET_FLEET_AGENT_PORT?",
         "  fix: rename it to MODELFLEET_FLEET_AGENT_PORT, or unset MODELFLEET_FLEET_AGNT_PORT",
     ]
-    assert "simulated fleet is down" in proc.stdout  # the command still ran
-    proc = run(tmp_path, "sim", "status", MODELFLEET_SOMETHING_ELSE_ENTIRELY="1")
+    assert "complete -F _modelfleet modelfleet" in proc.stdout  # the command still ran
+    proc = run(tmp_path, "completion", "bash", MODELFLEET_SOMETHING_ELSE_ENTIRELY="1")
     assert "MODELFLEET_SOMETHING_ELSE_ENTIRELY is not a modelfleet variable" in proc.stderr
     assert "did you mean" not in proc.stderr
 
@@ -87,7 +87,7 @@ def test_known_variables_that_are_not_config_keys_do_not_warn(tmp_path: Path) ->
     env = {name: "x" for name in OTHER_VARIABLES}
     env.update(MODELFLEET_CONFIG=str(tmp_path / "other.toml"), MODELFLEET_CONTROLLER_PID="1",
                MODELFLEET_LEDGER_URL=f"sqlite:///{tmp_path}/ledger.db", MODELFLEET_FLEET_AGENT_PORT="9090")
-    proc = run(tmp_path, "sim", "status", **env)
+    proc = run(tmp_path, "completion", "bash", **env)
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr
 
 
