@@ -98,7 +98,9 @@ def test_every_modelfleet_variable_the_tree_uses_is_known() -> None:
     used: dict[str, str] = {}
     for folder in ("tui", "plugins", "roles", "playbooks", "scripts", "molecule", "bench", "inventory", "terraform"):
         for path in (REPO_ROOT / folder).rglob("*"):
-            if path.is_file() and path.suffix in (".py", ".yml", ".yaml", ".sh", ".j2", ".cfg", ".toml", ".tf", ""):
+            generated = any(part.endswith(".egg-info") or part == "__pycache__" for part in path.parts)
+            if path.is_file() and not generated and path.suffix in (".py", ".yml", ".yaml", ".sh", ".j2", ".cfg",
+                                                                    ".toml", ".tf", ""):
                 text = path.read_text(encoding="utf-8", errors="replace")
                 for name in re.findall(r"\bMODELFLEET_[A-Z0-9_]*[A-Z0-9]\b", text):
                     used.setdefault(name, str(path.relative_to(REPO_ROOT)))

@@ -45,6 +45,7 @@ OTHER_VARIABLES: dict[str, str] = {
     "MODELFLEET_RUN_KIND": "set by modelfleet for ansible-playbook and its ledger callback",
     "MODELFLEET_LEDGER_RUN_OWNER": "set by modelfleet for ansible-playbook and its ledger callback",
     "MODELFLEET_CONTROLLER_PID": "set by modelfleet for ansible-playbook (controller watch)",
+    "MODELFLEET_HOLD_FILE": "set by modelfleet for ansible-playbook's ledger callback (a held run waits on it)",
     "MODELFLEET_NODE": "set by the simulated fleet for the processes of a node",
     "MODELFLEET_NODE_CLASS": "set by the simulated fleet for the processes of a node",
     "MODELFLEET_NODE_ROOT": "set by the simulated fleet for the processes of a node",
