@@ -17,9 +17,11 @@ help:
 
 $(STAMP): requirements/dev.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "modelfleet needs Python 3.11 or newer; fix: install python3.11 and run make PYTHON=python3.11")'
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements/dev.txt
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@test -x $(BIN)/python || { echo "creating $(VENV) with $$($(PYTHON) --version)"; $(PYTHON) -m venv $(VENV); }
+	@$(PYTHON) scripts/pip_progress.py --log $(VENV)/pip-install.log --what "pinned Python packages (MLflow, Ansible, Textual, ...)" -- \
+		$(BIN)/python -m pip install --disable-pip-version-check --require-hashes -r requirements/dev.txt
+	@$(PYTHON) scripts/pip_progress.py --log $(VENV)/pip-install-modelfleet.log --what "modelfleet itself (editable)" -- \
+		$(BIN)/python -m pip install --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
 
 deps: $(STAMP)
@@ -27,13 +29,15 @@ deps: $(STAMP)
 system-deps-%:
 	@scripts/system-deps.sh $*
 
-# Each step is idempotent: a second `make run` reuses the seeded registry, the running fleet, the provisioned
-# nodes and the deployed champion, and goes straight to the console.
+# Each step is idempotent and none undoes the operator's work: a second `make run` reuses the seeded registry and
+# the running fleet, provisions only if the ledger lacks a successful provisioning of every node, deploys the
+# champion only to nodes that never had the model (a node moved to another version keeps it), and opens the
+# console on the fleet as it is.
 run: system-deps-run deps
 	$(BIN)/modelfleet demo seed
 	$(BIN)/modelfleet sim up
-	$(BIN)/modelfleet provision --yes
-	$(BIN)/modelfleet deploy credit-risk@champion --if-needed --yes
+	$(BIN)/modelfleet provision --if-needed --yes
+	$(BIN)/modelfleet deploy credit-risk@champion --skip-deployed --yes
 	$(BIN)/modelfleet
 
 test: system-deps-test deps

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install (as root with apt) or name the Debian/Ubuntu packages modelfleet needs on this machine.
 #   scripts/system-deps.sh run    what `make run` needs (OpenSSH server and client for the simulated fleet)
-#   scripts/system-deps.sh test   what `make test` needs on top (PostgreSQL server for the ledger tests)
+#   scripts/system-deps.sh test   what `make test` needs on top (PostgreSQL, tmux, rsync, zsh for the tests)
 set -euo pipefail
 what="${1:-run}"
 
@@ -13,6 +13,7 @@ if [ "$what" = "test" ] || [ "$what" = "bench" ]; then
   ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
   have_cmd tmux || need+=(tmux)
   have_cmd rsync || need+=(rsync)
+  have_cmd zsh || need+=(zsh)  # the shell-completion test drives a real zsh
 fi
 if [ "$what" = "bench" ]; then
   have_cmd wrk || need+=(wrk)

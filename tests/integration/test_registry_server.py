@@ -207,3 +207,20 @@ def test_silent_server_times_out_instead_of_hanging(tmp_path: Path) -> None:
         with pytest.raises(RegistryUnavailable, match="unreachable"):
             Registry(settings).list_models()
         assert time.monotonic() - started < 8
+
+
+def test_shell_completion_reads_the_server_over_rest(seeded_server: dict[str, Any], tmp_path: Path) -> None:
+    """`modelfleet __complete` asks the tracking server's REST API (no MLflow import) and keeps the answer."""
+    import json
+
+    from tests.unit.cli_support import run
+
+    env = {"MODELFLEET_REGISTRY_TRACKING_URI": seeded_server["url"], "MODELFLEET_PATHS_STATE_DIR": str(tmp_path)}
+    proc = run(tmp_path, "__complete", "bash", " =:", "modelfleet deploy cr", **env)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    assert proc.stdout.splitlines() == ["credit-risk@challenger", "credit-risk@champion", "credit-risk@latest",
+                                        "credit-risk/3", "credit-risk/2", "credit-risk/1"]
+    kept = json.loads((tmp_path / "completion-cache.json").read_text(encoding="utf-8"))
+    assert kept["uri"] == seeded_server["url"]
+    assert kept["entries"] == [{"name": "credit-risk", "aliases": {"challenger": 3, "champion": 2},
+                                "versions": [3, 2, 1]}]

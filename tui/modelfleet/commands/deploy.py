@@ -17,6 +17,8 @@ import threading
 from typing import Any
 
 from modelfleet.commands._output import print_json, print_table, progress
+from modelfleet.commands._progress import TaskProgress
+from modelfleet.commands._watch import add_watch_arguments, watched
 from modelfleet.core.errors import EXIT_CHECK_FAILED, EXIT_OK, UsageError
 
 FLEET_WIDE = ("", "all", "*", "edge")
@@ -54,6 +56,9 @@ def register(subparsers: Any) -> None:
                    help="when the budget is spent, switch the nodes this run updated back to their previous release")
     p.add_argument("--if-needed", action="store_true",
                    help="do nothing when every selected node's agent already answers with the pinned version")
+    p.add_argument("--skip-deployed", action="store_true",
+                   help="deploy only to selected nodes that never had MODEL (ledger) and whose agent does not serve "
+                        "it; nodes running any version of it keep that version (what a second `make run` needs)")
     p.set_defaults(func=cmd_deploy)
 
     p = subparsers.add_parser(
@@ -94,7 +99,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--limit", metavar="PATTERN", help="nodes or groups (Ansible --limit syntax)")
     p.add_argument("--model", help="only this model's agents")
     p.add_argument("--json", action="store_true", help="print JSON")
-    p.set_defaults(func=cmd_health)
+    add_watch_arguments(p)
+    p.set_defaults(func=watched(cmd_health))
 
     p = subparsers.add_parser(
         "bundle", help="pin a model version and build its signed release bundle (for ansible-playbook users)",
@@ -234,7 +240,9 @@ def _run(args: argparse.Namespace, settings: Any, request: Any, *, confirm_word:
     if getattr(args, "if_needed", False) and not request.check and _nothing_needed(settings, prepared):
         return EXIT_OK
     confirm(args, prepared.summary.removesuffix(" (check mode)"), confirm_word)
-    live = LiveProgress(verbose=args.verbose)
+    # provisioning is one wave: report it per task and per host as results arrive (commands/_progress.py)
+    live = TaskProgress(prepared.hosts, verbose=args.verbose) if prepared.kind == "provision" else \
+        LiveProgress(verbose=args.verbose)
     handle = launch(settings, prepared, on_event=live)
     live.handle = handle
     _interrupt_cancels(handle)
@@ -281,8 +289,13 @@ def _finish(args: argparse.Namespace, result: Any) -> int:
 
 
 def cmd_deploy(args: argparse.Namespace, settings: Any) -> int:
+    from modelfleet.commands._placement import limit_to_undeployed
     from modelfleet.runners.requests import DeployRequest
 
+    if args.skip_deployed:  # the nodes that never had the model, or nothing to do (commands/_placement.py)
+        if (undeployed := limit_to_undeployed(settings, args.ref, args.limit, _inventory(args))) is None:
+            return EXIT_OK
+        args.limit = undeployed
     request = DeployRequest(ref=args.ref, limit=args.limit, inventory=_inventory(args), check=args.check,
                             waves=args.waves, max_fail=args.max_fail, revert_on_abort=args.revert_on_abort)
     return _run(args, settings, request, confirm_word=args.ref.split("@")[0].split("/")[0])

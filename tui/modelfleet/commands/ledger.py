@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from modelfleet.commands._args import whole_number
 from modelfleet.commands._output import print_json, print_table
 from modelfleet.core.errors import EXIT_OK, LedgerIntegrityError, UsageError
 
@@ -29,13 +30,13 @@ def register(subparsers: Any) -> None:
     p.add_argument("--action", help="only this action (run_start, node_deploy, node_rollback, run_end, ...)")
     p.add_argument("--actor", help="only events by this actor")
     p.add_argument("--run", dest="run_id", metavar="RUN_ID", help="only events of this run")
-    p.add_argument("--limit", type=_positive_int, default=50, help="the newest N matching events (default 50)")
+    p.add_argument("--limit", type=whole_number(1), default=50, help="the newest N matching events (default 50)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("runs", help="list runs; a run without run_end shows as incomplete")
     p.add_argument("--model", help="only runs of this model")
-    p.add_argument("--limit", type=_positive_int, default=20, help="the newest N runs (default 20)")
+    p.add_argument("--limit", type=whole_number(1), default=20, help="the newest N runs (default 20)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_runs)
 
@@ -47,16 +48,6 @@ def register(subparsers: Any) -> None:
     p.add_argument("--format", choices=("jsonl", "json", "csv"), default="jsonl")
     p.add_argument("-o", "--output", type=Path, metavar="FILE", help="write to FILE (default: stdout)")
     p.set_defaults(func=cmd_export)
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{value} must be greater than 0")
-    return value
 
 
 def _open(settings: Any) -> Any:

@@ -6,22 +6,14 @@ import argparse
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from modelfleet.commands._args import whole_number
+
 if TYPE_CHECKING:
     from modelfleet.core.config import Settings
     from modelfleet.core.registry import ModelVersionInfo
 
 TABLE_METRICS = ("auc", "accuracy", "ece", "fpr_gap", "demographic_parity_difference")
 DEFAULT_LIMIT = 50
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be 1 or more")
-    return value
 
 
 def register(subparsers: Any) -> None:
@@ -40,7 +32,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("model", help="registered model name, e.g. credit-risk")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument(
-        "--limit", type=_positive_int, default=DEFAULT_LIMIT, metavar="N",
+        "--limit", type=whole_number(1), default=DEFAULT_LIMIT, metavar="N",
         help=f"show at most N versions (default {DEFAULT_LIMIT})",
     )
     p.set_defaults(func=run_versions)

@@ -10,6 +10,7 @@ import argparse
 from typing import Any
 
 from modelfleet.commands._output import print_json, print_table, progress
+from modelfleet.commands._watch import add_watch_arguments, watched
 from modelfleet.core.errors import EXIT_CHECK_FAILED, EXIT_OK
 
 
@@ -32,7 +33,8 @@ def register(subparsers: Any) -> None:
 
     p = sub.add_parser("status", help="each node: address, class, ssh and supervisor answering (exit 1 if degraded)")
     p.add_argument("--json", action="store_true", help="print JSON")
-    p.set_defaults(func=cmd_status)
+    add_watch_arguments(p)
+    p.set_defaults(func=watched(cmd_status))
 
     p = sub.add_parser("kill", help="make a node go dark (its supervisor stops, its ssh address stops answering)")
     p.add_argument("node", metavar="NODE", help="node name, e.g. edge-cpu-02")

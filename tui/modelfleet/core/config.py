@@ -9,13 +9,20 @@ Lookup order, later wins:
 
 Relative paths (and ``sqlite:///relative`` URIs) are resolved against the project directory: the folder that
 holds the config file, or the working directory when there is none. A bad value raises :class:`ConfigError`
-naming the key, where it came from and what is allowed.
+naming the key, where it came from (the variable or the file that set it: :attr:`Settings.origins`) and what is
+allowed.
+
+Every other ``MODELFLEET_*`` variable the tree reads is listed in :data:`OTHER_VARIABLES`; any name outside both
+lists is reported by :func:`unknown_variables` (a misspelling gets "did you mean ..."). See that function for why
+this is a warning and not an error.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -24,6 +31,25 @@ from modelfleet.core.errors import ConfigError
 
 CONFIG_FILE_NAME = "modelfleet.toml"
 ENV_PREFIX = "MODELFLEET_"
+DEFAULTS_ORIGIN = "embedded defaults"
+
+# MODELFLEET_* variables that are not configuration keys, with what reads them. A test greps the tree for every
+# MODELFLEET_ name in use and fails on one that is neither a key nor listed here: add new ones here.
+OTHER_VARIABLES: dict[str, str] = {
+    "MODELFLEET_CONFIG": "the configuration file to read instead of the nearest modelfleet.toml",
+    "MODELFLEET_ACTOR": "who the ledger records as the actor of a run (default: user@host)",
+    "MODELFLEET_ANSIBLE_ROOT": "the checkout whose playbooks/ and roles/ runs use",
+    "MODELFLEET_WHEELHOUSE_DIR": "the controller's wheelhouse root (edge_runtime role, molecule, tests)",
+    "MODELFLEET_RELEASE_PUBLIC_KEY": "the release public key for plain ansible-playbook runs (roles)",
+    "MODELFLEET_RUN_ID": "set by modelfleet for ansible-playbook and its ledger callback",
+    "MODELFLEET_RUN_KIND": "set by modelfleet for ansible-playbook and its ledger callback",
+    "MODELFLEET_LEDGER_RUN_OWNER": "set by modelfleet for ansible-playbook and its ledger callback",
+    "MODELFLEET_CONTROLLER_PID": "set by modelfleet for ansible-playbook (controller watch)",
+    "MODELFLEET_HOLD_FILE": "set by modelfleet for ansible-playbook's ledger callback (a held run waits on it)",
+    "MODELFLEET_NODE": "set by the simulated fleet for the processes of a node",
+    "MODELFLEET_NODE_CLASS": "set by the simulated fleet for the processes of a node",
+    "MODELFLEET_NODE_ROOT": "set by the simulated fleet for the processes of a node",
+}
 
 
 @dataclass(frozen=True)
@@ -108,6 +134,13 @@ class Settings:
     infra: InfraSettings = field(default_factory=InfraSettings)
     console: ConsoleSettings = field(default_factory=ConsoleSettings)
     governance: GovernanceSettings = field(default_factory=GovernanceSettings)
+    # "section.key" -> where its value came from: a MODELFLEET_* variable or the config file; keys left at their
+    # embedded default are absent (see origin_of)
+    origins: Mapping[str, str] = field(default_factory=dict, compare=False)
+
+    def origin_of(self, key: str) -> str:
+        """Where ``section.key`` was set: ``MODELFLEET_...``, the config file's path, or ``embedded defaults``."""
+        return self.origins.get(key, DEFAULTS_ORIGIN)
 
     @property
     def state_dir(self) -> Path:
@@ -163,10 +196,7 @@ def _coerce(key: str, raw: Any, default: Any, origin: str) -> Any:
     """Turn ``raw`` into the type of ``default``; raise ConfigError naming key and origin."""
 
     def bad(allowed: str) -> ConfigError:
-        return ConfigError(
-            f"{origin}: {key} = {raw!r} is not valid; expected {allowed}",
-            hint=f"fix {key} in {origin}" if not origin.startswith("MODELFLEET_") else f"fix or unset {origin}",
-        )
+        return ConfigError(f"{origin}: {key} = {raw!r} is not valid; expected {allowed}", hint=_fix(key, origin))
 
     if isinstance(default, dict):
         if isinstance(raw, str):  # environment form: "fleet=f2;filter=slash,ctrl+f"
@@ -216,6 +246,12 @@ def _coerce(key: str, raw: Any, default: Any, origin: str) -> Any:
     return value
 
 
+def _fix(key: str, origin: str, example: str = "") -> str:
+    """The ``fix:`` line for a bad value of ``key`` that came from ``origin``."""
+    where = f"fix or unset {origin}" if origin.startswith(ENV_PREFIX) else f"fix {key} in {origin}"
+    return f"{where}{'; ' + example if example else ''}"
+
+
 def _resolve_paths(section: Any, project_dir: Path) -> Any:
     changes: dict[str, Any] = {}
     for f in fields(section):
@@ -246,7 +282,8 @@ def load_settings(
         except OSError as exc:
             raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
     project_dir = path.parent if path is not None else (cwd or Path.cwd()).resolve()
-    origin_file = str(path) if path is not None else "embedded defaults"
+    origin_file = str(path) if path is not None else DEFAULTS_ORIGIN
+    origins: dict[str, str] = {}
 
     sections: dict[str, Any] = {}
     for name, cls in SECTIONS.items():
@@ -268,8 +305,10 @@ def load_settings(
             default = getattr(defaults, f.name)
             if env_name in env:
                 values[f.name] = _coerce(key, env[env_name], default, env_name)
+                origins[key] = env_name
             elif f.name in given:
                 values[f.name] = _coerce(key, given[f.name], default, origin_file)
+                origins[key] = origin_file
         sections[name] = _resolve_paths(cls(**values), project_dir)
     if data:
         extra = sorted(data)[0]
@@ -277,33 +316,45 @@ def load_settings(
             f"{origin_file}: unknown section [{extra}]; allowed: {', '.join(SECTIONS)}",
             hint=f"remove or rename [{extra}]",
         )
-    _check_cross_field(sections, origin_file)
-    return Settings(project_dir=project_dir, source=origin_file, **sections)
+    _check_cross_field(sections, origins)
+    return Settings(project_dir=project_dir, source=origin_file, origins=origins, **sections)
 
 
-def _check_cross_field(sections: dict[str, Any], origin: str) -> None:
+def _check_cross_field(sections: dict[str, Any], origins: Mapping[str, str]) -> None:
+    """Checks that span a key's value and a rule; each error names the variable or file that set the key."""
+
+    def origin(*keys: str) -> str:
+        return " and ".join(dict.fromkeys(origins.get(k, DEFAULTS_ORIGIN) for k in keys))
+
     console: ConsoleSettings = sections["console"]
     if not console.slo_p50_ms <= console.slo_p95_ms <= console.slo_p99_ms:
+        slos = ("console.slo_p50_ms", "console.slo_p95_ms", "console.slo_p99_ms")
+        set_by = [k for k in slos if k in origins] or list(slos)
         raise ConfigError(
-            f"{origin}: console SLOs must satisfy slo_p50_ms <= slo_p95_ms <= slo_p99_ms",
-            hint="order the three latency objectives",
+            f"{origin(*set_by)}: console SLOs must satisfy slo_p50_ms <= slo_p95_ms <= slo_p99_ms "
+            f"(they are {console.slo_p50_ms:g}, {console.slo_p95_ms:g}, {console.slo_p99_ms:g})",
+            hint=_fix(set_by[0], origin(*set_by), "order the three latency objectives"),
         )
     deploy: DeploySettings = sections["deploy"]
     if not 0 <= deploy.max_fail_percentage <= 100:
+        where = origin("deploy.max_fail_percentage")
         raise ConfigError(
-            f"{origin}: deploy.max_fail_percentage = {deploy.max_fail_percentage} must be between 0 and 100",
-            hint="set a percentage of hosts that may fail per batch",
+            f"{where}: deploy.max_fail_percentage = {deploy.max_fail_percentage} must be between 0 and 100",
+            hint=_fix("deploy.max_fail_percentage", where, "a percentage of hosts that may fail per batch"),
         )
-    parse_waves(deploy.waves, origin=origin)
+    where = origin("deploy.waves")
+    parse_waves(deploy.waves, origin=f"{where}: deploy.waves",
+                hint=_fix("deploy.waves", where, 'waves look like "1,25%,100%"'))
     prefix = sections["sim"].address_prefix.split(".")
     if len(prefix) != 3 or prefix[0] != "127" or not all(p.isdigit() and 0 <= int(p) <= 255 for p in prefix):
+        where = origin("sim.address_prefix")
         raise ConfigError(
-            f"{origin}: sim.address_prefix = {sections['sim'].address_prefix!r} must be three octets in 127.0.0.0/8",
-            hint='use a loopback prefix such as "127.0.10"',
+            f"{where}: sim.address_prefix = {sections['sim'].address_prefix!r} must be three octets in 127.0.0.0/8",
+            hint=_fix("sim.address_prefix", where, 'use a loopback prefix such as "127.0.10"'),
         )
 
 
-def parse_waves(text: str, *, origin: str = "--waves") -> list[int | str]:
+def parse_waves(text: str, *, origin: str = "--waves", hint: str = 'write waves like "1,25%,100%"') -> list[int | str]:
     """Parse ``"1,25%,100%"`` into Ansible's ``serial`` list ``[1, "25%", "100%"]``."""
     waves: list[int | str] = []
     for part in (p.strip() for p in text.split(",")):
@@ -313,9 +364,53 @@ def parse_waves(text: str, *, origin: str = "--waves") -> list[int | str]:
             waves.append(int(part))
         else:
             raise ConfigError(
-                f"{origin}: wave {part!r} in {text!r} is not a positive count or a percentage 1-100%",
-                hint='write waves like "1,25%,100%"',
-            )
+                f"{origin}: wave {part!r} in {text!r} is not a positive count or a percentage 1-100%", hint=hint)
     if not waves:
-        raise ConfigError(f"{origin}: no waves given", hint='write waves like "1,25%,100%"')
+        raise ConfigError(f"{origin}: no waves given", hint=hint)
     return waves
+
+
+def config_variables() -> dict[str, str]:
+    """Every ``MODELFLEET_<SECTION>_<KEY>`` variable -> its ``section.key``."""
+    return {f"{ENV_PREFIX}{name.upper()}_{f.name.upper()}": f"{name}.{f.name}"
+            for name, cls in SECTIONS.items() for f in fields(cls)}
+
+
+@dataclass(frozen=True)
+class UnknownVariable:
+    """A ``MODELFLEET_*`` variable that nothing reads, with the known name it most resembles (if any)."""
+
+    name: str
+    suggestion: str | None = None
+
+    @property
+    def message(self) -> str:
+        guess = f"; did you mean {self.suggestion}?" if self.suggestion else ""
+        return f"{self.name} is not a modelfleet variable and is ignored{guess}"
+
+    @property
+    def hint(self) -> str:
+        if self.suggestion:
+            return f"rename it to {self.suggestion}, or unset {self.name}"
+        return f"unset {self.name}; the variables are MODELFLEET_<SECTION>_<KEY> for the keys of modelfleet.toml"
+
+
+def unknown_variables(env: Mapping[str, str] | None = None) -> list[UnknownVariable]:
+    """``MODELFLEET_*`` names in ``env`` that are neither a configuration key nor one of :data:`OTHER_VARIABLES`.
+
+    A warning, not an error (the CLI prints each on stderr and goes on), because the environment is ambient:
+    it is inherited by every process (CI jobs, ansible-playbook and its callback, agents under a supervisor) and
+    outlives checkouts, so it routinely holds a variable for another version of modelfleet or for a script of
+    the operator's own. Refusing to run over such a leftover would stop read-only commands and scripts that
+    never needed the value, whereas an unknown key in modelfleet.toml, the project's own file, is an error.
+    A bad *value* of a known variable stays an error (exit 2): that is a setting the operator meant to make.
+    """
+    env = os.environ if env is None else env
+    known = [*config_variables(), *OTHER_VARIABLES]
+    out: list[UnknownVariable] = []
+    for name in sorted(n for n in env if n.startswith(ENV_PREFIX) and n not in known):
+        # compare what follows the prefix: the shared "MODELFLEET_" would make any two names look alike
+        close = difflib.get_close_matches(name[len(ENV_PREFIX):], [k[len(ENV_PREFIX):] for k in known], n=1,
+                                          cutoff=0.75)
+        out.append(UnknownVariable(name, ENV_PREFIX + close[0] if close else None))
+    return out

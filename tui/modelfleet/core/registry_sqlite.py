@@ -17,13 +17,16 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from modelfleet.core.reference import ModelRef
 
 DELETED_STAGE = "Deleted_Internal"  # mlflow.entities.model_registry.model_version_stages.STAGE_DELETED_INTERNAL
 DEFAULT_WORKSPACE = "default"  # mlflow.utils.workspace_utils.DEFAULT_WORKSPACE_NAME
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -66,14 +69,20 @@ def _workspace_filter(conn: sqlite3.Connection, table: str) -> tuple[str, tuple[
 
 def resolve_in_sqlite(db: Path, ref: ModelRef) -> ResolvedVersion | None:
     """The version ``ref`` names now in the MLflow registry database ``db``, or None when unsure (see module)."""
+    return _read(db, lambda conn: _resolve(conn, ref), timeout_s=5.0)
+
+
+def _read(db: Path, read: Callable[[sqlite3.Connection], T | None], *, timeout_s: float) -> T | None:
+    """``read(connection)`` on ``db`` opened read-only; None when it is not a registry database of the default
+    workspace that can be read."""
     if os.environ.get("MLFLOW_WORKSPACE", DEFAULT_WORKSPACE) != DEFAULT_WORKSPACE or not db.is_file():
         return None
     try:
-        conn = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True, timeout=5.0)
+        conn = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True, timeout=timeout_s)
     except sqlite3.Error:
         return None
     try:
-        return _resolve(conn, ref)
+        return read(conn)
     except (sqlite3.Error, LookupError, TypeError, ValueError):
         return None
     finally:
@@ -117,3 +126,38 @@ def _resolve(conn: sqlite3.Connection, ref: ModelRef) -> ResolvedVersion | None:
         (ref.name, version, *ws_targs))}
     return ResolvedVersion(name=ref.name, version=int(row[0]), source=str(row[1] or ""), run_id=row[2] or None,
                            aliases=aliases, storage_location=row[3] or None, tags=tags)
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    """A registered model's name, its aliases and its live version numbers (newest first)."""
+
+    name: str
+    aliases: dict[str, int]
+    versions: tuple[int, ...]
+
+
+def catalog_in_sqlite(db: Path, *, versions_per_model: int = 20) -> list[CatalogEntry] | None:
+    """Every registered model with its aliases and newest versions, read-only from the registry database; None
+    when the database cannot be read as one (the caller then knows nothing, it does not guess)."""
+    return _read(db, lambda conn: _catalog(conn, versions_per_model), timeout_s=1.0)
+
+
+def _catalog(conn: sqlite3.Connection, versions_per_model: int) -> list[CatalogEntry]:
+    ws_model, ws_args = _workspace_filter(conn, "registered_models")
+    ws_version, ws_vargs = _workspace_filter(conn, "model_versions")
+    ws_alias, ws_aargs = _workspace_filter(conn, "registered_model_aliases")
+    names = [n for (n,) in conn.execute(f"SELECT name FROM registered_models WHERE 1=1 {ws_model} ORDER BY name",
+                                        ws_args)]
+    aliases: dict[str, dict[str, int]] = {}
+    for name, alias, version in conn.execute(
+            f"SELECT name, alias, version FROM registered_model_aliases WHERE 1=1 {ws_alias}", ws_aargs):
+        aliases.setdefault(name, {})[alias] = int(version)
+    versions: dict[str, list[int]] = {}
+    for name, version in conn.execute(
+            f"SELECT name, version FROM model_versions WHERE current_stage != ? {ws_version} "
+            "ORDER BY name, version DESC", (DELETED_STAGE, *ws_vargs)):
+        kept = versions.setdefault(name, [])
+        if len(kept) < versions_per_model:
+            kept.append(int(version))
+    return [CatalogEntry(n, aliases.get(n, {}), tuple(versions.get(n, ()))) for n in names]
