@@ -123,7 +123,7 @@ def test_every_modelfleet_variable_the_tree_uses_is_known() -> None:
          "  fix: did you mean --max-fail? `modelfleet deploy --help` shows the arguments and examples"),
         (["depoly"], "modelfleet: COMMAND: invalid choice: 'depoly'", "  fix: did you mean deploy?"),
         (["sim"], "modelfleet: sim: the following arguments are required: ACTION",
-         "  fix: give ACTION: one of up, down, status, kill, start;"),
+         "  fix: give ACTION: one of up, down, status, kill, start, add, remove;"),
         (["registry", "versions", "credit-risk", "--limit", "0"],
          "modelfleet: registry versions: --limit: 0 must be 1 or more", "  fix: --limit N: show at most N versions"),
         (["sim", "status", "--interval", "0"], "modelfleet: sim status: --interval: 0 must be between",
