@@ -10,6 +10,7 @@ server (127.0.86.250:5086) for the module.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import subprocess
 import sys
@@ -26,7 +27,8 @@ from modelfleet.core.config import Settings, load_settings
 from modelfleet.core.deploy import Release, prepare_release
 from modelfleet.core.errors import ArtifactStoreError
 from modelfleet.core.fleet import Inventory
-from modelfleet.runners.events import EventKind, RunEvent
+from modelfleet.core.ledger import Ledger
+from modelfleet.runners.events import RunEvent
 from modelfleet.runners.pipeline import RunResult, launch, prepare
 from modelfleet.runners.requests import DeployRequest
 from modelfleet.sim.session import RunningFleet
@@ -89,7 +91,9 @@ def ctx(make_sim_fleet: Any) -> Iterator[Ctx]:
                 f'artifact_root = "{project}/mlartifacts"\ncache_dir = "{state}/cache"\n'
                 f'[ledger]\nurl = "sqlite:///{project}/ledger.db"\n'
                 f'[fleet]\ninventory = "{running.inventory}"\n'
-                f'[sim]\naddress_prefix = "127.0.86"\nssh_port = 2286\nnodes = "cpu=1"\n',
+                f'[sim]\naddress_prefix = "127.0.86"\nssh_port = 2286\nnodes = "cpu=1"\n'
+                f'[artifacts]\ns3_bucket = "{BUCKET}"\ns3_endpoint_url = "http://127.0.86.250:5086"\n'
+                f's3_region = "us-east-1"\npresign_expires_s = 300\n',
                 encoding="utf-8",
             )
             group_vars = Path(running.inventory).parent / "group_vars"
@@ -139,16 +143,40 @@ def test_upload_errors_name_the_bucket_and_the_fix(ctx: Ctx, tmp_path: Path, mon
 
 
 def test_deploy_pulls_the_bundle_from_s3(ctx: Ctx) -> None:
+    """`modelfleet deploy --source s3`: the bundle is uploaded once under its content, the node pulls it."""
+    from modelfleet.runners.pipeline import replay
+
     release = ctx.release("credit-risk@champion")
-    stored = upload_bundle(release.bundle, ctx.location)
-    result, events = ctx.deploy(release, stored)
-    assert result.ok, result.to_dict()
-    done = {e.task or "" for e in events
-            if e.host == NODE and e.kind in (EventKind.HOST_OK, EventKind.HOST_CHANGED)}
-    assert "Pull | download the bundle on the node (HTTPS only, checksum checked)" in done, sorted(done)
-    assert not any("push the bundle" in t for t in done)
+    proc = ctx.cli("deploy", "credit-risk@champion", "--source", "s3", "--waves", "1", "--yes", "--json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["outcome"] == "ok"
+    key = f"bundles/{release.bundle_sha256}/{release.bundle.name}"
+    assert ctx.client.head_object(Bucket=BUCKET, Key=key)["ContentLength"] == release.bundle.stat().st_size
+    tasks = {t.task for t in replay(ctx.settings, data["run_id"]).hosts[NODE].tasks if t.status in ("ok", "changed")}
+    assert "Pull | download the bundle on the node (HTTPS only, checksum checked)" in tasks, sorted(tasks)
+    assert not any("push the bundle" in t for t in tasks)
     assert ctx.current() == release.release_name
     assert ctx.health()["version"] == release.version
+    with Ledger(ctx.settings.ledger.url) as ledger:
+        start = ledger.events(run_id=data["run_id"], action="run_start")[0]
+    assert start.details["source"] == "s3" and start.details["artifact_url"] == f"s3://{BUCKET}/{key}"
+    # a second deploy of the same bundle uploads nothing
+    again = ctx.cli("deploy", "credit-risk@champion", "--source", "s3", "--yes")
+    assert again.returncode == 0 and "already in s3://" in again.stderr, again.stderr
+
+
+def test_a_source_s3_deploy_without_a_bucket_is_refused_before_anything(ctx: Ctx) -> None:
+    env_cli = ctx.cli("deploy", "credit-risk@champion", "--source", "s3", "--yes")
+    assert env_cli.returncode == 0  # configured: fine
+    toml = ctx.project / "modelfleet.toml"
+    text = toml.read_text()
+    try:
+        toml.write_text(text.replace(f's3_bucket = "{BUCKET}"', 's3_bucket = ""'))
+        proc = ctx.cli("deploy", "credit-risk@challenger", "--source", "s3", "--yes")
+        assert proc.returncode == 2 and "needs a bucket" in proc.stderr, proc.stderr
+    finally:
+        toml.write_text(text)
 
 
 def test_a_tampered_object_is_refused_on_the_node_before_the_switch(ctx: Ctx) -> None:

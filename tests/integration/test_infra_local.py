@@ -29,7 +29,8 @@ import pytest
 
 from modelfleet.core.config import Settings, load_settings
 from modelfleet.core.fleet import Inventory
-from modelfleet.runners.terraform import InfraApplyRequest, InfraPlanRequest, start_infra_run
+from modelfleet.runners.pipeline import launch
+from modelfleet.runners.terraform import InfraApplyRequest, InfraPlanRequest
 from modelfleet.runners.terraform_events import ResourceProgress, TerraformEvent
 from modelfleet.sim import procs
 from modelfleet.sim.sshd import banner
@@ -210,18 +211,18 @@ def test_embedded_cancelled_apply_leaves_state_consistent(embedded: Project, mon
         monkeypatch.delenv(key)
     monkeypatch.setenv("PATH", p.env["PATH"])
     monkeypatch.chdir(p.folder)
-    assert start_infra_run(p.settings, InfraPlanRequest("local", variables={"node_counts": five})).wait(600).ok
+    assert launch(p.settings, InfraPlanRequest("local", variables={"node_counts": five})).wait(600).ok
     started = threading.Event()
 
     def on_event(event: TerraformEvent) -> None:
         if isinstance(event, ResourceProgress) and event.phase == "start":
             started.set()
 
-    run = start_infra_run(p.settings, InfraApplyRequest("local"), on_event=on_event)
+    run = launch(p.settings, InfraApplyRequest("local"), on_event=on_event)
     assert started.wait(300)
     run.cancel()
     result = run.wait(600)
-    assert result.status == "canceled"
+    assert result.status == "canceled" and result.outcome == "incomplete"
 
     left = p.plan_json("--var", f"node_counts={five}")
     assert left["status"] == "successful"

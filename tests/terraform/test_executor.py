@@ -21,14 +21,15 @@ from modelfleet.cli import main
 from modelfleet.core.config import Settings
 from modelfleet.core.errors import RunError
 from modelfleet.core.infra import get_env
+from modelfleet.core.ledger import Ledger
 from modelfleet.runners.executor import ExecResult, Executor
+from modelfleet.runners.pipeline import launch
 from modelfleet.runners.terraform import (
     InfraApplyRequest,
     InfraInitRequest,
     InfraPlanRequest,
     InfraRunResult,
     TerraformRun,
-    start_infra_run,
 )
 from modelfleet.runners.terraform_events import (
     ChangeSummary,
@@ -103,9 +104,12 @@ def tf(settings: Settings, tmp_path: Path) -> Iterator[Settings]:
 
 
 def _run(settings: Settings, request: object) -> tuple[InfraRunResult, list[TerraformEvent]]:
+    """A Terraform run through the one run pipeline (prepared, recorded in the ledger, folded)."""
     events: list[TerraformEvent] = []
-    run = start_infra_run(settings, request, on_event=events.append)  # type: ignore[arg-type]
-    return run.wait(300), events
+    handle = launch(settings, request, on_event=events.append)  # type: ignore[arg-type]
+    result = handle.wait(300).executor_result
+    assert isinstance(result, InfraRunResult)
+    return result, events
 
 
 def _state_items(settings: Settings) -> list[str]:
@@ -182,14 +186,18 @@ def test_cancel_leaves_state_consistent(tf: Settings, engine: str) -> None:
         if isinstance(event, ResourceProgress) and event.phase == "start":
             started.set()
 
-    run = start_infra_run(tf, InfraApplyRequest("demo", engine=engine), on_event=on_event)
+    seen: list[TerraformEvent] = []
+    handle = launch(tf, InfraApplyRequest("demo", engine=engine), on_event=lambda e: (seen.append(e), on_event(e)))
     assert started.wait(120)
-    run.cancel()
-    result = run.wait(90)  # well inside the 30 s the provisioners would take
-    assert result.status == "canceled"
+    handle.cancel()
+    run_result = handle.wait(90)  # well inside the 30 s the provisioners would take
+    assert run_result.outcome == "incomplete" and run_result.status == "canceled"
     # Terraform stopped gracefully (it was asked, not killed), so it saved what it had made
-    assert any("Gracefully shutting down" in e.text for e in run.event_log())
-    assert not any(isinstance(e, ResourceProgress) and e.phase == "complete" for e in run.event_log())
+    assert any("Gracefully shutting down" in e.text for e in seen)
+    assert not any(isinstance(e, ResourceProgress) and e.phase == "complete" for e in seen)
+    with Ledger(tf.ledger.url) as ledger:
+        end = ledger.events(run_id=handle.run_id, action="run_end")[0]
+    assert end.outcome == "incomplete" and end.target == "demo" and end.details["env"] == "demo"
 
     # a later plan works and shows what is left: every item still to make (replaced if half made)
     left, _ = _run(tf, InfraPlanRequest("demo", engine=engine, variables={"names": '["a","b","c"]'}))
@@ -216,10 +224,11 @@ def test_missing_variables_are_named(tf: Settings, monkeypatch: pytest.MonkeyPat
 
 def test_refused_runs_write_nothing(tf: Settings) -> None:
     with pytest.raises(RunError, match="has no saved plan"):
-        start_infra_run(tf, InfraApplyRequest("demo"))
+        launch(tf, InfraApplyRequest("demo"))
     with pytest.raises(RunError, match="declares no backend, so Terraform would keep its state in"):
-        start_infra_run(tf, InfraPlanRequest("stateless"))
+        launch(tf, InfraPlanRequest("stateless"))
     assert not (tf.state_dir / "runs").exists()
+    assert not Path(tf.ledger.url.removeprefix("sqlite:///")).exists()
 
 
 def test_init_alone(tf: Settings) -> None:

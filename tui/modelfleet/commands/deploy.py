@@ -56,6 +56,10 @@ def register(subparsers: Any) -> None:
                    help="when the budget is spent, switch the nodes this run updated back to their previous release")
     p.add_argument("--if-needed", action="store_true",
                    help="do nothing when every selected node's agent already answers with the pinned version")
+    p.add_argument("--source", choices=("push", "s3"),
+                   help="how the bundle reaches the nodes: push (ansible copies it) or s3 (uploaded once, nodes pull "
+                   "it through a short-lived presigned URL and check its digest; [artifacts] names the bucket); "
+                   "default: artifacts.source")
     p.add_argument("--skip-deployed", action="store_true",
                    help="deploy only to selected nodes that never had MODEL (ledger) and whose agent does not serve "
                         "it; nodes running any version of it keep that version (what a second `make run` needs)")
@@ -297,7 +301,8 @@ def cmd_deploy(args: argparse.Namespace, settings: Any) -> int:
             return EXIT_OK
         args.limit = undeployed
     request = DeployRequest(ref=args.ref, limit=args.limit, inventory=_inventory(args), check=args.check,
-                            waves=args.waves, max_fail=args.max_fail, revert_on_abort=args.revert_on_abort)
+                            waves=args.waves, max_fail=args.max_fail, revert_on_abort=args.revert_on_abort,
+                            source=args.source)
     return _run(args, settings, request, confirm_word=args.ref.split("@")[0].split("/")[0])
 
 

@@ -1,7 +1,7 @@
 """``modelfleet infra init|plan|apply|destroy|output|inventory --env NAME``: Terraform environments.
 
 Standard library only at import time (``modelfleet --help`` stays fast); the work is in ``core/infra.py`` and
-``runners/terraform.py``. Every run starts through :func:`modelfleet.runners.terraform.start_infra_run`. Live
+``runners/terraform.py``. Every run starts through the run pipeline (:func:`modelfleet.runners.pipeline.launch`). Live
 progress goes to stderr, results (or ``--json``) to stdout. Exit 0 ok, 1 a run failed or was cancelled, 2 usage
 or configuration errors (unknown environment, missing variables, no engine, a stale or missing saved plan).
 """
@@ -117,10 +117,11 @@ def _show(verbose: bool) -> Any:
 
 
 def _run(settings: Any, request: Any, *, verbose: bool = False) -> Any:
-    """Start a run through the seam, stream its progress, cancel it on Ctrl-C, and return its result."""
-    from modelfleet.runners.terraform import start_infra_run
+    """Launch the run through the run pipeline (refused before anything is written when it cannot run; recorded
+    in the ledger), stream its progress, cancel it on Ctrl-C, and return the Terraform result."""
+    from modelfleet.runners.pipeline import launch
 
-    run = start_infra_run(settings, request, on_event=_show(verbose))
+    run = launch(settings, request, on_event=_show(verbose))
     interrupted = threading.Event()
 
     def on_sigint(signum: int, frame: Any) -> None:
@@ -134,7 +135,7 @@ def _run(settings: Any, request: Any, *, verbose: bool = False) -> Any:
     previous = signal.signal(signal.SIGINT, on_sigint) if threading.current_thread() is threading.main_thread() \
         else None
     try:
-        return run.wait()
+        return run.wait().executor_result
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)

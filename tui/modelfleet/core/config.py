@@ -102,6 +102,16 @@ class InfraSettings:
 
 
 @dataclass(frozen=True)
+class ArtifactsSettings:
+    source: str = "push"  # push (ansible copies the bundle to each node) | s3 (nodes pull it by presigned URL)
+    s3_bucket: str = ""
+    s3_prefix: str = "bundles/"
+    s3_endpoint_url: str = ""  # empty: AWS; MinIO or another S3 API server otherwise
+    s3_region: str = ""
+    presign_expires_s: int = 900  # how long a node's download link is valid
+
+
+@dataclass(frozen=True)
 class ConsoleSettings:
     refresh_s: float = 5.0
     read_only: bool = False
@@ -132,6 +142,7 @@ class Settings:
     sim: SimSettings = field(default_factory=SimSettings)
     deploy: DeploySettings = field(default_factory=DeploySettings)
     infra: InfraSettings = field(default_factory=InfraSettings)
+    artifacts: ArtifactsSettings = field(default_factory=ArtifactsSettings)
     console: ConsoleSettings = field(default_factory=ConsoleSettings)
     governance: GovernanceSettings = field(default_factory=GovernanceSettings)
     # "section.key" -> where its value came from: a MODELFLEET_* variable or the config file; keys left at their
@@ -159,6 +170,7 @@ SECTIONS: dict[str, type] = {
     "sim": SimSettings,
     "deploy": DeploySettings,
     "infra": InfraSettings,
+    "artifacts": ArtifactsSettings,
     "console": ConsoleSettings,
     "governance": GovernanceSettings,
 }
@@ -168,7 +180,7 @@ _POSITIVE = {
     "registry.timeout_s", "registry.page_size", "fleet.agent_port", "fleet.probe_timeout_s",
     "fleet.probe_concurrency", "sim.ssh_port", "deploy.keep_releases", "console.refresh_s",
     "console.slo_p50_ms", "console.slo_p95_ms", "console.slo_p99_ms", "console.stale_after_s",
-    "infra.cancel_grace_s",
+    "infra.cancel_grace_s", "artifacts.presign_expires_s",
 }
 _PORTS = {"fleet.agent_port", "sim.ssh_port"}
 

@@ -32,6 +32,10 @@ class ExecResult:
     def duration_s(self) -> float:
         return (self.ended - self.started).total_seconds()
 
+    def ledger_details(self) -> dict[str, Any]:
+        """What this executor adds to the run's ``run_end`` (a Terraform run: its plan and its digest)."""
+        return {}
+
 
 class Executor(Protocol):
     run_id: str

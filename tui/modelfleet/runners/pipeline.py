@@ -34,6 +34,7 @@ from modelfleet.core.errors import RunError
 from modelfleet.runners.ansible import RUN_META, AnsibleRun, RunSpec, default_actor, inventory_addresses, new_run_id
 from modelfleet.runners.events import RunEvent
 from modelfleet.runners.executor import ExecResult
+from modelfleet.runners.infra_state import InfraState
 from modelfleet.runners.records import RunIdentity, RunRecorder, close_dead_runs, ended_runs
 from modelfleet.runners.requests import PreparedRun, Progress, RunRequest
 from modelfleet.runners.runstate import HostRun, RunState, artifact_status, iter_artifact_events
@@ -42,8 +43,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from modelfleet.core.config import Settings
     from modelfleet.core.deploy import Release
     from modelfleet.core.ledger import Ledger
+    from modelfleet.runners.terraform import TerraformRun
 
-EventCallback = Callable[[RunEvent], None]
+EventCallback = Callable[[Any], None]  # RunEvent (playbooks) or TerraformEvent
 RawEventCallback = Callable[[dict[str, Any]], None]
 #: run kinds whose nodes take the model's deploy lock (the nodes are told which lock holders have ended)
 LOCKING_KINDS = frozenset({"deploy", "rollback", "unlock"})
@@ -68,6 +70,7 @@ class RunResult:
     problem: str | None = None
     release: Release | None = None
     check: bool = False
+    executor_result: ExecResult | None = None  # what the executor returned (a Terraform run: plan, outputs, ...)
 
     @property
     def ok(self) -> bool:
@@ -93,6 +96,7 @@ class RunResult:
             "duration_s": round(self.duration_s, 3), "artifacts": str(self.artifact_dir),
             "release": self.release.to_dict() if self.release else None,
             "hosts": {name: h.to_dict(self.kind) for name, h in self.hosts.items()},
+            **({"executor": self.executor_result.ledger_details()} if self.executor_result is not None else {}),
         }
 
 
@@ -112,14 +116,19 @@ class RunHandle:
         self.kind = prepared.kind
         self.actor = actor
         self._lock = threading.RLock()
-        addresses = inventory_addresses(prepared.inventory)
-        self._state = RunState(self.run_id, kind=prepared.kind, hosts=prepared.hosts, addresses=addresses)
+        self._state: RunState | InfraState
+        if prepared.executor == "terraform":
+            self._state = InfraState(self.run_id, kind=prepared.kind)
+        else:
+            addresses = inventory_addresses(prepared.inventory)
+            self._state = RunState(self.run_id, kind=prepared.kind, hosts=prepared.hosts, addresses=addresses)
         self._subscribers: list[EventCallback] = []
+        self._pending_subscribers: list[Any] = []  # a Terraform run's, until its executor exists
         self._raw_subscribers: list[RawEventCallback] = []
         self._queue: queue.Queue[RunEvent | None] = queue.Queue()
         self._done = threading.Event()
         self._result: RunResult | None = None
-        self._executor: AnsibleRun | None = None
+        self._executor: AnsibleRun | TerraformRun | None = None
         self._recorder: RunRecorder | None = None
         self._ledger: Ledger | None = None
         self._started = datetime.now(UTC)
@@ -127,9 +136,17 @@ class RunHandle:
     # -- subscribing -----------------------------------------------------------------------------------------
 
     def subscribe(self, callback: EventCallback) -> None:
-        """``callback(event)`` for every later typed event (from the executor's thread: keep it quick)."""
+        """``callback(event)`` for every later typed event (from the executor's thread: keep it quick). A
+        Terraform run's typed events come from its executor (they include its steps' starts and ends)."""
         with self._lock:
-            self._subscribers.append(callback)
+            executor = self._executor
+            if self.prepared.executor != "terraform":
+                self._subscribers.append(callback)
+                return
+            if executor is None:
+                self._pending_subscribers.append(callback)
+                return
+        executor.subscribe(callback)  # type: ignore[union-attr]
 
     def subscribe_raw(self, callback: RawEventCallback) -> None:
         """``callback(raw)`` with ansible-runner's event dict, e.g. to feed a RunState of your own."""
@@ -183,13 +200,13 @@ class RunHandle:
         cancel it, so that what the question promises stays true however long the operator takes."""
         with self._lock:
             executor = self._executor
-        if executor is not None and not self.done:
+        if isinstance(executor, AnsibleRun) and not self.done:
             executor.hold()
 
     def resume(self) -> None:
         with self._lock:
             executor = self._executor
-        if executor is not None:
+        if isinstance(executor, AnsibleRun):
             executor.resume()
 
     def cancel(self) -> None:
@@ -203,7 +220,7 @@ class RunHandle:
 
     def _on_raw(self, raw: dict[str, Any]) -> None:
         with self._lock:
-            event = self._state.feed(raw)
+            event: Any = self._state.feed(raw)
             subscribers = list(self._subscribers)
             raw_subscribers = list(self._raw_subscribers)
         self._queue.put(event)
@@ -220,11 +237,12 @@ class RunHandle:
             state = self._state
             try:
                 if self._recorder is not None:
-                    self._recorder.end(state, duration_s=result.duration_s)
+                    self._recorder.end(state, duration_s=result.duration_s, **result.ledger_details())
             finally:
                 if self._ledger is not None:
                     self._ledger.close()
-            self._result = _result_of(state, self.prepared, self._started, result.ended, result.artifact_dir)
+            self._result = _result_of(state, self.prepared, self._started, result.ended, result.artifact_dir,
+                                      result)
         self._queue.put(None)
         self._done.set()
 
@@ -242,14 +260,14 @@ class RunHandle:
         self._done.set()
 
 
-def _result_of(state: RunState, prepared: PreparedRun, started: datetime, ended: datetime,
-               artifact_dir: Path) -> RunResult:
+def _result_of(state: RunState | InfraState, prepared: PreparedRun, started: datetime, ended: datetime,
+               artifact_dir: Path, executor_result: ExecResult | None = None) -> RunResult:
     return RunResult(
         run_id=state.run_id, kind=state.kind, summary=prepared.summary, outcome=state.outcome(),
         status=state.status, rc=state.rc, hosts=dict(state.hosts), counts={k: v for k, v in state.counts().items()
                                                                            if v},
         batches=state.batches, started=started, ended=ended, artifact_dir=artifact_dir, problem=state.problem(),
-        release=prepared.release, check=prepared.check)
+        release=prepared.release, check=prepared.check, executor_result=executor_result)
 
 
 def launch(
@@ -283,14 +301,27 @@ def launch(
             if closed:
                 details["closed_dead_runs"] = closed
             extra_vars["model_release_ended_runs"] = ended_runs(ledger, prepared.model)
-        spec = RunSpec(prepared.playbook, prepared.inventory, extra_vars=extra_vars, limit=prepared.limit,
-                       check=prepared.check, hosts=prepared.hosts, kind=prepared.kind)
-        executor = AnsibleRun(settings, spec, run_id=prepared.run_id, actor=actor, on_raw_event=handle._on_raw,
-                              on_finish=handle._on_finish, ledger_owner=True)
-        recorder = RunRecorder(ledger, RunIdentity(prepared.run_id, prepared.kind, actor, prepared.limit,
-                                                   prepared.model, prepared.version, prepared.digest))
-        recorder.start(**{**details, "summary": prepared.summary, "hosts": len(prepared.hosts),
-                          "playbook": executor.playbook.name, "artifacts": str(executor.artifact_dir),
+        executor: AnsibleRun | TerraformRun
+        where: dict[str, Any]
+        if prepared.executor == "terraform":
+            from modelfleet.runners.terraform import InfraRequest, TerraformRun
+
+            assert isinstance(prepared.request, InfraRequest)
+            executor = TerraformRun(settings, prepared.request, run_id=prepared.run_id, actor=actor,
+                                    on_raw_event=handle._on_raw, on_finish=handle._on_finish)
+            for callback in handle._pending_subscribers:
+                executor.subscribe(callback)
+            where = {"artifacts": str(executor.run_dir)}
+        else:
+            spec = RunSpec(prepared.playbook, prepared.inventory, extra_vars=extra_vars, limit=prepared.limit,
+                           check=prepared.check, hosts=prepared.hosts, kind=prepared.kind)
+            executor = AnsibleRun(settings, spec, run_id=prepared.run_id, actor=actor, on_raw_event=handle._on_raw,
+                                  on_finish=handle._on_finish, ledger_owner=True)
+            where = {"playbook": executor.playbook.name, "artifacts": str(executor.artifact_dir)}
+        recorder = RunRecorder(ledger, RunIdentity(prepared.run_id, prepared.kind, actor,
+                                                   prepared.limit or prepared.details.get("env"), prepared.model,
+                                                   prepared.version, prepared.digest))
+        recorder.start(**{**details, "summary": prepared.summary, "hosts": len(prepared.hosts), **where,
                           "warnings": list(prepared.warnings)})
     except BaseException:
         ledger.close()

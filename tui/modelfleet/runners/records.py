@@ -21,14 +21,33 @@ import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:  # pragma: no cover
     from modelfleet.core.ledger import Ledger
-    from modelfleet.runners.runstate import HostRun, RunState
+    from modelfleet.runners.runstate import HostRun
 
 #: how many of a model's most recent ended runs the nodes are told about (locks of older runs are older still)
 ENDED_RUNS_SENT = 500
+
+
+class FoldedRun(Protocol):
+    """What ``run_end`` is written from: a run's fold (``RunState`` for playbooks, ``InfraState`` for Terraform)."""
+
+    status: str
+    rc: int | None
+
+    @property
+    def changed_hosts(self) -> int: ...
+
+    @property
+    def batches(self) -> list[list[str]]: ...
+
+    def outcome(self) -> str: ...
+
+    def counts(self) -> dict[str, int]: ...
+
+    def problem(self) -> str | None: ...
 
 
 @dataclass(frozen=True)
@@ -60,7 +79,7 @@ class RunRecorder:
     def start(self, **details: Any) -> None:
         self._append("run_start", "started", {"kind": self.ident.kind, **controller_identity(), **details})
 
-    def end(self, state: RunState, *, duration_s: float | None = None, **details: Any) -> str:
+    def end(self, state: FoldedRun, *, duration_s: float | None = None, **details: Any) -> str:
         """``run_end`` from the fold: outcome, per-outcome counts, batches, the problem in one line."""
         outcome = state.outcome()
         body: dict[str, Any] = {

