@@ -92,9 +92,8 @@ def test_joblib_and_pickle_releases(tmp_path: Path, models: Models) -> None:
 
 def test_cold_start_is_measured(start_agent: Any) -> None:
     a = start_agent()
-    assert a.ready_seconds is not None
-    # the 1.5 s budget is a benchmark figure (docs/benchmarks.md), not asserted on a shared CI box
-    assert a.ready_seconds < 60
+    # the 1.5 s budget is a benchmark figure (bench/agent_cold_start.py, docs/benchmarks.md), not a test's
+    assert a.ready_seconds is not None and a.ready_seconds > 0
 
 
 @pytest.mark.parametrize("loadable", [True, False])

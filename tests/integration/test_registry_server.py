@@ -6,11 +6,13 @@ HTTP and runs the same checks as the embedded-registry tests; the server is stop
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -24,7 +26,7 @@ from modelfleet.core.artifact_cache import tree_digest
 from modelfleet.core.errors import RegistryUnavailable, VersionNotFound
 from modelfleet.core.registry import Registry, read_input_example
 from modelfleet.demo import GROUP_COLUMN
-from tests.unit.registry_support import SEED_ROWS, make_settings
+from tests.unit.registry_support import SEED_ROWS, make_settings, record_connects
 
 pytestmark = pytest.mark.integration
 
@@ -187,26 +189,54 @@ def test_closed_port_fails_fast_with_exit_2(
     port = _free_port(DOWN_HOST)
     make_settings(tmp_path)
     _env(monkeypatch, tmp_path, f"http://{DOWN_HOST}:{port}")
-    started = time.monotonic()
+    connects = record_connects(monkeypatch)
     assert main(["registry", "show", "credit-risk@champion"]) == 2
-    assert time.monotonic() - started < 5
+    # one attempt bounded by registry.timeout_s, no retries: see test_registry.py's twin
+    assert [address for address, _ in connects] == [(DOWN_HOST, port)]
     line = _error_line(capsys)
     assert "unreachable" in line and f"{DOWN_HOST}:{port}" in line
 
 
 def test_silent_server_times_out_instead_of_hanging(tmp_path: Path) -> None:
-    """A server that accepts connections and never answers: RegistryUnavailable after the timeout."""
+    """A server that reads requests and never answers: RegistryUnavailable after one request, not a retry loop.
+
+    The server counts the HTTP requests it receives. MLflow's client retries a timed-out request with backoff
+    by default (minutes of waiting); the registry turns that off, so exactly one request arrives, and the client
+    gives up on it (closes its connection) after its read timeout, ``registry.timeout_s``. Checked against a
+    mutation: with MLFLOW_HTTP_REQUEST_MAX_RETRIES=2 in core/registry.py this test fails (3 requests).
+    """
+    requests: list[bytes] = []
+
+    def serve(listener: socket.socket) -> None:
+        # connections are handled in the order they came, so the test's own "stop" comes after every request
+        # the client made, retries included
+        while True:
+            conn, _ = listener.accept()
+            with conn:
+                data = b""
+                with contextlib.suppress(OSError):
+                    while chunk := conn.recv(65536):
+                        data += chunk
+                        if data == b"stop":
+                            return
+                requests.extend(line for line in data.split(b"\r\n") if b" HTTP/1." in line)
+
     with socket.socket() as listener:
         listener.bind((DOWN_HOST, 0))
-        listener.listen(16)  # never accepted: the kernel completes handshakes, nobody replies
+        listener.listen(16)
         port = listener.getsockname()[1]
+        server = threading.Thread(target=serve, args=(listener,), daemon=True)
+        server.start()
         settings = make_settings(
             tmp_path, MODELFLEET_REGISTRY_TRACKING_URI=f"http://{DOWN_HOST}:{port}", MODELFLEET_REGISTRY_TIMEOUT_S="1"
         )
-        started = time.monotonic()
         with pytest.raises(RegistryUnavailable, match="unreachable"):
             Registry(settings).list_models()
-        assert time.monotonic() - started < 8
+        with socket.create_connection((DOWN_HOST, port)) as stop:
+            stop.sendall(b"stop")
+            server.join(60)
+        assert not server.is_alive(), "the client still held a connection to the silent server"
+    assert len(requests) == 1, requests
 
 
 def test_shell_completion_reads_the_server_over_rest(seeded_server: dict[str, Any], tmp_path: Path) -> None:

@@ -36,3 +36,23 @@ def seeded_project() -> tuple[Path, Any]:
         _SEEDED["project"] = project
         _SEEDED["result"] = result
     return _SEEDED["project"], _SEEDED["result"]
+
+
+def record_connects(monkeypatch: Any) -> list[tuple[tuple[str, int], float | None]]:
+    """Record every ``socket.create_connection`` (address, timeout) the code under test makes, then make it.
+
+    The registry's reachability check connects once with ``registry.timeout_s`` and, when that fails, reports
+    the server unreachable without retrying: tests assert that behaviour on this list, not on a stopwatch.
+    """
+    import socket
+
+    calls: list[tuple[tuple[str, int], float | None]] = []
+    real = socket.create_connection
+
+    def spy(address: tuple[str, int], timeout: Any = socket._GLOBAL_DEFAULT_TIMEOUT, *args: Any,
+            **kwargs: Any) -> socket.socket:
+        calls.append((address, timeout if isinstance(timeout, (int, float)) else None))
+        return real(address, timeout, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "create_connection", spy)
+    return calls
