@@ -1,67 +1,36 @@
-"""A million scoring requests do not grow the agent's memory by more than a few MB.
+"""Scoring traffic does not grow the agent's memory: 20,000 requests, measured with tracemalloc.
 
-Driven in-process against the agent's ASGI app (parse, signature checks, batching, predict, drift counts,
-latency sketch, Prometheus counters: everything but the socket layer, which is uvicorn's), because a million
-HTTP round trips would take too long on a 2-core CI box. RSS is measured with psutil.
+The million-request soak (RSS over 10^6 requests, the issue 3 goal of a few MB) is a benchmark:
+bench/agent_memory.py, figures in docs/benchmarks.md. This test keeps what fails on a real leak at a fiftieth of
+the cost: tracemalloc counts the Python heap exactly (numpy reports its buffers to it too), so the growth of a
+clean agent over 20,000 requests is a few KB (7-17 KB measured) where RSS moves by hundreds of KB either way.
+
+How it was checked (2026-12-04): a leak of one reference per request, the smallest a Python leak can be
+(``_LEAK.append(len(body))`` after ``preds = await fut`` in ``Agent._http``'s scoring path), made this test fail
+with 184 KB of growth over the 20,000 requests (9.2 bytes per request); with the batcher's earlier loop, which
+held its last batch until the next request came, ``requests_held`` was 1996 and the test failed too. Without
+either, it passes. Both injections were removed.
 """
 
 from __future__ import annotations
 
-import asyncio
-import gc
-import json
-
-import psutil
 import pytest
 
 from tests.agent.conftest import Node
-from tests.agent.inproc import call, started_agent
-from tests.agent.modelkit import make_frame
+from tests.agent.soak import soak
 
-TOTAL = 1_000_000
-CONCURRENCY = 2000
+REQUESTS = 20_000
+LIMIT = 64 * 1024  # bytes: 4x a clean run's growth, under half of an 8-byte-per-request leak's
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(1800)
-def test_a_million_requests_do_not_grow_memory(shared_node: Node) -> None:
-    frame = make_frame(50, seed=3)
-    bodies = [json.dumps({"dataframe_split": {"columns": list(frame.columns), "data": [row]}}).encode()
-              for row in frame.values.tolist()]
-    bad = b'{"dataframe_records": [{"income": "x"}]}'
-
-    async def main() -> tuple[int, int, int]:
-        agent = await started_agent(shared_node.current, max_batch_rows=CONCURRENCY)
-
-        async def wave(start: int, n: int) -> int:
-            reqs = [call(agent, "POST", "/invocations", bodies[(start + i) % len(bodies)] if i % 500 else bad)
-                    for i in range(n)]
-            results = await asyncio.gather(*reqs)
-            assert all(s in (200, 400) for s, _, _ in results)
-            await call(agent, "GET", "/stats")
-            await call(agent, "GET", "/metrics")
-            return sum(1 for s, _, _ in results if s == 200)
-
-        proc = psutil.Process()
-        done = 0
-        for _ in range(10):  # warm up: caches, allocator arenas, label children
-            done += await wave(done, CONCURRENCY)
-        gc.collect()
-        before = proc.memory_info().rss
-        ok = 0
-        sent = 0
-        while sent < TOTAL:
-            n = min(CONCURRENCY, TOTAL - sent)
-            ok += await wave(sent, n)
-            sent += n
-        gc.collect()
-        after = proc.memory_info().rss
-        stats = json.loads((await call(agent, "GET", "/stats"))[2])
-        assert stats["rows"] >= ok
-        await agent.shutdown()
-        return before, after, ok
-
-    before, after, ok = asyncio.run(main())
-    assert ok > TOTAL * 0.99
-    growth_mb = (after - before) / 2**20
-    assert growth_mb < 8, f"RSS grew by {growth_mb:.1f} MB over {TOTAL} requests"
+def test_scoring_traffic_does_not_grow_memory(shared_node: Node) -> None:
+    result = soak(shared_node.current, REQUESTS, trace=True)
+    assert result.ok == REQUESTS - REQUESTS // 500  # one in 500 is malformed on purpose (a 400)
+    assert result.rows_counted >= result.ok  # the drift counters saw every scored row
+    assert result.traced_growth is not None
+    assert result.traced_growth < LIMIT, (
+        f"the Python heap grew by {result.traced_growth} bytes over {REQUESTS} requests "
+        f"({result.traced_growth / REQUESTS:.1f} bytes per request)")
+    # once answered, a batch is freed: the idle agent holds none of its last requests (or their frames)
+    assert result.requests_held == 0

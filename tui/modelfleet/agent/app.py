@@ -307,27 +307,30 @@ class Agent:
     async def _batcher(self) -> None:
         assert self._queue is not None
         q = self._queue
-        loop = asyncio.get_running_loop()
-        limit = self.cfg.max_batch_rows
         while True:
-            item = await q.get()
-            items = [item]
-            rows = item.parsed.n_rows
-            while rows < limit and not q.empty():
-                nxt = q.get_nowait()
-                items.append(nxt)
-                rows += nxt.parsed.n_rows
-            try:
-                results = await loop.run_in_executor(self._predict_pool, self._run_batch, items)
-            except Exception as exc:  # pragma: no cover - _run_batch catches per group
-                results = [exc] * len(items)
-            for it, res in zip(items, results, strict=True):
-                if it.future.done():
-                    continue
-                if isinstance(res, BaseException):
-                    it.future.set_exception(res)
-                else:
-                    it.future.set_result(res)
+            # one call per batch: the batch (requests, frames, answers) is freed when it is answered, not held
+            # by this loop's locals until the next request arrives
+            await self._serve_batch(q, await q.get())
+
+    async def _serve_batch(self, q: asyncio.Queue[_Item], item: _Item) -> None:
+        limit = self.cfg.max_batch_rows
+        items = [item]
+        rows = item.parsed.n_rows
+        while rows < limit and not q.empty():
+            nxt = q.get_nowait()
+            items.append(nxt)
+            rows += nxt.parsed.n_rows
+        try:
+            results = await asyncio.get_running_loop().run_in_executor(self._predict_pool, self._run_batch, items)
+        except Exception as exc:  # pragma: no cover - _run_batch catches per group
+            results = [exc] * len(items)
+        for it, res in zip(items, results, strict=True):
+            if it.future.done():
+                continue
+            if isinstance(res, BaseException):
+                it.future.set_exception(res)
+            else:
+                it.future.set_result(res)
 
     def _run_batch(self, items: list[_Item]) -> list[Any]:
         results: list[Any] = [None] * len(items)
