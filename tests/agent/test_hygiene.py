@@ -11,7 +11,7 @@ import pytest
 
 from modelfleet.agent.config import AgentConfig, load_config, read_token
 from modelfleet.agent.release import load_release, warm_and_probe
-from modelfleet.core.errors import ConfigError
+from modelfleet.core.errors import BundleError, ConfigError
 from tests.agent import modelkit
 from tests.agent.conftest import Models, Node
 from tests.conftest import REPO_ROOT
@@ -88,6 +88,32 @@ def test_joblib_and_pickle_releases(tmp_path: Path, models: Models) -> None:
     assert (r2.flavor, r2.name, r2.version) == ("sklearn", "credit-risk", "9")
     rows = df.to_dict("records")
     assert r2.score({"dataframe_records": rows}) == [int(v) for v in models.model_v1.predict(df)]
+
+
+def test_a_model_without_the_sklearn_flavour_is_refused_naming_its_flavour_and_the_fix(tmp_path: Path) -> None:
+    """The agent serves scikit-learn models and never imports MLflow; a pyfunc-only model is refused up front.
+
+    (Chosen over an ``mlflow-skinny`` extra: nodes install what the controller's wheelhouse holds, not extras.)
+    """
+    import warnings
+
+    import mlflow.pyfunc
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        # a real MLflow model with the python_function flavour only
+        mlflow.pyfunc.save_model(str(tmp_path / "pyfunc"), python_model=mlflow.pyfunc.PythonModel())
+    with pytest.raises(BundleError) as err:
+        load_release(tmp_path / "pyfunc")
+    assert "no sklearn flavour (its flavours: python_function)" in str(err.value)
+    assert "scikit-learn models only" in str(err.value)
+    assert "mlflow.sklearn.log_model" in (err.value.hint or "")
+    # the node-side check says the same and exits 1 (refused), without a traceback
+    out = subprocess.run([sys.executable, "-m", "modelfleet.agent.main", "check-release", str(tmp_path / "pyfunc")],
+                         capture_output=True, text=True, cwd=REPO_ROOT, timeout=120,
+                         env={"PYTHONPATH": str(REPO_ROOT / "tui"), "PATH": "/usr/bin:/bin"}, check=False)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "no sklearn flavour" in out.stdout + out.stderr and "Traceback" not in out.stderr
 
 
 def test_cold_start_is_measured(start_agent: Any) -> None:

@@ -3,13 +3,14 @@
 A release (what a node's ``current`` symlink points to) holds ``manifest.json`` (+ ``manifest.sig``, verified by
 the deployer, not here), the model and optionally ``profile.json``:
 
-- ``model/`` — an MLflow model directory (``MLmodel``). The scikit-learn flavour is loaded natively (skops,
-  pickle or cloudpickle serialisation); any other pyfunc model goes through ``mlflow.pyfunc`` when the optional
-  ``mlflow-skinny`` extra is installed on the node;
+- ``model/`` — an MLflow model directory (``MLmodel``) with the scikit-learn flavour, loaded natively (skops,
+  pickle or cloudpickle serialisation); a model without that flavour is refused with a message naming its
+  flavours and the fix;
 - or ``model.joblib`` at the release root;
 - a directory that is itself an MLflow model (``MLmodel`` at its root) is accepted too, with no manifest.
 
-The agent never imports mlflow for scikit-learn or joblib models.
+The agent never imports mlflow (an import-linter contract in pyproject.toml holds it to that): nodes get only the
+agent's runtime dependencies from the controller's wheelhouse (``runners/wheelhouse.py``), and MLflow is not one.
 """
 
 from __future__ import annotations
@@ -104,15 +105,14 @@ def _load_sklearn(model_dir: Path, flavor: dict[str, Any]) -> Any:
     raise BundleError(f"unknown sklearn serialization_format {fmt!r} in {model_dir / 'MLmodel'}")
 
 
-def _load_pyfunc(model_dir: Path) -> Any:
-    try:
-        import mlflow.pyfunc
-    except ImportError as exc:
-        raise BundleError(
-            f"the model in {model_dir} is not a scikit-learn model and needs MLflow's pyfunc loader",
-            hint="install the agent with the mlflow-skinny extra on this node",
-        ) from exc
-    return mlflow.pyfunc.load_model(str(model_dir))
+def _not_sklearn(model_dir: Path, flavors: dict[str, Any]) -> BundleError:
+    named = ", ".join(sorted(flavors)) or "none"
+    return BundleError(
+        f"the MLflow model in {model_dir} has no sklearn flavour (its flavours: {named}); the agent serves "
+        "scikit-learn models only",
+        hint="log the model with mlflow.sklearn.log_model (a scikit-learn estimator or Pipeline), register that "
+        "version and deploy it",
+    )
 
 
 def _first_example(model_dir: Path) -> dict[str, Any] | None:
@@ -164,14 +164,10 @@ def load_release(path: Path, *, default_name: str | None = None, default_version
         schema = parse_signature(signature.get("inputs") if isinstance(signature, dict) else None)
         warm = _first_example(model_dir)
         try:
-            if "sklearn" in flavors:
-                model = _load_sklearn(model_dir, flavors["sklearn"])
-                flavor = "sklearn"
-            elif "python_function" in flavors:
-                model = _load_pyfunc(model_dir)
-                flavor = "pyfunc"
-            else:
-                raise BundleError(f"{model_dir / 'MLmodel'} has no sklearn or python_function flavour")
+            if "sklearn" not in flavors:
+                raise _not_sklearn(model_dir, flavors)
+            model = _load_sklearn(model_dir, flavors["sklearn"])
+            flavor = "sklearn"
         except BundleError:
             raise
         except Exception as exc:
