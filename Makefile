@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 help:
 	@echo "make run     seed the demo registry, start the simulated fleet, open the console"
 	@echo "make test    run the whole test suite (unit, integration on the simulated fleet, console)"
-	@echo "make check   ruff + mypy"
+	@echo "make check   ruff + mypy + import-linter (the layers of docs/architecture.md)"
 	@echo "make lint    ansible-lint --profile production, terraform fmt -check and validate"
 	@echo "make bench   benchmarks (figures go to docs/benchmarks.md)"
 
@@ -52,6 +52,7 @@ test-integration: system-deps-test deps
 check: deps
 	$(BIN)/ruff check tui tests bench plugins
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 lint: deps
 	$(BIN)/ansible-lint --profile production playbooks roles
