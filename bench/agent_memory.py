@@ -25,9 +25,10 @@ GOAL_MB = 8.0
 
 def _node(root: Path) -> Path:
     """A node root with release 1 of the agent tests' model current; returns its ``current`` link."""
-    from modelfleet.core.drift import ReferenceProfile
     from tests.agent import modelkit
     from tests.agent.conftest import Models, make_node
+
+    from modelfleet.core.drift import ReferenceProfile
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
