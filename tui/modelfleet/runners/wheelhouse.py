@@ -20,6 +20,7 @@ Command line (exit 0 ok, 1 the build failed, 2 usage)::
 from __future__ import annotations
 
 import argparse
+import fcntl
 import hashlib
 import json
 import os
@@ -28,7 +29,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -145,15 +146,25 @@ def build(
         "requirements": list(requirements),
         "source_hash": source_hash(source, requirements),
     }
-    stamp = target / STAMP_NAME
-    if not force and stamp.is_file():
-        try:
-            if json.loads(stamp.read_text()) == wanted:
-                return Wheelhouse(target, arch, python_version, built=False)
-        except ValueError:
-            pass
-
     out.mkdir(parents=True, exist_ok=True)
+    # One build per wheelhouse at a time (two provisions, or two test workers, on one controller): the second
+    # waits, then finds the stamp up to date instead of replacing the folder while the first one's nodes read it.
+    with (out / f".{arch}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        stamp = target / STAMP_NAME
+        if not force and stamp.is_file():
+            try:
+                if json.loads(stamp.read_text()) == wanted:
+                    return Wheelhouse(target, arch, python_version, built=False)
+            except ValueError:
+                pass
+        _build_into(target, arch, python_version, source, requirements, wanted)
+    return Wheelhouse(target, arch, python_version, built=True)
+
+
+def _build_into(target: Path, arch: str, python_version: str, source: Path, requirements: Sequence[str],
+                wanted: Mapping[str, object]) -> None:
+    out = target.parent
     py = sys.executable
     with tempfile.TemporaryDirectory(prefix=f".wheelhouse-{arch}-", dir=out) as tmp:
         staging = Path(tmp) / arch
@@ -178,7 +189,6 @@ def build(
         if target.exists():
             shutil.rmtree(target)
         staging.rename(target)
-    return Wheelhouse(target, arch, python_version, built=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
