@@ -83,7 +83,8 @@ def test_joblib_and_pickle_releases(tmp_path: Path, models: Models) -> None:
     assert r.profile is None and "without a reference sample" in (r.profile_error or "")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        mlflow.sklearn.save_model(models.model_v1, str(tmp_path / "cp"), serialization_format="cloudpickle")
+        mlflow.sklearn.save_model(models.model_v1, str(tmp_path / "cp"), serialization_format="cloudpickle",
+                                  pip_requirements=["scikit-learn"])
     r2 = load_release(tmp_path / "cp", default_name="credit-risk", default_version="9")
     assert (r2.flavor, r2.name, r2.version) == ("sklearn", "credit-risk", "9")
     rows = df.to_dict("records")
