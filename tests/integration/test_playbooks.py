@@ -46,8 +46,8 @@ def save_model(path: Path, c: float) -> Any:
                        "debt_ratio": rng.uniform(0, 1.5, 300)})
     y = (df["debt_ratio"] * 2 - np.log(df["income"]) / 5 > 0.0).astype("int64")
     model = LogisticRegression(C=c, max_iter=500).fit(df, y)
-    if not path.exists():
-        mlflow.sklearn.save_model(model, str(path), serialization_format="pickle")
+    if not path.exists():  # requirements named, not inferred (MLflow imports the model in a subprocess for that)
+        mlflow.sklearn.save_model(model, str(path), serialization_format="pickle", pip_requirements=["scikit-learn"])
     return model
 
 
