@@ -29,7 +29,7 @@ from modelfleet.runners.pipeline import replay
 from modelfleet.sim.session import RunningFleet
 from tests.conftest import REPO_ROOT
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(3000)]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(3000)]
 
 MODELFLEET = str(Path(sys.executable).parent / "modelfleet")
 NODES = ["edge-cpu-01", "edge-cpu-02", "edge-cpu-03", "edge-gpu-01", "edge-arm-01", "edge-arm-02"]
