@@ -5,6 +5,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+# pytest-xdist workers for the test targets (0: one process). Each test module is one unit of work (see
+# tests/conftest.py); two workers fit this project's 2-core machines. PYTEST_ARGS can add e.g. --durations=40.
+TEST_WORKERS ?= 2
+XDIST := -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
 
 .PHONY: run test test-unit test-integration check lint bench deps system-deps clean help
 
@@ -41,13 +45,13 @@ run: system-deps-run deps
 	$(BIN)/modelfleet
 
 test: system-deps-test deps
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS)
 
 test-unit: deps
-	$(BIN)/python -m pytest -m "not integration" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(XDIST) -m "not integration" $(PYTEST_ARGS)
 
 test-integration: system-deps-test deps
-	$(BIN)/python -m pytest -m integration $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(XDIST) -m integration $(PYTEST_ARGS)
 
 check: deps
 	$(BIN)/ruff check tui tests bench plugins

@@ -1,7 +1,18 @@
-"""Shared fixtures: every test runs against its own state directory, never the developer's .modelfleet/."""
+"""Shared fixtures: every test runs against its own state directory, never the developer's .modelfleet/.
+
+Parallel runs: ``make test`` runs pytest-xdist with two workers and ``--dist loadgroup``. Every test module is
+one unit of work (one worker runs all of it, in file order), so module- and session-scoped fixtures (a simulated
+fleet on fixed addresses, a seeded registry, an agent) are set up once, in one worker, and never twice at the
+same addresses. A module whose tests are independent of each other and each expensive can split itself: give
+its tests ``pytest.mark.xdist_group(name)`` markers of their own (tests/integration/test_molecule.py does, one
+group per scenario). Units holding tests marked ``slow`` start first (those with more ``integration`` tests
+first), then the other ``integration`` ones, then the rest, so that a long one does not start last and leave the
+other worker idle at the end: mark a module that brings up its own fleet ``slow``.
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,11 +23,30 @@ from modelfleet.core.config import Settings, load_settings
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's worker reads the groups
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    tiers: dict[str, int] = {}  # group -> 0 holds slow tests, 1 integration ones, 2 neither
+    weights: dict[str, int] = {}  # group -> how many integration tests (a fleet module's cost grows with them)
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+        group = str(next(item.iter_markers("xdist_group")).args[0])
+        tier = 0 if item.get_closest_marker("slow") else 1 if item.get_closest_marker("integration") else 2
+        tiers[group] = min(tier, tiers.get(group, 2))
+        weights[group] = weights.get(group, 0) + (item.get_closest_marker("integration") is not None)
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # only the order the scheduler hands out changes, not serial runs
+        order = {group: i for i, group in enumerate(tiers)}
+
+        def key(item: pytest.Item) -> tuple[int, int, int]:
+            group = str(next(item.iter_markers("xdist_group")).args[0])
+            return tiers[group], -weights[group], order[group]
+
+        items.sort(key=key)  # stable: file order within each group
+
+
 @pytest.fixture
 def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A project folder with no modelfleet.toml and no MODELFLEET_* variables; cwd is that folder."""
-    import os
-
     for key in list(os.environ):
         if key.startswith("MODELFLEET_"):
             monkeypatch.delenv(key)

@@ -27,8 +27,10 @@ TOKEN = "client-token-0123456789"
 
 
 def next_address() -> str:
-    """A fresh loopback address in this suite's 127.0.50.x range (others use other prefixes)."""
-    return f"127.0.50.{next(_ADDRESSES) % 250 + 2}"
+    """A fresh loopback address in this suite's range (others use other prefixes): 127.0.50.x, 127.0.51.x in
+    pytest-xdist's worker gw1 and so on, so two workers never bind the same address and port."""
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+    return f"127.0.{50 + worker % 10}.{next(_ADDRESSES) % 250 + 2}"
 
 
 def free_port(address: str) -> int:

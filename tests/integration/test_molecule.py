@@ -2,7 +2,9 @@
 and the fleet_rollout scenario, run with the real `molecule test` as a role author would.
 
 Each scenario uses its own loopback prefix, ssh port and state dir (its molecule.yml), so they never meet the
-fleets of the other integration tests. The wheelhouse is the one the other integration tests share.
+fleets of the other integration tests, even when pytest-xdist runs them side by side (keep them unique:
+tests/integration/conftest.py lists the prefixes in use). The wheelhouse is the one the other integration tests
+share.
 """
 
 from __future__ import annotations
@@ -28,7 +30,10 @@ def test_every_role_has_a_scenario() -> None:
 
 
 @pytest.mark.timeout(1200)
-@pytest.mark.parametrize("scenario", SCENARIOS)
+# each scenario is its own unit of work for pytest-xdist (own fleet, prefix, port and state dir: they can run
+# side by side with each other and with every other module's fleet)
+@pytest.mark.parametrize("scenario", [pytest.param(s, marks=pytest.mark.xdist_group(f"molecule-{s}"))
+                                      for s in SCENARIOS])
 def test_molecule_scenario(scenario: str) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ANSIBLE_", "MODELFLEET_", "MOLECULE_"))}
     env.update(PATH=f"{VENV_BIN}:{env.get('PATH', '/usr/bin:/bin')}", ANSIBLE_NOCOLOR="1", PY_COLORS="0",
