@@ -5,9 +5,10 @@ one unit of work (one worker runs all of it, in file order), so module- and sess
 fleet on fixed addresses, a seeded registry, an agent) are set up once, in one worker, and never twice at the
 same addresses. A module whose tests are independent of each other and each expensive can split itself: give
 its tests ``pytest.mark.xdist_group(name)`` markers of their own (tests/integration/test_molecule.py does, one
-group per scenario). Units holding tests marked ``slow`` start first (those with more ``integration`` tests
-first), then the other ``integration`` ones, then the rest, so that a long one does not start last and leave the
-other worker idle at the end: mark a module that brings up its own fleet ``slow``.
+group per scenario). Tests that use a session-scoped fleet on fixed addresses (``PINNED_FIXTURES``, e.g.
+``sim_fleet``) share one unit, whatever module they are in. Units holding tests marked ``slow`` start first
+(those with more ``integration`` tests first), then the other ``integration`` ones, then the rest, so that a
+long one does not start last and leave the other worker idle at the end: mark a module with a fleet ``slow``.
 """
 
 from __future__ import annotations
@@ -23,13 +24,24 @@ from modelfleet.core.config import Settings, load_settings
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+# Session-scoped fixtures bound to fixed addresses: every module that uses one runs in the same worker (one
+# unit of work for all of them), or a second worker would bring up a second copy on the same addresses.
+PINNED_FIXTURES = ("sim_fleet",)
+
+
 @pytest.hookimpl(tryfirst=True)  # before xdist's worker reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     tiers: dict[str, int] = {}  # group -> 0 holds slow tests, 1 integration ones, 2 neither
     weights: dict[str, int] = {}  # group -> how many integration tests (a fleet module's cost grows with them)
+    module_group: dict[str, str] = {}  # a module that uses a pinned fixture joins that fixture's unit, whole
+    for item in items:
+        module = item.nodeid.split("::")[0]
+        pinned = [name for name in PINNED_FIXTURES if name in getattr(item, "fixturenames", ())]
+        if pinned or module not in module_group:
+            module_group[module] = f"fixture:{pinned[0]}" if pinned else module
     for item in items:
         if item.get_closest_marker("xdist_group") is None:
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+            item.add_marker(pytest.mark.xdist_group(module_group[item.nodeid.split("::")[0]]))
         group = str(next(item.iter_markers("xdist_group")).args[0])
         tier = 0 if item.get_closest_marker("slow") else 1 if item.get_closest_marker("integration") else 2
         tiers[group] = min(tier, tiers.get(group, 2))
