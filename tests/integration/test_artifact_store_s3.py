@@ -34,7 +34,7 @@ from modelfleet.runners.requests import DeployRequest
 from modelfleet.sim.session import RunningFleet
 from tests.integration.s3server import CREDENTIALS, s3_server
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(1800)]
 
 MODELFLEET = str(Path(sys.executable).parent / "modelfleet")
 BUCKET = "modelfleet-artifacts"

@@ -37,7 +37,7 @@ from modelfleet.sim.sshd import banner
 from tests.conftest import REPO_ROOT
 from tests.integration.simfleet import ansible_adhoc, host_results
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(2400)]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(2400)]
 
 VENV_BIN = Path(sys.executable).parent
 MODELFLEET = str(VENV_BIN / "modelfleet")
