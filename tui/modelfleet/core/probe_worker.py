@@ -111,6 +111,13 @@ class ProbeWorker:
 
     def probe(self, nodes: Sequence[Node]) -> list[NodeStatus]:
         with self._lock:
+            died = self._proc
+            if died is not None and died.poll() is not None:  # it died between two probes: say so, once
+                self._proc = None
+                raise FleetError(f"the fleet probe process stopped (exit code {died.returncode}) since the last "
+                                 f"probe{self._last_words()}",
+                                 hint="the next refresh starts it again; if it keeps stopping, `modelfleet status` "
+                                      "probes from the command line")
             proc = self._ensure()
             assert proc.stdin is not None and proc.stdout is not None
             deadline = probe_deadline_s(self.settings, len(nodes))
@@ -120,6 +127,7 @@ class ProbeWorker:
                 if not select.select([proc.stdout], [], [], deadline)[0]:
                     proc.kill()
                     self._stop(proc)
+                    self._proc = None  # reported here; the next probe starts a new one
                     raise FleetError(f"the fleet probe process did not answer within {deadline:g} s "
                                      f"({len(nodes)} nodes); it was stopped",
                                      hint="the next refresh starts it again; `modelfleet status` probes from the "
@@ -127,6 +135,7 @@ class ProbeWorker:
                 kind, payload = read_frame(proc.stdout)
             except (OSError, EOFError, pickle.UnpicklingError, ValueError) as exc:
                 self._stop(proc)
+                self._proc = None  # reported here; the next probe starts a new one
                 raise FleetError(f"the fleet probe process stopped (exit code {proc.returncode}): "
                                  f"{exc}{self._last_words()}",
                                  hint="the next refresh starts it again; if it keeps stopping, `modelfleet status` "
