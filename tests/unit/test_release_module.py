@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import REPO_ROOT
-from tests.unit.ansible_module_support import run_role_module
+from tests.unit.ansible_module_support import PlayRun, role_entry_playbook, run_playbook_locally, run_role_module
 
 ROLE = REPO_ROOT / "roles" / "model_release"
 
@@ -354,14 +354,73 @@ def test_deploy_in_check_mode_shows_the_switch_and_touches_nothing(root: Path, t
     assert sorted(str(p) for p in root.rglob("*")) == before
 
 
-def test_rollback_with_nothing_to_go_back_to_says_what_is_there(root: Path, tmp_path: Path) -> None:
+def test_rollback_to_a_version_not_on_the_node_or_already_current(root: Path, tmp_path: Path) -> None:
+    for v, d in (("1", "a"), ("2", "b")):
+        (root / "models" / "m" / "releases" / f"{v}-{d * 12}").mkdir(parents=True)
+    os.symlink("releases/2-" + "b" * 12, root / "models" / "m" / "current")
+    rc, res = module(tmp_path, base(root, action="rollback", rollback_to="99"))
+    assert rc != 0 and res["outcome"] == "version_absent", res
+    assert res["msg"] == "version 99 of m is not on edge-t-01; releases there: 1-aaaaaaaaaaaa, 2-bbbbbbbbbbbb"
+    assert res["version"] == "2" and res["release"] == "2-" + "b" * 12  # what the node still serves
+    rc, res = module(tmp_path, base(root, action="rollback", rollback_to="2"))
+    assert rc == 0 and not res["changed"] and res["outcome"] == "already_current", res
+    assert res["version"] == "2" and "already on 2-bbbbbbbbbbbb" in res["msg"]
+    assert not (root / "run" / "m.deploy.lock").exists() and not (root / "log").exists()
+
+
+# -- rollback through the role's task file (ansible-playbook on localhost) -----------------------------------
+
+
+def rollback(tmp: Path, root: Path, **extra: Any) -> PlayRun:
+    """``tasks_from: rollback`` of model_release on localhost, the node root at ``root``."""
+    args = {"model_release_model": "m", "model_release_root": str(root), "modelfleet_run_id": "run-B",
+            "model_release_service_manager": "supervisord", **extra}
+    return run_playbook_locally(role_entry_playbook(tmp, "model_release", "rollback"), tmp, args)
+
+
+def node_files(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): (os.readlink(p) if p.is_symlink() else p.read_text() if p.is_file() else "/")
+            for p in sorted(root.rglob("*"))}
+
+
+def test_rollback_refused_by_a_lock_fails_the_host_naming_the_holder(root: Path, tmp_path: Path) -> None:
+    for v, d in (("1", "a"), ("2", "b")):
+        (root / "models" / "m" / "releases" / f"{v}-{d * 12}").mkdir(parents=True)
+    os.symlink("releases/2-" + "b" * 12, root / "models" / "m" / "current")
+    os.symlink("releases/1-" + "a" * 12, root / "models" / "m" / "previous")
+    holder = {"run_id": "run-A", "action": "deploy", "version": "3", "controller": "ci-7", "pid": 4242,
+              "started": "2026-12-01T10:00:00Z"}
+    (root / "run" / "m.deploy.lock").write_text(json.dumps(holder))
+    before = node_files(root)
+    run = rollback(tmp_path, root)
+    assert run.rc != 0, run.out[-3000:]
+    assert "m on localhost is locked by run run-A (deploy of version 3 from controller ci-7, pid 4242, since " \
+           "2026-12-01T10:00:00Z)" in run.failure, run.failure
+    assert run.facts["model_release_outcome"] == "locked" and run.facts["model_release_failed"]
+    assert run.facts["model_release_version"] == "2"  # still on 2: nothing changed
+    assert node_files(root) == before
+
+
+def test_rollback_with_nothing_to_go_back_to_fails_the_host(root: Path, tmp_path: Path) -> None:
     (root / "models" / "m" / "releases" / ("1-" + "a" * 12)).mkdir(parents=True)
     os.symlink("releases/1-" + "a" * 12, root / "models" / "m" / "current")
-    rc, res = module(tmp_path, base(root, action="rollback"))
-    assert rc != 0 and "edge-t-01 has no previous release for m; releases on the node: 1-aaaaaaaaaaaa" in res["msg"]
-    rc, res = module(tmp_path, base(root, action="rollback", rollback_to="7"))
-    assert rc != 0 and "no release of version 7" in res["msg"]
-    assert not (root / "run" / "m.deploy.lock").exists()
+    before = node_files(root)
+    run = rollback(tmp_path, root)
+    assert run.rc != 0, run.out[-3000:]
+    assert run.failure == "nothing to roll back to: m has only release 1-aaaaaaaaaaaa on localhost", run.failure
+    assert run.facts["model_release_outcome"] == "nothing_to_roll_back"
+    assert node_files(root) == before
+
+
+def test_rollback_of_a_model_the_node_never_had_writes_nothing(tmp_path: Path) -> None:
+    root = tmp_path / "bare"  # a provisioned node root with no models/ at all
+    (root / "etc").mkdir(parents=True)
+    before = node_files(root)
+    run = rollback(tmp_path, root, model_release_model="nosuch")
+    assert run.rc != 0, run.out[-3000:]
+    assert run.failure.startswith("nothing to roll back to: nosuch has never been deployed on localhost"), run.failure
+    assert run.facts["model_release_outcome"] == "model_absent"
+    assert node_files(root) == before
 
 
 def test_unknown_action_is_a_usage_error(root: Path, tmp_path: Path) -> None:

@@ -214,10 +214,24 @@ EXAMPLES = r"""
 
 RETURN = r"""
 outcome:
-  description: unchanged, deployed, rolled_back (the new release failed and the old one is back), refused
-    (the release never reached C(current)), reverted, revert_unhealthy or rollback_failed.
+  description:
+    - One word from the role's vocabulary (the role's README, "Outcomes").
+    - prepare, deploy, gate, recover - prepared, switched, unchanged, deployed, rolled_back (the new release
+      failed its gate and the old one is back), refused (the release never reached C(current)), locked.
+    - rollback - rolled_back, already_current, nothing_to_roll_back, version_absent, model_absent, locked,
+      rollback_failed.
+    - revert - unchanged, reverted, revert_unhealthy.
+    - failed - any action, an unexpected error.
   type: str
   returned: always
+version:
+  description: The version the node serves after the call (rollback).
+  type: str
+  returned: rollback
+release:
+  description: The release the node serves after the call (rollback).
+  type: str
+  returned: rollback
 current:
   description: Target of C(current) after the call (C(releases/<name>)).
   type: str
@@ -480,9 +494,12 @@ class Step:
                                 self.p["needed_bytes"] // 1048576), outcome="refused")
             if not self.check:
                 lock_acquired = self.take_lock() or lock_acquired
+        extra: dict[str, Any] = {}
+        if is_current:  # the deploy ends here: say so in the role's fact
+            extra["ansible_facts"] = {"model_release_outcome": "unchanged", "model_release_updated": False}
         return self.result(False, "unchanged" if is_current else "prepared", previous_link=prev, present=present,
                            is_current=is_current, lock_acquired=lock_acquired, free_bytes=free,
-                           arch=self.node_arch())
+                           arch=self.node_arch(), **extra)
 
     def deploy(self) -> dict[str, Any]:
         p, name, new = self.p, self.name, "releases/" + self.name
@@ -591,34 +608,71 @@ class Step:
         return self.result(False, "refused")
 
     def rollback(self) -> dict[str, Any]:
-        took = False if self.check else self.take_lock()
+        if not os.path.isdir(self.node.model_dir):
+            # checked before the lock, so a model the node never had leaves no trace on it
+            raise Failed("nothing to roll back to: %s has never been deployed on %s (no %s); check the model's "
+                         "name, or deploy it first" % (self.p["model"], self.node_name(), self.node.model_dir),
+                         outcome="model_absent", **self.now_on())
+        if self.check:
+            holder = self.node.lock_holder()
+            if holder is not None and holder.get("run_id") != self.p["run_id"]:
+                raise Failed(self.locked_msg(holder), outcome="locked", lock_holder=holder, **self.now_on())
+            return self._rollback()
+        try:
+            took = self.take_lock()
+        except Failed as exc:
+            exc.fields.update(self.now_on())
+            raise
         try:
             return self._rollback()
         finally:
             if took:
                 self.unlock()
 
+    def node_name(self) -> str:
+        return self.p["node"] or "this node"
+
+    def now_on(self) -> dict[str, str]:
+        """What the node serves now: ``release`` and ``version`` (empty when nothing is current)."""
+        release = os.path.basename(self.node.link("current"))
+        return {"release": release, "version": split_release(release)[0] if release else ""}
+
+    def rollback_target(self, cur: str, prev: str) -> str:
+        """The release to roll back to; Failed (nothing_to_roll_back, version_absent) when there is none."""
+        p, where = self.p, self.node_name()
+        releases = sorted(self.node.releases())
+        there = ", ".join(releases) or "none"
+        if p["rollback_to"] != "previous":
+            target = next((n for n in releases if split_release(n)[0] == p["rollback_to"]
+                           and (not p["digest"] or split_release(n)[1] == p["digest"][:12])), "")
+            if not target:
+                raise Failed("version %s of %s is not on %s; releases there: %s" % (p["rollback_to"], p["model"],
+                                                                                   where, there),
+                             outcome="version_absent", **self.now_on())
+            return target
+        if prev and self.node.has_release(os.path.basename(prev)) and prev != cur:
+            return os.path.basename(prev)
+        others = [n for n in releases if "releases/" + n != cur]
+        if not others:
+            only = ("only release %s" % releases[0]) if releases else "no release"
+            raise Failed("nothing to roll back to: %s has %s on %s" % (p["model"], only, where),
+                         outcome="nothing_to_roll_back", **self.now_on())
+        raise Failed("nothing to roll back to: %s has no previous release on %s (current %s; releases there: "
+                     "%s); name one with model_release_rollback_to=<version>"
+                     % (p["model"], where, os.path.basename(cur) or "none", there),
+                     outcome="nothing_to_roll_back", **self.now_on())
+
     def _rollback(self) -> dict[str, Any]:
         p = self.p
         cur, prev = self.node.link("current"), self.node.link("previous")
-        releases = self.node.releases()
-        if p["rollback_to"] == "previous":
-            target = os.path.basename(prev) if prev and self.node.has_release(os.path.basename(prev)) else ""
-            wanted = "previous release"
-        else:
-            wanted = "release of version %s" % p["rollback_to"]
-            target = next((n for n in releases if split_release(n)[0] == p["rollback_to"]
-                           and (not p["digest"] or split_release(n)[1] == p["digest"][:12])), "")
-        if not target:
-            raise Failed("%s has no %s for %s; releases on the node: %s" % (
-                p["node"] or "the node", wanted, p["model"], ", ".join(sorted(releases)) or "none"),
-                outcome="rollback_failed")
+        target = self.rollback_target(cur, prev)
         version, digest12 = split_release(target)
         self.name = target
         self.record.update(version=version, digest=digest12, release=target, previous=os.path.basename(cur))
         new = "releases/" + target
         if cur == new:
-            return self.result(False, "unchanged", previous=cur, release=target, version=version)
+            return self.result(False, "already_current", previous=cur, release=target, version=version,
+                               msg="%s is already on %s on %s" % (p["model"], target, self.node_name()))
         diff = {"before": {"current": cur, "previous": prev}, "after": {"current": new, "previous": cur}}
         if self.check:
             return self.result(True, "rolled_back", previous=cur, release=target, version=version, diff=diff)
@@ -626,7 +680,7 @@ class Step:
             self.verify(target, None)
         except Failed as exc:
             self.journal("rollback", "rollback_failed", error=exc.msg)
-            raise Failed(exc.msg, outcome="rollback_failed", release=target, version=version) from None
+            raise Failed(exc.msg, outcome="rollback_failed", target=target, **self.now_on()) from None
         self.record["switched_at"] = time.time()
         self.node.set_link("current", new)
         if cur:
@@ -647,10 +701,9 @@ class Step:
                 error += "; reloading the release it had failed too: %s" % again
             self.journal("rollback", "rollback_failed", error=error)
             raise Failed("rollback of %s failed and was undone: %s" % (self.where(), error),
-                         outcome="rollback_failed", release=target, version=version, changed=True) from None
+                         outcome="rollback_failed", target=target, changed=True, **self.now_on()) from None
         self.journal("rollback", "rolled_back", error="")
-        return self.result(True, "rolled_back", previous=cur, release=target, version=version, diff=diff,
-                           modelfleet_rolled_back=True)
+        return self.result(True, "rolled_back", previous=cur, release=target, version=version, diff=diff)
 
     def revert(self) -> dict[str, Any]:
         p = self.p
