@@ -266,28 +266,64 @@ def base(root: Path, **kw: Any) -> dict[str, Any]:
     return args
 
 
+HOLDER_A = {"run_id": "run-A", "action": "deploy", "version": "3", "controller": "ci-7", "pid": 4242,
+            "started": "2026-12-01T10:00:00Z"}
+
+
+def journal(root: Path) -> list[dict[str, Any]]:
+    path = root / "log" / "deployments.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
 def test_prepare_refuses_a_lock_held_by_another_run_naming_it(root: Path, tmp_path: Path) -> None:
-    holder = {"run_id": "run-A", "action": "deploy", "version": "3", "controller": "ci-7", "pid": 4242,
-              "started": "2026-12-01T10:00:00Z"}
     lock = root / "run" / "m.deploy.lock"
-    lock.write_text(json.dumps(holder))
-    rc, res = module(tmp_path, base(root, action="prepare"))
-    assert rc != 0 and res["outcome"] == "locked"
-    assert "m on edge-t-01 is locked by run run-A (deploy of version 3 from controller ci-7, pid 4242" in res["msg"]
-    assert "model_release_break_stale_lock=true" in res["msg"]
-    assert json.loads(lock.read_text()) == holder  # untouched
+    lock.write_text(json.dumps(HOLDER_A))
+    rc, res = module(tmp_path, base(root, action="prepare", ended_runs=["run-Z"]))
+    assert rc != 0 and res["outcome"] == "locked" and res["lock_holder"] == HOLDER_A
+    assert "m on edge-t-01 is locked by run run-A (deploy of version 3 from controller ci-7, pid 4242, since " \
+           "2026-12-01T10:00:00Z); wait for it to finish" in res["msg"], res["msg"]
+    assert "`modelfleet unlock m --node edge-t-01`" in res["msg"]
+    assert "playbooks/unlock.yml -e model_release_model=m --limit edge-t-01" in res["msg"]
+    assert json.loads(lock.read_text()) == HOLDER_A  # untouched
+    assert journal(root) == []
 
 
-def test_prepare_breaks_a_stale_lock_only_when_asked(root: Path, tmp_path: Path) -> None:
+def test_prepare_breaks_the_lock_of_an_ended_run_and_logs_it(root: Path, tmp_path: Path) -> None:
     lock = root / "run" / "m.deploy.lock"
-    lock.write_text(json.dumps({"run_id": "run-A"}))
-    old = time.time() - 7200
-    os.utime(lock, (old, old))
-    rc, _ = module(tmp_path, base(root, action="prepare"))
-    assert rc != 0
-    rc, res = module(tmp_path, base(root, action="prepare", break_stale_lock=True))
+    lock.write_text(json.dumps(HOLDER_A))
+    rc, res = module(tmp_path, base(root, action="prepare", ended_runs=["run-A"]), check=True)
+    assert rc == 0 and res["would_break_lock"]["run_id"] == "run-A" and "broke_lock" not in res, res
+    assert json.loads(lock.read_text()) == HOLDER_A and journal(root) == []  # check mode: nothing removed
+    rc, res = module(tmp_path, base(root, action="prepare", ended_runs=["run-A"]))
     assert rc == 0 and res["lock_acquired"] and res["outcome"] == "prepared", res
+    assert res["broke_lock"]["run_id"] == "run-A" and res["broke_lock"]["holder"] == HOLDER_A
+    assert res["broke_lock"]["by_run_id"] == "run-B" and "ended" in res["broke_lock"]["reason"]
     assert json.loads(lock.read_text())["run_id"] == "run-B"
+    [line] = journal(root)
+    assert line["action"] == "break_lock" and line["broke_lock_of"] == "run-A" and line["run_id"] == "run-B"
+    assert line["lock_holder"] == HOLDER_A
+
+
+def test_unlock_removes_only_a_lock_whose_holder_is_known_gone(root: Path, tmp_path: Path) -> None:
+    lock = root / "run" / "m.deploy.lock"
+    rc, res = module(tmp_path, base(root, action="unlock"))
+    assert rc == 0 and not res["changed"] and res["outcome"] == "no_lock"
+    lock.write_text(json.dumps(HOLDER_A))
+    rc, res = module(tmp_path, base(root, action="unlock", ended_runs=["run-Z"]))
+    assert rc != 0 and res["outcome"] == "locked" and "not known to have ended" in res["msg"], res
+    assert "model_release_unlock_force=true (dangerous" in res["msg"] and lock.exists()
+    rc, res = module(tmp_path, base(root, action="unlock", lock_run_id="run-Q", force=True))
+    assert rc != 0 and "changed while it was checked" in res["msg"] and lock.exists()
+    rc, res = module(tmp_path, base(root, action="unlock", holder_gone=True), check=True)
+    assert rc == 0 and res["changed"] and res["would_break_lock"]["run_id"] == "run-A" and lock.exists()
+    for kw, reason in (({"ended_runs": ["run-A"]}, "has ended"), ({"holder_gone": True}, "process of run run-A"),
+                       ({"force": True}, "forced")):
+        lock.write_text(json.dumps(HOLDER_A))
+        rc, res = module(tmp_path, base(root, action="unlock", lock_run_id="run-A", **kw))
+        assert rc == 0 and res["changed"] and res["outcome"] == "unlocked", res
+        assert reason in res["broke_lock"]["reason"] and not lock.exists()
+        assert journal(root)[-1]["action"] == "break_lock" and reason in journal(root)[-1]["error"]
+    assert len(journal(root)) == 3
 
 
 def test_prepare_takes_the_lock_but_not_in_check_mode(root: Path, tmp_path: Path) -> None:
@@ -421,6 +457,66 @@ def test_rollback_of_a_model_the_node_never_had_writes_nothing(tmp_path: Path) -
     assert run.failure.startswith("nothing to roll back to: nosuch has never been deployed on localhost"), run.failure
     assert run.facts["model_release_outcome"] == "model_absent"
     assert node_files(root) == before
+
+
+def test_unlock_playbook_checks_the_holders_process_on_this_controller(root: Path, tmp_path: Path) -> None:
+    import subprocess
+    from datetime import UTC, datetime
+
+    lock = root / "run" / "m.deploy.lock"
+    here = subprocess.run(["hostname"], capture_output=True, text=True, check=True).stdout.strip()
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    args = {"model_release_model": "m", "model_release_root": str(root), "modelfleet_target": "localhost"}
+    playbook = REPO_ROOT / "playbooks" / "unlock.yml"
+
+    # held by a process of this controller that still runs (this test, older than the lock): it stays
+    lock.write_text(json.dumps(dict(HOLDER_A, controller=here, pid=os.getpid(), started=now)))
+    run = run_playbook_locally(playbook, tmp_path, args)
+    assert run.rc != 0 and "not known to have ended" in run.failure, run.out[-3000:]
+    assert run.facts["model_release_outcome"] == "locked" and lock.exists()
+
+    # the same pid, but the lock is older than that process: the pid was reused, the holder is gone (check mode)
+    lock.write_text(json.dumps(dict(HOLDER_A, controller=here, pid=os.getpid(), started="2020-01-01T00:00:00Z")))
+    run = run_playbook_locally(playbook, tmp_path, args, check=True)
+    assert run.rc == 0 and run.facts["model_release_outcome"] == "unlocked", run.out[-3000:]
+    assert lock.exists() and journal(root) == []
+
+    # a process that has exited: removed, and the node's journal says so
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    lock.write_text(json.dumps(dict(HOLDER_A, controller=here, pid=gone.pid, started=now)))
+    run = run_playbook_locally(playbook, tmp_path, dict(args, modelfleet_run_id="unlock-1"))
+    assert run.rc == 0 and run.facts["model_release_outcome"] == "unlocked", run.out[-3000:]
+    assert not lock.exists()
+    [line] = journal(root)
+    assert line["action"] == "break_lock" and line["broke_lock_of"] == "run-A" and line["run_id"] == "unlock-1"
+    assert "process of run run-A is gone" in line["error"]
+
+
+def deploy_current(tmp: Path, root: Path, **extra: Any) -> PlayRun:
+    """The deploy entry point of model_release on localhost for a release that is already current (s3 source, so
+    no bundle is read): only the preflight runs."""
+    name = "2-" + "b" * 12
+    (root / "models" / "m" / "releases" / name).mkdir(parents=True, exist_ok=True)
+    if not (root / "models" / "m" / "current").is_symlink():
+        os.symlink("releases/" + name, root / "models" / "m" / "current")
+    args = {"model_release_model": "m", "model_release_version": "2", "model_release_digest": "b" * 64,
+            "model_release_source": "s3", "model_release_root": str(root), "model_release_run_id": "run-B",
+            "model_release_service_manager": "supervisord", **extra}
+    return run_playbook_locally(role_entry_playbook(tmp, "model_release", "main"), tmp, args)
+
+
+def test_deploy_breaks_an_ended_runs_lock_and_fails_on_a_live_one(root: Path, tmp_path: Path) -> None:
+    lock = root / "run" / "m.deploy.lock"
+    lock.write_text(json.dumps(HOLDER_A))
+    run = deploy_current(tmp_path, root)
+    assert run.rc != 0 and "m on localhost is locked by run run-A" in run.failure, run.out[-3000:]
+    assert run.facts["model_release_outcome"] == "locked" and lock.exists()
+    run = deploy_current(tmp_path, root, model_release_ended_runs=["run-A"])
+    assert run.rc == 0 and run.facts["model_release_outcome"] == "unchanged", run.out[-3000:]
+    assert not lock.exists()  # the release was current: broken, and nothing else to do
+    assert [r["broke_lock"]["run_id"] for _, r in run.results if "broke_lock" in r] == ["run-A"]
+    assert journal(root)[-1]["action"] == "break_lock"
 
 
 def test_unknown_action_is_a_usage_error(root: Path, tmp_path: Path) -> None:

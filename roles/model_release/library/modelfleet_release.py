@@ -29,12 +29,15 @@ description:
   - C(rollback) switches to the previous release or a named version still on the node, under the lock, gated,
     and switches back if that release does not answer.
   - C(revert) returns the node to the release that was current before this run (the failure budget was spent).
+  - C(lock_state) reads who holds the model's deploy lock (read only).
+  - C(unlock) removes the model's deploy lock when its holder is known to be gone (O(ended_runs), O(holder_gone))
+    or when forced, and writes the removal to C(log/deployments.jsonl); otherwise it fails naming the holder.
 options:
   action:
     description: What to do.
     type: str
     required: true
-    choices: [prepare, deploy, gate, recover, rollback, revert]
+    choices: [prepare, deploy, gate, recover, rollback, revert, lock_state, unlock]
   root:
     description: The node folder modelfleet owns (modelfleet_root).
     type: path
@@ -76,14 +79,26 @@ options:
     description: What the lock records about this run (run_id, action, version, controller, pid, started).
     type: dict
     default: {}
-  break_stale_lock:
-    description: Remove a lock older than O(lock_timeout_s) held by another run.
+  ended_runs:
+    description: Run ids the controller knows have ended (or whose controller process is gone). A lock one of them
+      holds is broken (prepare, deploy, rollback, unlock), written to C(log/deployments.jsonl) and returned as
+      RV(broke_lock).
+    type: list
+    elements: str
+    default: []
+  lock_run_id:
+    description: The run id the caller saw holding the lock (unlock); the lock is removed only if that run still
+      holds it.
+    type: str
+    default: ""
+  holder_gone:
+    description: The caller checked that the lock holder's controller process is gone (unlock).
     type: bool
     default: false
-  lock_timeout_s:
-    description: Age after which a lock counts as stale.
-    type: int
-    default: 3600
+  force:
+    description: Remove the lock whoever holds it (unlock). Dangerous - a live run loses its protection.
+    type: bool
+    default: false
   needed_bytes:
     description: Free disk the release needs under O(root) (prepare).
     type: int
@@ -256,6 +271,20 @@ lock_acquired:
   description: This run holds the per-model deploy lock (prepare).
   type: bool
   returned: success
+lock_holder:
+  description: What the lock records about its holder (run_id, action, version, controller, pid, started); null
+    when the model is not locked (lock_state, unlock, and every refusal with outcome C(locked)).
+  type: dict
+  returned: when relevant
+broke_lock:
+  description: The lock this call removed - C(run_id) of its holder, C(holder) (all it recorded), C(reason),
+    C(node), C(model), C(by_run_id), C(time). Also a line of C(log/deployments.jsonl) (action C(break_lock)).
+  type: dict
+  returned: when a lock was broken
+would_break_lock:
+  description: In check mode, the lock that would be broken.
+  type: dict
+  returned: check mode, when a lock would be broken
 modelfleet:
   description: The step's record (stage, times, gate verdicts), also written to C(log/deployments.jsonl).
   type: dict
@@ -305,6 +334,7 @@ class Step:
         self.service = AgentService(lambda cmd: module.run_command(list(cmd)), p["service_manager"], self.program,
                                     p["supervisorctl"], p["supervisor_conf"])
         self.record: dict[str, Any] = {"node": p["node"], "model": p["model"], "run_id": p["run_id"]}
+        self.extra: dict[str, Any] = {}  # what every result of this call carries (broke_lock)
         self.check = module.check_mode
 
     # -- pieces ---------------------------------------------------------------------------------------------
@@ -312,21 +342,39 @@ class Step:
         return "%s on %s" % (self.p["model"], self.p["node"] or "this node")
 
     def locked_msg(self, holder: dict[str, Any]) -> str:
-        return ("%s is locked by %s; wait for it to finish, or if that run is gone break the lock with "
-                "-e model_release_break_stale_lock=true (locks older than %s s)"
-                % (self.where(), describe_holder(holder), self.p["lock_timeout_s"]))
+        return ("%s is locked by %s; wait for it to finish. If that run is gone, remove the lock with `modelfleet "
+                "unlock %s --node %s` (or ansible-playbook playbooks/unlock.yml -e model_release_model=%s --limit %s)"
+                % (self.where(), describe_holder(holder), self.p["model"], self.node_name(), self.p["model"],
+                   self.node_name()))
+
+    def ended(self, holder: dict[str, Any] | None) -> bool:
+        """The lock's holder is a run the controller knows has ended."""
+        return holder is not None and str(holder.get("run_id")) in set(self.p["ended_runs"])
+
+    def break_lock(self, holder: dict[str, Any], reason: str) -> None:
+        """Remove the lock ``holder`` holds (not in check mode): journal it and return it as ``broke_lock``."""
+        if self.check:
+            self.extra["would_break_lock"] = {"run_id": holder.get("run_id"), "holder": holder, "reason": reason}
+            return
+        if not self.node.release_lock(str(holder.get("run_id"))):
+            return  # gone already, or taken by another run meanwhile: take_lock will see it
+        broke = {"run_id": holder.get("run_id"), "holder": holder, "reason": reason, "node": self.p["node"],
+                 "model": self.p["model"], "by_run_id": self.p["run_id"],
+                 "time": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")}
+        self.node.journal({"time": broke["time"], "action": "break_lock", "outcome": "lock_broken",
+                           "node": self.p["node"], "model": self.p["model"], "run_id": self.p["run_id"],
+                           "broke_lock_of": holder.get("run_id"), "lock_holder": holder, "error": reason})
+        self.record["broke_lock_of"] = holder.get("run_id")
+        self.extra["broke_lock"] = broke
 
     def take_lock(self) -> bool:
-        """Hold the lock for this run (breaking a stale one when asked). True when this call took it."""
+        """Hold the lock for this run (breaking one an ended run left). True when this call took it."""
         holder = self.node.lock_holder()
         if holder is not None and holder.get("run_id") == self.p["run_id"]:
             return False
-        if holder is not None:
-            if self.p["break_stale_lock"] and self.node.lock_age_s() > self.p["lock_timeout_s"]:
-                self.node.break_lock()
-                self.record["broke_lock_of"] = holder.get("run_id")
-            else:
-                raise Failed(self.locked_msg(holder), outcome="locked", lock_holder=holder)
+        if self.ended(holder):
+            assert holder is not None
+            self.break_lock(holder, "run %s has ended (model_release_ended_runs)" % holder.get("run_id"))
         other = self.node.take_lock(dict(self.p["holder"], run_id=self.p["run_id"]))
         if other is not None:
             raise Failed(self.locked_msg(other), outcome="locked", lock_holder=other)
@@ -411,6 +459,7 @@ class Step:
         self.record["outcome"] = outcome
         out = {"changed": changed, "outcome": outcome, "current": self.node.link("current"),
                "modelfleet": dict(self.record)}
+        out.update(self.extra)
         out.update(extra)
         return out
 
@@ -482,9 +531,11 @@ class Step:
         is_current = bool(self.name) and cur == "releases/" + self.name and present
         holder = self.node.lock_holder()
         lock_acquired = holder is not None and holder.get("run_id") == self.p["run_id"]
-        if holder is not None and not lock_acquired and not (
-                self.p["break_stale_lock"] and self.node.lock_age_s() > self.p["lock_timeout_s"]):
-            raise Failed(self.locked_msg(holder), outcome="locked", lock_holder=holder)
+        if holder is not None and not lock_acquired:
+            if not self.ended(holder):
+                raise Failed(self.locked_msg(holder), outcome="locked", lock_holder=holder)
+            # broken even when the release is already current, so the node is free for the next run
+            self.break_lock(holder, "run %s has ended (model_release_ended_runs)" % holder.get("run_id"))
         free = self.node.free_bytes()
         if not is_current:
             if free < self.p["needed_bytes"]:
@@ -616,7 +667,9 @@ class Step:
         if self.check:
             holder = self.node.lock_holder()
             if holder is not None and holder.get("run_id") != self.p["run_id"]:
-                raise Failed(self.locked_msg(holder), outcome="locked", lock_holder=holder, **self.now_on())
+                if not self.ended(holder):
+                    raise Failed(self.locked_msg(holder), outcome="locked", lock_holder=holder, **self.now_on())
+                self.break_lock(holder, "run %s has ended (model_release_ended_runs)" % holder.get("run_id"))
             return self._rollback()
         try:
             took = self.take_lock()
@@ -705,6 +758,40 @@ class Step:
         self.journal("rollback", "rolled_back", error="")
         return self.result(True, "rolled_back", previous=cur, release=target, version=version, diff=diff)
 
+    def lock_state(self) -> dict[str, Any]:
+        return self.result(False, "locked" if self.node.lock_holder() else "no_lock",
+                           lock_holder=self.node.lock_holder())
+
+    def unlock_action(self) -> dict[str, Any]:
+        """Remove the lock when its holder is known to be gone, or when forced; else fail naming the holder."""
+        p = self.p
+        holder = self.node.lock_holder()
+        if holder is None:
+            return self.result(False, "no_lock", lock_holder=None, msg="%s is not locked" % self.where())
+        run_id = str(holder.get("run_id"))
+        if p["lock_run_id"] and run_id != p["lock_run_id"]:
+            raise Failed("the lock of %s changed while it was checked: it is now held by %s; run unlock again"
+                         % (self.where(), describe_holder(holder)), outcome="locked", lock_holder=holder)
+        if self.ended(holder):
+            reason = "run %s has ended (model_release_ended_runs)" % run_id
+        elif p["holder_gone"]:
+            reason = "the controller process of run %s is gone (%s, pid %s)" % (run_id, holder.get("controller"),
+                                                                               holder.get("pid"))
+        elif p["force"]:
+            reason = "forced (model_release_unlock_force=true)"
+        else:
+            raise Failed("%s is locked by %s, which is not known to have ended; wait for it to finish. If you are "
+                         "sure it is gone, run unlock from the controller that ran it, or pass "
+                         "-e model_release_unlock_force=true (dangerous: a run that is still going loses its lock)"
+                         % (self.where(), describe_holder(holder)), outcome="locked", lock_holder=holder)
+        self.break_lock(holder, reason)
+        if self.check:
+            return self.result(True, "unlocked", lock_holder=holder,
+                               diff={"before": {"lock": holder}, "after": {"lock": None}})
+        return self.result(True, "unlocked", lock_holder=holder,
+                           msg="removed the lock of %s held by %s: %s" % (self.where(), describe_holder(holder),
+                                                                          reason))
+
     def revert(self) -> dict[str, Any]:
         p = self.p
         old = p["old_link"]
@@ -739,7 +826,8 @@ def main() -> None:
     module = AnsibleModule(
         argument_spec=dict(
             action=dict(type="str", required=True,
-                        choices=["prepare", "deploy", "gate", "recover", "rollback", "revert"]),
+                        choices=["prepare", "deploy", "gate", "recover", "rollback", "revert", "lock_state",
+                                 "unlock"]),
             root=dict(type="path", required=True),
             model=dict(type="str", required=True),
             node=dict(type="str", default=""),
@@ -751,8 +839,10 @@ def main() -> None:
             python=dict(type="path"),
             public_key=dict(type="path"),
             holder=dict(type="dict", default={}),
-            break_stale_lock=dict(type="bool", default=False),
-            lock_timeout_s=dict(type="int", default=3600),
+            ended_runs=dict(type="list", elements="str", default=[]),
+            lock_run_id=dict(type="str", default=""),
+            holder_gone=dict(type="bool", default=False),
+            force=dict(type="bool", default=False),
             needed_bytes=dict(type="int", default=0),
             service_manager=dict(type="str", default="systemd", choices=["systemd", "supervisord"]),
             supervisorctl=dict(type="str", default="supervisorctl"),
@@ -786,7 +876,8 @@ def main() -> None:
     )
     step = Step(module)
     actions = {"prepare": step.prepare, "deploy": step.deploy, "gate": step.gate_action, "recover": step.recover,
-               "rollback": step.rollback, "revert": step.revert}
+               "rollback": step.rollback, "revert": step.revert, "lock_state": step.lock_state,
+               "unlock": step.unlock_action}
     try:
         result = actions[module.params["action"]]()
     except Failed as exc:

@@ -18,7 +18,6 @@ import json
 import os
 import re
 import shutil
-import time
 from typing import Any, Callable, Sequence
 
 RELEASE_NAME = re.compile(r"^(?P<version>.+)-(?P<digest12>[0-9a-f]{12})$")
@@ -118,12 +117,6 @@ class NodeModel:
             holder = None
         return holder if isinstance(holder, dict) else {"run_id": "?", "raw": raw.strip()[:200]}
 
-    def lock_age_s(self) -> float:
-        try:
-            return time.time() - os.stat(self.lock_path).st_mtime
-        except FileNotFoundError:
-            return 0.0
-
     def take_lock(self, holder: dict[str, Any]) -> dict[str, Any] | None:
         """Create the lock (O_EXCL) for ``holder``. ``None`` when taken, else whoever holds it."""
         os.makedirs(os.path.dirname(self.lock_path), exist_ok=True)
@@ -136,7 +129,7 @@ class NodeModel:
         return None
 
     def release_lock(self, run_id: str) -> bool:
-        """Remove the lock when ``run_id`` holds it. True when removed."""
+        """Remove the lock when ``run_id`` holds it (this run's own, or one being broken). True when removed."""
         holder = self.lock_holder()
         if holder is None or holder.get("run_id") != run_id:
             return False
@@ -146,11 +139,6 @@ class NodeModel:
             return False
         return True
 
-    def break_lock(self) -> None:
-        try:
-            os.unlink(self.lock_path)
-        except FileNotFoundError:
-            pass
 
     # -- journal --------------------------------------------------------------------------------------------
     def journal(self, record: dict[str, Any]) -> None:
