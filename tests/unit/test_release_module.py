@@ -118,6 +118,59 @@ def test_supervisord_agent_is_reloaded_when_running_and_started_otherwise(
     assert run.commands[-1][:3] == ["/venv/supervisorctl", "-c", "/n/sv.conf"] and verb in run.commands[-1]
 
 
+@pytest.fixture
+def supervised() -> Iterator[tuple[Any, Path]]:
+    """A real supervisord (the simulated nodes' own code) in a short temp root: (NodeState, its root)."""
+    import shutil
+    import tempfile
+
+    from modelfleet.core.fleet import NodeClass
+    from modelfleet.sim import supervisor
+    from modelfleet.sim.state import NodeState
+
+    root = Path(tempfile.mkdtemp(prefix="mf-sv-", dir="/tmp"))  # unix socket paths are short
+    node = NodeState("edge-t-01", "127.0.0.1", NodeClass.CPU, root)
+    ref = supervisor.start(node)
+    try:
+        yield node, root
+    finally:
+        supervisor.stop(ref)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_a_program_supervisord_is_already_starting_is_reloaded_once_up(supervised: tuple[Any, Path]) -> None:
+    """`supervisorctl start` on a program supervisord is starting answers "ERROR (already started)" with rc 0; that
+    failed deploys. Reproduced by `update` (autostart, as model_agent does) and calling the start path at once."""
+    import subprocess
+
+    from modelfleet.sim.inventory import supervisorctl
+
+    node, root = supervised
+    hup = root / "hup"
+    script = root / "agent.py"
+    script.write_text("import pathlib, signal, time\n"
+                      f"signal.signal(signal.SIGHUP, lambda *a: pathlib.Path({str(hup)!r}).write_text('hup'))\n"
+                      "time.sleep(600)\n")
+    (root / "etc" / "supervisor" / "conf.d" / "m.conf").write_text(
+        f"[program:modelfleet-agent-m]\ncommand = {sys.executable} {script}\nautostart = true\nstartsecs = 3\n")
+
+    def run(cmd: Any) -> tuple[int, str, str]:
+        proc = subprocess.run(list(cmd), capture_output=True, text=True, check=False)
+        return proc.returncode, proc.stdout, proc.stderr
+
+    ctl = str(supervisorctl())
+    service = node_utils.AgentService(run, "supervisord", "modelfleet-agent-m", ctl, str(node.supervisor_conf))
+    assert run([ctl, "-c", str(node.supervisor_conf), "update"])[0] == 0
+    rc, out, _ = run([ctl, "-c", str(node.supervisor_conf), "start", "modelfleet-agent-m"])
+    assert rc == 0 and "ERROR (already started)" in out  # the answer that failed deploys
+    assert service.reload_or_start() == "reloaded"
+    assert service.state() == "running"
+    deadline = time.monotonic() + 10
+    while not hup.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert hup.read_text() == "hup"  # HUPped once up: it loads what `current` points at now
+
+
 def test_missing_program_and_failed_signal_are_errors_that_say_what_to_do() -> None:
     absent = Recorder({"status": (4, "modelfleet-agent-m: ERROR (no such process)\n", "")})
     with pytest.raises(node_utils.ServiceError, match="run the model_agent role"):

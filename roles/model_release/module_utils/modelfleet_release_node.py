@@ -18,6 +18,7 @@ import json
 import os
 import re
 import shutil
+import time
 from typing import Any, Callable, Sequence
 
 RELEASE_NAME = re.compile(r"^(?P<version>.+)-(?P<digest12>[0-9a-f]{12})$")
@@ -162,25 +163,29 @@ class AgentService:
     """The model's agent under supervisord (the simulated fleet) or systemd (real nodes)."""
 
     def __init__(self, run: Runner, manager: str, program: str, supervisorctl: str = "supervisorctl",
-                 supervisor_conf: str = "") -> None:
+                 supervisor_conf: str = "", settle_s: float = 15.0) -> None:
         self.run = run
         self.manager = manager
         self.program = program
         self.supervisorctl = supervisorctl
         self.supervisor_conf = supervisor_conf
+        self.settle_s = settle_s  # how long a program supervisord is already starting may take to be up
 
     def _ctl(self, *args: str) -> tuple[int, str, str]:
         cmd = [self.supervisorctl] + (["-c", self.supervisor_conf] if self.supervisor_conf else []) + list(args)
         return self.run(cmd)
 
     def state(self) -> str:
-        """``running``, ``stopped`` or ``absent`` (no program/unit installed for the model)."""
+        """``running``, ``starting`` (supervisord is bringing it up: STARTING, or BACKOFF between tries),
+        ``stopped`` or ``absent`` (no program/unit installed for the model)."""
         if self.manager == "supervisord":
             _, out, err = self._ctl("status", self.program)
             text = out + err
             if "no such process" in text.lower() or "no such group" in text.lower():
                 return "absent"
-            return "running" if "RUNNING" in text else "stopped"
+            if "RUNNING" in text:
+                return "running"
+            return "starting" if "STARTING" in text or "BACKOFF" in text else "stopped"
         _, out, _ = self.run(["systemctl", "show", "--property=LoadState,ActiveState", self.program + ".service"])
         props = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
         if props.get("LoadState") in ("not-found", ""):
@@ -203,11 +208,27 @@ class AgentService:
             if state == "running":
                 self._checked("signal HUP", self._ctl("signal", "HUP", self.program))
                 return "reloaded"
-            self._checked("start", self._ctl("start", self.program))
-            return "started"
+            if state == "stopped":
+                started = self._ctl("start", self.program)
+                if "already started" not in started[1] + started[2]:
+                    self._checked("start", started)
+                    return "started"
+            # supervisord is already bringing it up (after `update`, a crash, or a start that raced ours; `start`
+            # then answers "ERROR (already started)", with rc 0): it may have read `current` before the switch, so
+            # once it runs it gets the HUP that makes it load what `current` points at now
+            return self._reload_when_up()
         verb = "reload" if state == "running" else "start"
         self._checked("systemctl " + verb, self.run(["systemctl", verb, self.program + ".service"]))
         return "reloaded" if verb == "reload" else "started"
+
+    def _reload_when_up(self) -> str:
+        deadline = time.monotonic() + self.settle_s
+        while self.state() != "running":
+            if time.monotonic() > deadline:
+                return "starting"  # still not up (BACKOFF): the health gate says what the agent does
+            time.sleep(0.2)
+        self._checked("signal HUP", self._ctl("signal", "HUP", self.program))
+        return "reloaded"
 
     def stop(self) -> None:
         """Stop the agent (whatever it is doing: running, starting, backing off)."""
