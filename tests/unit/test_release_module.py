@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import REPO_ROOT
+from tests.supervisord_support import add_program, ctl, run, running_supervisord
 from tests.unit.ansible_module_support import PlayRun, role_entry_playbook, run_playbook_locally, run_role_module
 
 ROLE = REPO_ROOT / "roles" / "model_release"
@@ -118,57 +119,28 @@ def test_supervisord_agent_is_reloaded_when_running_and_started_otherwise(
     assert run.commands[-1][:3] == ["/venv/supervisorctl", "-c", "/n/sv.conf"] and verb in run.commands[-1]
 
 
-@pytest.fixture
-def supervised() -> Iterator[tuple[Any, Path]]:
-    """A real supervisord (the simulated nodes' own code) in a short temp root: (NodeState, its root)."""
-    import shutil
-    import tempfile
-
-    from modelfleet.core.fleet import NodeClass
-    from modelfleet.sim import supervisor
-    from modelfleet.sim.state import NodeState
-
-    root = Path(tempfile.mkdtemp(prefix="mf-sv-", dir="/tmp"))  # unix socket paths are short
-    node = NodeState("edge-t-01", "127.0.0.1", NodeClass.CPU, root)
-    ref = supervisor.start(node)
-    try:
-        yield node, root
-    finally:
-        supervisor.stop(ref)
-        shutil.rmtree(root, ignore_errors=True)
-
-
-def test_a_program_supervisord_is_already_starting_is_reloaded_once_up(supervised: tuple[Any, Path]) -> None:
+def test_a_program_supervisord_is_already_starting_is_reloaded_once_up() -> None:
     """`supervisorctl start` on a program supervisord is starting answers "ERROR (already started)" with rc 0; that
     failed deploys. Reproduced by `update` (autostart, as model_agent does) and calling the start path at once."""
-    import subprocess
-
     from modelfleet.sim.inventory import supervisorctl
 
-    node, root = supervised
-    hup = root / "hup"
-    script = root / "agent.py"
-    script.write_text("import pathlib, signal, time\n"
-                      f"signal.signal(signal.SIGHUP, lambda *a: pathlib.Path({str(hup)!r}).write_text('hup'))\n"
-                      "time.sleep(600)\n")
-    (root / "etc" / "supervisor" / "conf.d" / "m.conf").write_text(
-        f"[program:modelfleet-agent-m]\ncommand = {sys.executable} {script}\nautostart = true\nstartsecs = 3\n")
-
-    def run(cmd: Any) -> tuple[int, str, str]:
-        proc = subprocess.run(list(cmd), capture_output=True, text=True, check=False)
-        return proc.returncode, proc.stdout, proc.stderr
-
-    ctl = str(supervisorctl())
-    service = node_utils.AgentService(run, "supervisord", "modelfleet-agent-m", ctl, str(node.supervisor_conf))
-    assert run([ctl, "-c", str(node.supervisor_conf), "update"])[0] == 0
-    rc, out, _ = run([ctl, "-c", str(node.supervisor_conf), "start", "modelfleet-agent-m"])
-    assert rc == 0 and "ERROR (already started)" in out  # the answer that failed deploys
-    assert service.reload_or_start() == "reloaded"
-    assert service.state() == "running"
-    deadline = time.monotonic() + 10
-    while not hup.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert hup.read_text() == "hup"  # HUPped once up: it loads what `current` points at now
+    with running_supervisord() as node:
+        hup = node.root / "hup"
+        script = node.root / "agent.py"
+        script.write_text("import pathlib, signal, time\n"
+                          f"signal.signal(signal.SIGHUP, lambda *a: pathlib.Path({str(hup)!r}).write_text('hup'))\n"
+                          "time.sleep(600)\n")
+        add_program(node, "modelfleet-agent-m", f"command = {sys.executable} {script}\nstartsecs = 3\n")
+        rc, out, _ = ctl(node, "start", "modelfleet-agent-m")
+        assert rc == 0 and "ERROR (already started)" in out  # the answer that failed deploys
+        service = node_utils.AgentService(run, "supervisord", "modelfleet-agent-m", str(supervisorctl()),
+                                          str(node.supervisor_conf))
+        assert service.reload_or_start() == "reloaded"
+        assert service.state() == "running"
+        deadline = time.monotonic() + 10
+        while not hup.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert hup.read_text() == "hup"  # HUPped once up: it loads what `current` points at now
 
 
 def test_missing_program_and_failed_signal_are_errors_that_say_what_to_do() -> None:
@@ -200,6 +172,7 @@ class Agent:
         self.version = "2"
         self.answer: Any = {"predictions": [1, 0]}
         self.delay_s = 0.0
+        self.last_reload: dict[str, Any] | None = None
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -215,7 +188,8 @@ class Agent:
                 self.wfile.write(raw)
 
             def do_GET(self) -> None:
-                self._send(200, {"model": "m", "version": outer.version, "digest": "abc123456789" + "0" * 52})
+                self._send(200, {"model": "m", "version": outer.version, "digest": "abc123456789" + "0" * 52,
+                                 "last_reload": outer.last_reload})
 
             def do_POST(self) -> None:
                 self.rfile.read(int(self.headers["Content-Length"]))
@@ -270,6 +244,19 @@ def test_gate_polls_a_wrong_version_until_its_deadline(agent: Agent) -> None:
     # backoff doubles up to its cap, then polls every second until the next pause would pass the deadline
     assert clock.sleeps == [0.25, 0.5, 1.0, 1.0, 1.0, 1.0]
     assert verdict["attempts"] == 7 and verdict["elapsed_s"] == 4.75
+
+
+def test_gate_ends_at_once_when_the_agent_refused_the_release_it_waits_for(agent: Agent) -> None:
+    agent.version = "1"  # still serving the old release
+    clock = Clock()
+    agent.last_reload = {"status": "refused", "release": "1-000000000000", "reason": "an older refusal"}
+    verdict = _gate(agent.url, wait_s=3.0, release="2-abc123456789").run(sleep=clock.sleep, clock=clock)
+    assert not verdict["ok"] and "expected 2" in verdict["reason"] and clock.sleeps  # another release: polled on
+    agent.last_reload = {"status": "refused", "release": "2-abc123456789", "reason": "model file model.pkl missing"}
+    clock = Clock()
+    verdict = _gate(agent.url, wait_s=16.0, release="2-abc123456789").run(sleep=clock.sleep, clock=clock)
+    assert verdict["reason"] == "agent refused release 2-abc123456789: model file model.pkl missing", verdict
+    assert verdict["attempts"] == 1 and clock.sleeps == [] and verdict["agent_reason"] == "model file model.pkl missing"
 
 
 def test_gate_fails_a_wrong_answer_at_once(agent: Agent) -> None:

@@ -281,6 +281,11 @@ broke_lock:
     C(node), C(model), C(by_run_id), C(time). Also a line of C(log/deployments.jsonl) (action C(break_lock)).
   type: dict
   returned: when a lock was broken
+agent_refused:
+  description: The agent refused the release the gate waited for (it did not load, or did not answer its own
+    probe) - C(release) and the agent's C(reason). The gate ends at once, and the message carries the reason.
+  type: dict
+  returned: when the agent refused the release
 would_break_lock:
   description: In check mode, the lock that would be broken.
   type: dict
@@ -442,10 +447,13 @@ class Step:
                     probe = json.load(fh).get("probe")
             except (OSError, ValueError):
                 probe = None
-        return Gate(self.agent_url(), version=version, digest=digest, probe=probe,
-                    latency_ms=self.p["gate_latency_ms"], wait_s=self.p["gate_wait_s"],
-                    backoff_s=self.p["gate_backoff_s"], max_backoff_s=self.p["gate_max_backoff_s"],
-                    timeout_s=self.p["gate_timeout_s"]).run()
+        verdict = Gate(self.agent_url(), version=version, digest=digest, probe=probe, release=name,
+                       latency_ms=self.p["gate_latency_ms"], wait_s=self.p["gate_wait_s"],
+                       backoff_s=self.p["gate_backoff_s"], max_backoff_s=self.p["gate_max_backoff_s"],
+                       timeout_s=self.p["gate_timeout_s"]).run()
+        if verdict.get("refused"):  # the agent's own words, for the ledger and the CLI
+            self.extra.setdefault("agent_refused", {"release": name, "reason": verdict["agent_reason"]})
+        return verdict
 
     def journal(self, action: str, outcome: str, **fields: Any) -> None:
         """One line in the node's deployments.jsonl (the step's record without the gate details)."""
