@@ -45,7 +45,7 @@ class PlayRun:
     def __init__(self, rc: int, out: str, results: list[tuple[str, dict[str, Any]]]) -> None:
         self.rc = rc
         self.out = out
-        self.results = results  # (status as printed: SUCCESS, CHANGED, FAILED!, ...; result)
+        self.results = results  # (status as printed: SUCCESS, CHANGED, FAILED!, ...; result) of the host read
 
     @property
     def facts(self) -> dict[str, Any]:
@@ -62,9 +62,9 @@ class PlayRun:
 
 
 def run_playbook_locally(playbook: Path, tmp: Path, extra_vars: dict[str, Any], *, check: bool = False,
-                         limit: str | None = None, inventory: str = "localhost,") -> PlayRun:
+                         limit: str | None = None, inventory: str = "localhost,", host: str = "localhost") -> PlayRun:
     """``ansible-playbook`` with the repository's roles on localhost (local connection), minimal callback: every
-    task prints ``localhost | STATUS => {result}``, which is read back into :class:`PlayRun`."""
+    task prints ``<host> | STATUS => {result}``; ``host``'s are read back into :class:`PlayRun`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ANSIBLE_", "MODELFLEET_"))}
     env.update(ANSIBLE_ROLES_PATH=str(REPO_ROOT / "roles"), ANSIBLE_STDOUT_CALLBACK="minimal",
                ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_NOCOLOR="1", ANSIBLE_LOCALHOST_WARNING="0",
@@ -79,7 +79,7 @@ def run_playbook_locally(playbook: Path, tmp: Path, extra_vars: dict[str, Any], 
                           timeout=300, check=False)
     decoder = json.JSONDecoder()
     results: list[tuple[str, dict[str, Any]]] = []
-    for match in re.finditer(r"^localhost \| (\S+) => ", proc.stdout, re.M):
+    for match in re.finditer(rf"^{re.escape(host)} \| (\S+) => ", proc.stdout, re.M):
         result, _ = decoder.raw_decode(proc.stdout, match.end())
         results.append((match.group(1), result))
     return PlayRun(proc.returncode, proc.stdout + proc.stderr, results)
