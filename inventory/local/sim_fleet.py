@@ -3,7 +3,14 @@
 
 Where it looks, first match wins: $MODELFLEET_FLEET_INVENTORY, $MODELFLEET_PATHS_STATE_DIR/sim/inventory.yml,
 <repo>/.modelfleet/sim/inventory.yml. No fleet yet: an empty inventory (run `modelfleet sim up`).
-The sim-only settings live beside this script in group_vars/.
+The simulated fleet's own settings (no service user, local facts inside each node's root, supervisord, the
+hardware check off) are in the generated inventory itself, so the CLI (which reads that file directly) and this
+script see the same fleet.
+
+SSH host keys: the generated inventory keeps StrictHostKeyChecking=yes against the fleet's own known_hosts file
+(one generated host key for every node address). If you point this inventory at nodes without that file, turn
+host key checking off in a group_vars/edge.yml beside this script ONLY, never in ansible.cfg or
+inventory/example: ``ansible_ssh_common_args: -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null``.
 """
 
 from __future__ import annotations

@@ -316,3 +316,53 @@ def test_wrong_probe_answer_rolls_the_node_back_and_stops(fleet: Fleet, releases
     assert {n: snapshot(fleet.nodes[n]) for n in others} == before
     health = playbook(fleet, "healthcheck.yml", "-e", json.dumps({"endpoint_health_expected_versions": {MODEL: "1"}}))
     assert health.rc == 0, health.out[-3000:]
+
+
+def test_a_node_only_limit_deploys_that_node_only(fleet: Fleet, releases: dict[str, Any]) -> None:
+    node = "edge-cpu-03"
+    before = {n: fleet.current(n) for n in fleet.nodes}
+    assert before[node] != f"releases/{releases['2'].manifest.release_name}"
+    run = playbook(fleet, "deploy.yml", *release_args(releases["2"]), "--limit", node)
+    assert run.rc == 0, run.out[-3000:]
+    assert set(run.recap) <= {node, "localhost"} and run.recap[node]["changed"] > 0, run.recap
+    assert fleet.current(node) == f"releases/{releases['2'].manifest.release_name}"
+    assert {n: fleet.current(n) for n in fleet.nodes if n != node} == {n: c for n, c in before.items() if n != node}
+    assert fleet.log(node)[-1]["outcome"] == "deployed"
+
+
+def readme_ansible_command() -> str:
+    """The README's `ansible-playbook` line (with its continuation lines), as written."""
+    lines = (REPO_ROOT / "README.md").read_text(encoding="utf-8").splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("$ ansible-playbook "))
+    command = [lines[start][2:]]
+    while command[-1].endswith("\\"):
+        start += 1
+        command.append(lines[start])
+    return "\n".join(command)
+
+
+def test_the_readme_ansible_playbook_command_works_as_written(fleet: Fleet) -> None:
+    """Registry seeded, `modelfleet bundle credit-risk@champion --json` as the README shows, then the README's
+    ansible-playbook command text with the three values it prints filled in, run by bash from the checkout."""
+    project = fleet.state_dir.parent
+    (project / "modelfleet.toml").write_text(
+        f'[paths]\nstate_dir = "{fleet.state_dir}"\n'
+        f'[registry]\ntracking_uri = "sqlite:///{project}/mlflow.db"\nartifact_root = "{project}/mlartifacts"\n'
+        f'[ledger]\nurl = "sqlite:///{project}/ledger.db"\n[fleet]\ninventory = "{fleet.inventory}"\n',
+        encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MODELFLEET_", "ANSIBLE_"))}
+    for cmd in (["demo", "seed"], ["bundle", "credit-risk@champion", "--json"]):
+        proc = subprocess.run([str(VENV_BIN / "modelfleet"), *cmd], cwd=project, env=env, capture_output=True,
+                              text=True, timeout=600, check=False)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    pinned = json.loads(proc.stdout)
+    command = readme_ansible_command()
+    for placeholder, value in (("<version>", pinned["version"]), ("<digest>", pinned["digest"]),
+                               ("<bundle>", pinned["bundle"])):
+        assert placeholder in command, command
+        command = command.replace(placeholder, value)
+    proc = subprocess.run(["bash", "-c", command], cwd=REPO_ROOT, capture_output=True, text=True, timeout=1500,
+                          check=False, env=ansible_env(fleet.state_dir, fleet.inventory))
+    run = parse(proc.returncode, proc.stdout + proc.stderr)
+    assert run.rc == 0, run.out[-4000:]
+    assert {n: fleet.current(n) for n in fleet.nodes} == dict.fromkeys(fleet.nodes, f"releases/{pinned['release']}")

@@ -21,7 +21,8 @@ from typing import Any
 import pytest
 
 from tests.conftest import REPO_ROOT
-from tests.unit.ansible_module_support import run_role_module
+from tests.supervisord_support import add_program, ctl, run, running_supervisord
+from tests.unit.ansible_module_support import PlayRun, role_entry_playbook, run_playbook_locally, run_role_module
 
 ROLE = REPO_ROOT / "roles" / "model_release"
 
@@ -118,6 +119,30 @@ def test_supervisord_agent_is_reloaded_when_running_and_started_otherwise(
     assert run.commands[-1][:3] == ["/venv/supervisorctl", "-c", "/n/sv.conf"] and verb in run.commands[-1]
 
 
+def test_a_program_supervisord_is_already_starting_is_reloaded_once_up() -> None:
+    """`supervisorctl start` on a program supervisord is starting answers "ERROR (already started)" with rc 0; that
+    failed deploys. Reproduced by `update` (autostart, as model_agent does) and calling the start path at once."""
+    from modelfleet.sim.inventory import supervisorctl
+
+    with running_supervisord() as node:
+        hup = node.root / "hup"
+        script = node.root / "agent.py"
+        script.write_text("import pathlib, signal, time\n"
+                          f"signal.signal(signal.SIGHUP, lambda *a: pathlib.Path({str(hup)!r}).write_text('hup'))\n"
+                          "time.sleep(600)\n")
+        add_program(node, "modelfleet-agent-m", f"command = {sys.executable} {script}\nstartsecs = 3\n")
+        rc, out, _ = ctl(node, "start", "modelfleet-agent-m")
+        assert rc == 0 and "ERROR (already started)" in out  # the answer that failed deploys
+        service = node_utils.AgentService(run, "supervisord", "modelfleet-agent-m", str(supervisorctl()),
+                                          str(node.supervisor_conf))
+        assert service.reload_or_start() == "reloaded"
+        assert service.state() == "running"
+        deadline = time.monotonic() + 10
+        while not hup.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert hup.read_text() == "hup"  # HUPped once up: it loads what `current` points at now
+
+
 def test_missing_program_and_failed_signal_are_errors_that_say_what_to_do() -> None:
     absent = Recorder({"status": (4, "modelfleet-agent-m: ERROR (no such process)\n", "")})
     with pytest.raises(node_utils.ServiceError, match="run the model_agent role"):
@@ -147,6 +172,7 @@ class Agent:
         self.version = "2"
         self.answer: Any = {"predictions": [1, 0]}
         self.delay_s = 0.0
+        self.last_reload: dict[str, Any] | None = None
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -162,7 +188,8 @@ class Agent:
                 self.wfile.write(raw)
 
             def do_GET(self) -> None:
-                self._send(200, {"model": "m", "version": outer.version, "digest": "abc123456789" + "0" * 52})
+                self._send(200, {"model": "m", "version": outer.version, "digest": "abc123456789" + "0" * 52,
+                                 "last_reload": outer.last_reload})
 
             def do_POST(self) -> None:
                 self.rfile.read(int(self.headers["Content-Length"]))
@@ -219,6 +246,19 @@ def test_gate_polls_a_wrong_version_until_its_deadline(agent: Agent) -> None:
     assert verdict["attempts"] == 7 and verdict["elapsed_s"] == 4.75
 
 
+def test_gate_ends_at_once_when_the_agent_refused_the_release_it_waits_for(agent: Agent) -> None:
+    agent.version = "1"  # still serving the old release
+    clock = Clock()
+    agent.last_reload = {"status": "refused", "release": "1-000000000000", "reason": "an older refusal"}
+    verdict = _gate(agent.url, wait_s=3.0, release="2-abc123456789").run(sleep=clock.sleep, clock=clock)
+    assert not verdict["ok"] and "expected 2" in verdict["reason"] and clock.sleeps  # another release: polled on
+    agent.last_reload = {"status": "refused", "release": "2-abc123456789", "reason": "model file model.pkl missing"}
+    clock = Clock()
+    verdict = _gate(agent.url, wait_s=16.0, release="2-abc123456789").run(sleep=clock.sleep, clock=clock)
+    assert verdict["reason"] == "agent refused release 2-abc123456789: model file model.pkl missing", verdict
+    assert verdict["attempts"] == 1 and clock.sleeps == [] and verdict["agent_reason"] == "model file model.pkl missing"
+
+
 def test_gate_fails_a_wrong_answer_at_once(agent: Agent) -> None:
     agent.answer = {"predictions": [7, 7]}
     verdict = _gate(agent.url).run()
@@ -266,28 +306,64 @@ def base(root: Path, **kw: Any) -> dict[str, Any]:
     return args
 
 
+HOLDER_A = {"run_id": "run-A", "action": "deploy", "version": "3", "controller": "ci-7", "pid": 4242,
+            "started": "2026-12-01T10:00:00Z"}
+
+
+def journal(root: Path) -> list[dict[str, Any]]:
+    path = root / "log" / "deployments.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
 def test_prepare_refuses_a_lock_held_by_another_run_naming_it(root: Path, tmp_path: Path) -> None:
-    holder = {"run_id": "run-A", "action": "deploy", "version": "3", "controller": "ci-7", "pid": 4242,
-              "started": "2026-12-01T10:00:00Z"}
     lock = root / "run" / "m.deploy.lock"
-    lock.write_text(json.dumps(holder))
-    rc, res = module(tmp_path, base(root, action="prepare"))
-    assert rc != 0 and res["outcome"] == "locked"
-    assert "m on edge-t-01 is locked by run run-A (deploy of version 3 from controller ci-7, pid 4242" in res["msg"]
-    assert "model_release_break_stale_lock=true" in res["msg"]
-    assert json.loads(lock.read_text()) == holder  # untouched
+    lock.write_text(json.dumps(HOLDER_A))
+    rc, res = module(tmp_path, base(root, action="prepare", ended_runs=["run-Z"]))
+    assert rc != 0 and res["outcome"] == "locked" and res["lock_holder"] == HOLDER_A
+    assert "m on edge-t-01 is locked by run run-A (deploy of version 3 from controller ci-7, pid 4242, since " \
+           "2026-12-01T10:00:00Z); wait for it to finish" in res["msg"], res["msg"]
+    assert "`modelfleet unlock m --node edge-t-01`" in res["msg"]
+    assert "playbooks/unlock.yml -e model_release_model=m --limit edge-t-01" in res["msg"]
+    assert json.loads(lock.read_text()) == HOLDER_A  # untouched
+    assert journal(root) == []
 
 
-def test_prepare_breaks_a_stale_lock_only_when_asked(root: Path, tmp_path: Path) -> None:
+def test_prepare_breaks_the_lock_of_an_ended_run_and_logs_it(root: Path, tmp_path: Path) -> None:
     lock = root / "run" / "m.deploy.lock"
-    lock.write_text(json.dumps({"run_id": "run-A"}))
-    old = time.time() - 7200
-    os.utime(lock, (old, old))
-    rc, _ = module(tmp_path, base(root, action="prepare"))
-    assert rc != 0
-    rc, res = module(tmp_path, base(root, action="prepare", break_stale_lock=True))
+    lock.write_text(json.dumps(HOLDER_A))
+    rc, res = module(tmp_path, base(root, action="prepare", ended_runs=["run-A"]), check=True)
+    assert rc == 0 and res["would_break_lock"]["run_id"] == "run-A" and "broke_lock" not in res, res
+    assert json.loads(lock.read_text()) == HOLDER_A and journal(root) == []  # check mode: nothing removed
+    rc, res = module(tmp_path, base(root, action="prepare", ended_runs=["run-A"]))
     assert rc == 0 and res["lock_acquired"] and res["outcome"] == "prepared", res
+    assert res["broke_lock"]["run_id"] == "run-A" and res["broke_lock"]["holder"] == HOLDER_A
+    assert res["broke_lock"]["by_run_id"] == "run-B" and "ended" in res["broke_lock"]["reason"]
     assert json.loads(lock.read_text())["run_id"] == "run-B"
+    [line] = journal(root)
+    assert line["action"] == "break_lock" and line["broke_lock_of"] == "run-A" and line["run_id"] == "run-B"
+    assert line["lock_holder"] == HOLDER_A
+
+
+def test_unlock_removes_only_a_lock_whose_holder_is_known_gone(root: Path, tmp_path: Path) -> None:
+    lock = root / "run" / "m.deploy.lock"
+    rc, res = module(tmp_path, base(root, action="unlock"))
+    assert rc == 0 and not res["changed"] and res["outcome"] == "no_lock"
+    lock.write_text(json.dumps(HOLDER_A))
+    rc, res = module(tmp_path, base(root, action="unlock", ended_runs=["run-Z"]))
+    assert rc != 0 and res["outcome"] == "locked" and "not known to have ended" in res["msg"], res
+    assert "model_release_unlock_force=true (dangerous" in res["msg"] and lock.exists()
+    rc, res = module(tmp_path, base(root, action="unlock", lock_run_id="run-Q", force=True))
+    assert rc != 0 and "changed while it was checked" in res["msg"] and lock.exists()
+    rc, res = module(tmp_path, base(root, action="unlock", holder_gone=True), check=True)
+    assert rc == 0 and res["changed"] and res["would_break_lock"]["run_id"] == "run-A" and lock.exists()
+    for kw, reason in (({"ended_runs": ["run-A"]}, "has ended"), ({"holder_gone": True}, "process of run run-A"),
+                       ({"force": True}, "forced")):
+        lock.write_text(json.dumps(HOLDER_A))
+        rc, res = module(tmp_path, base(root, action="unlock", lock_run_id="run-A", **kw))
+        assert rc == 0 and res["changed"] and res["outcome"] == "unlocked", res
+        assert reason in res["broke_lock"]["reason"] and not lock.exists()
+        assert journal(root)[-1]["action"] == "break_lock" and reason in journal(root)[-1]["error"]
+    assert len(journal(root)) == 3
 
 
 def test_prepare_takes_the_lock_but_not_in_check_mode(root: Path, tmp_path: Path) -> None:
@@ -354,14 +430,133 @@ def test_deploy_in_check_mode_shows_the_switch_and_touches_nothing(root: Path, t
     assert sorted(str(p) for p in root.rglob("*")) == before
 
 
-def test_rollback_with_nothing_to_go_back_to_says_what_is_there(root: Path, tmp_path: Path) -> None:
+def test_rollback_to_a_version_not_on_the_node_or_already_current(root: Path, tmp_path: Path) -> None:
+    for v, d in (("1", "a"), ("2", "b")):
+        (root / "models" / "m" / "releases" / f"{v}-{d * 12}").mkdir(parents=True)
+    os.symlink("releases/2-" + "b" * 12, root / "models" / "m" / "current")
+    rc, res = module(tmp_path, base(root, action="rollback", rollback_to="99"))
+    assert rc != 0 and res["outcome"] == "version_absent", res
+    assert res["msg"] == "version 99 of m is not on edge-t-01; releases there: 1-aaaaaaaaaaaa, 2-bbbbbbbbbbbb"
+    assert res["version"] == "2" and res["release"] == "2-" + "b" * 12  # what the node still serves
+    rc, res = module(tmp_path, base(root, action="rollback", rollback_to="2"))
+    assert rc == 0 and not res["changed"] and res["outcome"] == "already_current", res
+    assert res["version"] == "2" and "already on 2-bbbbbbbbbbbb" in res["msg"]
+    assert not (root / "run" / "m.deploy.lock").exists() and not (root / "log").exists()
+
+
+# -- rollback through the role's task file (ansible-playbook on localhost) -----------------------------------
+
+
+def rollback(tmp: Path, root: Path, **extra: Any) -> PlayRun:
+    """``tasks_from: rollback`` of model_release on localhost, the node root at ``root``."""
+    args = {"model_release_model": "m", "model_release_root": str(root), "modelfleet_run_id": "run-B",
+            "model_release_service_manager": "supervisord", **extra}
+    return run_playbook_locally(role_entry_playbook(tmp, "model_release", "rollback"), tmp, args)
+
+
+def node_files(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): (os.readlink(p) if p.is_symlink() else p.read_text() if p.is_file() else "/")
+            for p in sorted(root.rglob("*"))}
+
+
+def test_rollback_refused_by_a_lock_fails_the_host_naming_the_holder(root: Path, tmp_path: Path) -> None:
+    for v, d in (("1", "a"), ("2", "b")):
+        (root / "models" / "m" / "releases" / f"{v}-{d * 12}").mkdir(parents=True)
+    os.symlink("releases/2-" + "b" * 12, root / "models" / "m" / "current")
+    os.symlink("releases/1-" + "a" * 12, root / "models" / "m" / "previous")
+    holder = {"run_id": "run-A", "action": "deploy", "version": "3", "controller": "ci-7", "pid": 4242,
+              "started": "2026-12-01T10:00:00Z"}
+    (root / "run" / "m.deploy.lock").write_text(json.dumps(holder))
+    before = node_files(root)
+    run = rollback(tmp_path, root)
+    assert run.rc != 0, run.out[-3000:]
+    assert "m on localhost is locked by run run-A (deploy of version 3 from controller ci-7, pid 4242, since " \
+           "2026-12-01T10:00:00Z)" in run.failure, run.failure
+    assert run.facts["model_release_outcome"] == "locked" and run.facts["model_release_failed"]
+    assert run.facts["model_release_version"] == "2"  # still on 2: nothing changed
+    assert node_files(root) == before
+
+
+def test_rollback_with_nothing_to_go_back_to_fails_the_host(root: Path, tmp_path: Path) -> None:
     (root / "models" / "m" / "releases" / ("1-" + "a" * 12)).mkdir(parents=True)
     os.symlink("releases/1-" + "a" * 12, root / "models" / "m" / "current")
-    rc, res = module(tmp_path, base(root, action="rollback"))
-    assert rc != 0 and "edge-t-01 has no previous release for m; releases on the node: 1-aaaaaaaaaaaa" in res["msg"]
-    rc, res = module(tmp_path, base(root, action="rollback", rollback_to="7"))
-    assert rc != 0 and "no release of version 7" in res["msg"]
-    assert not (root / "run" / "m.deploy.lock").exists()
+    before = node_files(root)
+    run = rollback(tmp_path, root)
+    assert run.rc != 0, run.out[-3000:]
+    assert run.failure == "nothing to roll back to: m has only release 1-aaaaaaaaaaaa on localhost", run.failure
+    assert run.facts["model_release_outcome"] == "nothing_to_roll_back"
+    assert node_files(root) == before
+
+
+def test_rollback_of_a_model_the_node_never_had_writes_nothing(tmp_path: Path) -> None:
+    root = tmp_path / "bare"  # a provisioned node root with no models/ at all
+    (root / "etc").mkdir(parents=True)
+    before = node_files(root)
+    run = rollback(tmp_path, root, model_release_model="nosuch")
+    assert run.rc != 0, run.out[-3000:]
+    assert run.failure.startswith("nothing to roll back to: nosuch has never been deployed on localhost"), run.failure
+    assert run.facts["model_release_outcome"] == "model_absent"
+    assert node_files(root) == before
+
+
+def test_unlock_playbook_checks_the_holders_process_on_this_controller(root: Path, tmp_path: Path) -> None:
+    import subprocess
+    from datetime import UTC, datetime
+
+    lock = root / "run" / "m.deploy.lock"
+    here = subprocess.run(["hostname"], capture_output=True, text=True, check=True).stdout.strip()
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    args = {"model_release_model": "m", "model_release_root": str(root), "modelfleet_target": "localhost"}
+    playbook = REPO_ROOT / "playbooks" / "unlock.yml"
+
+    # held by a process of this controller that still runs (this test, older than the lock): it stays
+    lock.write_text(json.dumps(dict(HOLDER_A, controller=here, pid=os.getpid(), started=now)))
+    run = run_playbook_locally(playbook, tmp_path, args)
+    assert run.rc != 0 and "not known to have ended" in run.failure, run.out[-3000:]
+    assert run.facts["model_release_outcome"] == "locked" and lock.exists()
+
+    # the same pid, but the lock is older than that process: the pid was reused, the holder is gone (check mode)
+    lock.write_text(json.dumps(dict(HOLDER_A, controller=here, pid=os.getpid(), started="2020-01-01T00:00:00Z")))
+    run = run_playbook_locally(playbook, tmp_path, args, check=True)
+    assert run.rc == 0 and run.facts["model_release_outcome"] == "unlocked", run.out[-3000:]
+    assert lock.exists() and journal(root) == []
+
+    # a process that has exited: removed, and the node's journal says so
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    lock.write_text(json.dumps(dict(HOLDER_A, controller=here, pid=gone.pid, started=now)))
+    run = run_playbook_locally(playbook, tmp_path, dict(args, modelfleet_run_id="unlock-1"))
+    assert run.rc == 0 and run.facts["model_release_outcome"] == "unlocked", run.out[-3000:]
+    assert not lock.exists()
+    [line] = journal(root)
+    assert line["action"] == "break_lock" and line["broke_lock_of"] == "run-A" and line["run_id"] == "unlock-1"
+    assert "process of run run-A is gone" in line["error"]
+
+
+def deploy_current(tmp: Path, root: Path, **extra: Any) -> PlayRun:
+    """The deploy entry point of model_release on localhost for a release that is already current (s3 source, so
+    no bundle is read): only the preflight runs."""
+    name = "2-" + "b" * 12
+    (root / "models" / "m" / "releases" / name).mkdir(parents=True, exist_ok=True)
+    if not (root / "models" / "m" / "current").is_symlink():
+        os.symlink("releases/" + name, root / "models" / "m" / "current")
+    args = {"model_release_model": "m", "model_release_version": "2", "model_release_digest": "b" * 64,
+            "model_release_source": "s3", "model_release_root": str(root), "model_release_run_id": "run-B",
+            "model_release_service_manager": "supervisord", **extra}
+    return run_playbook_locally(role_entry_playbook(tmp, "model_release", "main"), tmp, args)
+
+
+def test_deploy_breaks_an_ended_runs_lock_and_fails_on_a_live_one(root: Path, tmp_path: Path) -> None:
+    lock = root / "run" / "m.deploy.lock"
+    lock.write_text(json.dumps(HOLDER_A))
+    run = deploy_current(tmp_path, root)
+    assert run.rc != 0 and "m on localhost is locked by run run-A" in run.failure, run.out[-3000:]
+    assert run.facts["model_release_outcome"] == "locked" and lock.exists()
+    run = deploy_current(tmp_path, root, model_release_ended_runs=["run-A"])
+    assert run.rc == 0 and run.facts["model_release_outcome"] == "unchanged", run.out[-3000:]
+    assert not lock.exists()  # the release was current: broken, and nothing else to do
+    assert [r["broke_lock"]["run_id"] for _, r in run.results if "broke_lock" in r] == ["run-A"]
+    assert journal(root)[-1]["action"] == "break_lock"
 
 
 def test_unknown_action_is_a_usage_error(root: Path, tmp_path: Path) -> None:

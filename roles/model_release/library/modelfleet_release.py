@@ -29,12 +29,15 @@ description:
   - C(rollback) switches to the previous release or a named version still on the node, under the lock, gated,
     and switches back if that release does not answer.
   - C(revert) returns the node to the release that was current before this run (the failure budget was spent).
+  - C(lock_state) reads who holds the model's deploy lock (read only).
+  - C(unlock) removes the model's deploy lock when its holder is known to be gone (O(ended_runs), O(holder_gone))
+    or when forced, and writes the removal to C(log/deployments.jsonl); otherwise it fails naming the holder.
 options:
   action:
     description: What to do.
     type: str
     required: true
-    choices: [prepare, deploy, gate, recover, rollback, revert]
+    choices: [prepare, deploy, gate, recover, rollback, revert, lock_state, unlock]
   root:
     description: The node folder modelfleet owns (modelfleet_root).
     type: path
@@ -76,14 +79,26 @@ options:
     description: What the lock records about this run (run_id, action, version, controller, pid, started).
     type: dict
     default: {}
-  break_stale_lock:
-    description: Remove a lock older than O(lock_timeout_s) held by another run.
+  ended_runs:
+    description: Run ids the controller knows have ended (or whose controller process is gone). A lock one of them
+      holds is broken (prepare, deploy, rollback, unlock), written to C(log/deployments.jsonl) and returned as
+      RV(broke_lock).
+    type: list
+    elements: str
+    default: []
+  lock_run_id:
+    description: The run id the caller saw holding the lock (unlock); the lock is removed only if that run still
+      holds it.
+    type: str
+    default: ""
+  holder_gone:
+    description: The caller checked that the lock holder's controller process is gone (unlock).
     type: bool
     default: false
-  lock_timeout_s:
-    description: Age after which a lock counts as stale.
-    type: int
-    default: 3600
+  force:
+    description: Remove the lock whoever holds it (unlock). Dangerous - a live run loses its protection.
+    type: bool
+    default: false
   needed_bytes:
     description: Free disk the release needs under O(root) (prepare).
     type: int
@@ -214,10 +229,24 @@ EXAMPLES = r"""
 
 RETURN = r"""
 outcome:
-  description: unchanged, deployed, rolled_back (the new release failed and the old one is back), refused
-    (the release never reached C(current)), reverted, revert_unhealthy or rollback_failed.
+  description:
+    - One word from the role's vocabulary (the role's README, "Outcomes").
+    - prepare, deploy, gate, recover - prepared, switched, unchanged, deployed, rolled_back (the new release
+      failed its gate and the old one is back), refused (the release never reached C(current)), locked.
+    - rollback - rolled_back, already_current, nothing_to_roll_back, version_absent, model_absent, locked,
+      rollback_failed.
+    - revert - unchanged, reverted, revert_unhealthy.
+    - failed - any action, an unexpected error.
   type: str
   returned: always
+version:
+  description: The version the node serves after the call (rollback).
+  type: str
+  returned: rollback
+release:
+  description: The release the node serves after the call (rollback).
+  type: str
+  returned: rollback
 current:
   description: Target of C(current) after the call (C(releases/<name>)).
   type: str
@@ -242,6 +271,25 @@ lock_acquired:
   description: This run holds the per-model deploy lock (prepare).
   type: bool
   returned: success
+lock_holder:
+  description: What the lock records about its holder (run_id, action, version, controller, pid, started); null
+    when the model is not locked (lock_state, unlock, and every refusal with outcome C(locked)).
+  type: dict
+  returned: when relevant
+broke_lock:
+  description: The lock this call removed - C(run_id) of its holder, C(holder) (all it recorded), C(reason),
+    C(node), C(model), C(by_run_id), C(time). Also a line of C(log/deployments.jsonl) (action C(break_lock)).
+  type: dict
+  returned: when a lock was broken
+agent_refused:
+  description: The agent refused the release the gate waited for (it did not load, or did not answer its own
+    probe) - C(release) and the agent's C(reason). The gate ends at once, and the message carries the reason.
+  type: dict
+  returned: when the agent refused the release
+would_break_lock:
+  description: In check mode, the lock that would be broken.
+  type: dict
+  returned: check mode, when a lock would be broken
 modelfleet:
   description: The step's record (stage, times, gate verdicts), also written to C(log/deployments.jsonl).
   type: dict
@@ -291,6 +339,7 @@ class Step:
         self.service = AgentService(lambda cmd: module.run_command(list(cmd)), p["service_manager"], self.program,
                                     p["supervisorctl"], p["supervisor_conf"])
         self.record: dict[str, Any] = {"node": p["node"], "model": p["model"], "run_id": p["run_id"]}
+        self.extra: dict[str, Any] = {}  # what every result of this call carries (broke_lock)
         self.check = module.check_mode
 
     # -- pieces ---------------------------------------------------------------------------------------------
@@ -298,21 +347,39 @@ class Step:
         return "%s on %s" % (self.p["model"], self.p["node"] or "this node")
 
     def locked_msg(self, holder: dict[str, Any]) -> str:
-        return ("%s is locked by %s; wait for it to finish, or if that run is gone break the lock with "
-                "-e model_release_break_stale_lock=true (locks older than %s s)"
-                % (self.where(), describe_holder(holder), self.p["lock_timeout_s"]))
+        return ("%s is locked by %s; wait for it to finish. If that run is gone, remove the lock with `modelfleet "
+                "unlock %s --node %s` (or ansible-playbook playbooks/unlock.yml -e model_release_model=%s --limit %s)"
+                % (self.where(), describe_holder(holder), self.p["model"], self.node_name(), self.p["model"],
+                   self.node_name()))
+
+    def ended(self, holder: dict[str, Any] | None) -> bool:
+        """The lock's holder is a run the controller knows has ended."""
+        return holder is not None and str(holder.get("run_id")) in set(self.p["ended_runs"])
+
+    def break_lock(self, holder: dict[str, Any], reason: str) -> None:
+        """Remove the lock ``holder`` holds (not in check mode): journal it and return it as ``broke_lock``."""
+        if self.check:
+            self.extra["would_break_lock"] = {"run_id": holder.get("run_id"), "holder": holder, "reason": reason}
+            return
+        if not self.node.release_lock(str(holder.get("run_id"))):
+            return  # gone already, or taken by another run meanwhile: take_lock will see it
+        broke = {"run_id": holder.get("run_id"), "holder": holder, "reason": reason, "node": self.p["node"],
+                 "model": self.p["model"], "by_run_id": self.p["run_id"],
+                 "time": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")}
+        self.node.journal({"time": broke["time"], "action": "break_lock", "outcome": "lock_broken",
+                           "node": self.p["node"], "model": self.p["model"], "run_id": self.p["run_id"],
+                           "broke_lock_of": holder.get("run_id"), "lock_holder": holder, "error": reason})
+        self.record["broke_lock_of"] = holder.get("run_id")
+        self.extra["broke_lock"] = broke
 
     def take_lock(self) -> bool:
-        """Hold the lock for this run (breaking a stale one when asked). True when this call took it."""
+        """Hold the lock for this run (breaking one an ended run left). True when this call took it."""
         holder = self.node.lock_holder()
         if holder is not None and holder.get("run_id") == self.p["run_id"]:
             return False
-        if holder is not None:
-            if self.p["break_stale_lock"] and self.node.lock_age_s() > self.p["lock_timeout_s"]:
-                self.node.break_lock()
-                self.record["broke_lock_of"] = holder.get("run_id")
-            else:
-                raise Failed(self.locked_msg(holder), outcome="locked", lock_holder=holder)
+        if self.ended(holder):
+            assert holder is not None
+            self.break_lock(holder, "run %s has ended (model_release_ended_runs)" % holder.get("run_id"))
         other = self.node.take_lock(dict(self.p["holder"], run_id=self.p["run_id"]))
         if other is not None:
             raise Failed(self.locked_msg(other), outcome="locked", lock_holder=other)
@@ -380,10 +447,13 @@ class Step:
                     probe = json.load(fh).get("probe")
             except (OSError, ValueError):
                 probe = None
-        return Gate(self.agent_url(), version=version, digest=digest, probe=probe,
-                    latency_ms=self.p["gate_latency_ms"], wait_s=self.p["gate_wait_s"],
-                    backoff_s=self.p["gate_backoff_s"], max_backoff_s=self.p["gate_max_backoff_s"],
-                    timeout_s=self.p["gate_timeout_s"]).run()
+        verdict = Gate(self.agent_url(), version=version, digest=digest, probe=probe, release=name,
+                       latency_ms=self.p["gate_latency_ms"], wait_s=self.p["gate_wait_s"],
+                       backoff_s=self.p["gate_backoff_s"], max_backoff_s=self.p["gate_max_backoff_s"],
+                       timeout_s=self.p["gate_timeout_s"]).run()
+        if verdict.get("refused"):  # the agent's own words, for the ledger and the CLI
+            self.extra.setdefault("agent_refused", {"release": name, "reason": verdict["agent_reason"]})
+        return verdict
 
     def journal(self, action: str, outcome: str, **fields: Any) -> None:
         """One line in the node's deployments.jsonl (the step's record without the gate details)."""
@@ -397,6 +467,7 @@ class Step:
         self.record["outcome"] = outcome
         out = {"changed": changed, "outcome": outcome, "current": self.node.link("current"),
                "modelfleet": dict(self.record)}
+        out.update(self.extra)
         out.update(extra)
         return out
 
@@ -468,9 +539,11 @@ class Step:
         is_current = bool(self.name) and cur == "releases/" + self.name and present
         holder = self.node.lock_holder()
         lock_acquired = holder is not None and holder.get("run_id") == self.p["run_id"]
-        if holder is not None and not lock_acquired and not (
-                self.p["break_stale_lock"] and self.node.lock_age_s() > self.p["lock_timeout_s"]):
-            raise Failed(self.locked_msg(holder), outcome="locked", lock_holder=holder)
+        if holder is not None and not lock_acquired:
+            if not self.ended(holder):
+                raise Failed(self.locked_msg(holder), outcome="locked", lock_holder=holder)
+            # broken even when the release is already current, so the node is free for the next run
+            self.break_lock(holder, "run %s has ended (model_release_ended_runs)" % holder.get("run_id"))
         free = self.node.free_bytes()
         if not is_current:
             if free < self.p["needed_bytes"]:
@@ -480,9 +553,12 @@ class Step:
                                 self.p["needed_bytes"] // 1048576), outcome="refused")
             if not self.check:
                 lock_acquired = self.take_lock() or lock_acquired
+        extra: dict[str, Any] = {}
+        if is_current:  # the deploy ends here: say so in the role's fact
+            extra["ansible_facts"] = {"model_release_outcome": "unchanged", "model_release_updated": False}
         return self.result(False, "unchanged" if is_current else "prepared", previous_link=prev, present=present,
                            is_current=is_current, lock_acquired=lock_acquired, free_bytes=free,
-                           arch=self.node_arch())
+                           arch=self.node_arch(), **extra)
 
     def deploy(self) -> dict[str, Any]:
         p, name, new = self.p, self.name, "releases/" + self.name
@@ -591,34 +667,73 @@ class Step:
         return self.result(False, "refused")
 
     def rollback(self) -> dict[str, Any]:
-        took = False if self.check else self.take_lock()
+        if not os.path.isdir(self.node.model_dir):
+            # checked before the lock, so a model the node never had leaves no trace on it
+            raise Failed("nothing to roll back to: %s has never been deployed on %s (no %s); check the model's "
+                         "name, or deploy it first" % (self.p["model"], self.node_name(), self.node.model_dir),
+                         outcome="model_absent", **self.now_on())
+        if self.check:
+            holder = self.node.lock_holder()
+            if holder is not None and holder.get("run_id") != self.p["run_id"]:
+                if not self.ended(holder):
+                    raise Failed(self.locked_msg(holder), outcome="locked", lock_holder=holder, **self.now_on())
+                self.break_lock(holder, "run %s has ended (model_release_ended_runs)" % holder.get("run_id"))
+            return self._rollback()
+        try:
+            took = self.take_lock()
+        except Failed as exc:
+            exc.fields.update(self.now_on())
+            raise
         try:
             return self._rollback()
         finally:
             if took:
                 self.unlock()
 
+    def node_name(self) -> str:
+        return self.p["node"] or "this node"
+
+    def now_on(self) -> dict[str, str]:
+        """What the node serves now: ``release`` and ``version`` (empty when nothing is current)."""
+        release = os.path.basename(self.node.link("current"))
+        return {"release": release, "version": split_release(release)[0] if release else ""}
+
+    def rollback_target(self, cur: str, prev: str) -> str:
+        """The release to roll back to; Failed (nothing_to_roll_back, version_absent) when there is none."""
+        p, where = self.p, self.node_name()
+        releases = sorted(self.node.releases())
+        there = ", ".join(releases) or "none"
+        if p["rollback_to"] != "previous":
+            target = next((n for n in releases if split_release(n)[0] == p["rollback_to"]
+                           and (not p["digest"] or split_release(n)[1] == p["digest"][:12])), "")
+            if not target:
+                raise Failed("version %s of %s is not on %s; releases there: %s" % (p["rollback_to"], p["model"],
+                                                                                   where, there),
+                             outcome="version_absent", **self.now_on())
+            return target
+        if prev and self.node.has_release(os.path.basename(prev)) and prev != cur:
+            return os.path.basename(prev)
+        others = [n for n in releases if "releases/" + n != cur]
+        if not others:
+            only = ("only release %s" % releases[0]) if releases else "no release"
+            raise Failed("nothing to roll back to: %s has %s on %s" % (p["model"], only, where),
+                         outcome="nothing_to_roll_back", **self.now_on())
+        raise Failed("nothing to roll back to: %s has no previous release on %s (current %s; releases there: "
+                     "%s); name one with model_release_rollback_to=<version>"
+                     % (p["model"], where, os.path.basename(cur) or "none", there),
+                     outcome="nothing_to_roll_back", **self.now_on())
+
     def _rollback(self) -> dict[str, Any]:
         p = self.p
         cur, prev = self.node.link("current"), self.node.link("previous")
-        releases = self.node.releases()
-        if p["rollback_to"] == "previous":
-            target = os.path.basename(prev) if prev and self.node.has_release(os.path.basename(prev)) else ""
-            wanted = "previous release"
-        else:
-            wanted = "release of version %s" % p["rollback_to"]
-            target = next((n for n in releases if split_release(n)[0] == p["rollback_to"]
-                           and (not p["digest"] or split_release(n)[1] == p["digest"][:12])), "")
-        if not target:
-            raise Failed("%s has no %s for %s; releases on the node: %s" % (
-                p["node"] or "the node", wanted, p["model"], ", ".join(sorted(releases)) or "none"),
-                outcome="rollback_failed")
+        target = self.rollback_target(cur, prev)
         version, digest12 = split_release(target)
         self.name = target
         self.record.update(version=version, digest=digest12, release=target, previous=os.path.basename(cur))
         new = "releases/" + target
         if cur == new:
-            return self.result(False, "unchanged", previous=cur, release=target, version=version)
+            return self.result(False, "already_current", previous=cur, release=target, version=version,
+                               msg="%s is already on %s on %s" % (p["model"], target, self.node_name()))
         diff = {"before": {"current": cur, "previous": prev}, "after": {"current": new, "previous": cur}}
         if self.check:
             return self.result(True, "rolled_back", previous=cur, release=target, version=version, diff=diff)
@@ -626,7 +741,7 @@ class Step:
             self.verify(target, None)
         except Failed as exc:
             self.journal("rollback", "rollback_failed", error=exc.msg)
-            raise Failed(exc.msg, outcome="rollback_failed", release=target, version=version) from None
+            raise Failed(exc.msg, outcome="rollback_failed", target=target, **self.now_on()) from None
         self.record["switched_at"] = time.time()
         self.node.set_link("current", new)
         if cur:
@@ -647,10 +762,43 @@ class Step:
                 error += "; reloading the release it had failed too: %s" % again
             self.journal("rollback", "rollback_failed", error=error)
             raise Failed("rollback of %s failed and was undone: %s" % (self.where(), error),
-                         outcome="rollback_failed", release=target, version=version, changed=True) from None
+                         outcome="rollback_failed", target=target, changed=True, **self.now_on()) from None
         self.journal("rollback", "rolled_back", error="")
-        return self.result(True, "rolled_back", previous=cur, release=target, version=version, diff=diff,
-                           modelfleet_rolled_back=True)
+        return self.result(True, "rolled_back", previous=cur, release=target, version=version, diff=diff)
+
+    def lock_state(self) -> dict[str, Any]:
+        return self.result(False, "locked" if self.node.lock_holder() else "no_lock",
+                           lock_holder=self.node.lock_holder())
+
+    def unlock_action(self) -> dict[str, Any]:
+        """Remove the lock when its holder is known to be gone, or when forced; else fail naming the holder."""
+        p = self.p
+        holder = self.node.lock_holder()
+        if holder is None:
+            return self.result(False, "no_lock", lock_holder=None, msg="%s is not locked" % self.where())
+        run_id = str(holder.get("run_id"))
+        if p["lock_run_id"] and run_id != p["lock_run_id"]:
+            raise Failed("the lock of %s changed while it was checked: it is now held by %s; run unlock again"
+                         % (self.where(), describe_holder(holder)), outcome="locked", lock_holder=holder)
+        if self.ended(holder):
+            reason = "run %s has ended (model_release_ended_runs)" % run_id
+        elif p["holder_gone"]:
+            reason = "the controller process of run %s is gone (%s, pid %s)" % (run_id, holder.get("controller"),
+                                                                               holder.get("pid"))
+        elif p["force"]:
+            reason = "forced (model_release_unlock_force=true)"
+        else:
+            raise Failed("%s is locked by %s, which is not known to have ended; wait for it to finish. If you are "
+                         "sure it is gone, run unlock from the controller that ran it, or pass "
+                         "-e model_release_unlock_force=true (dangerous: a run that is still going loses its lock)"
+                         % (self.where(), describe_holder(holder)), outcome="locked", lock_holder=holder)
+        self.break_lock(holder, reason)
+        if self.check:
+            return self.result(True, "unlocked", lock_holder=holder,
+                               diff={"before": {"lock": holder}, "after": {"lock": None}})
+        return self.result(True, "unlocked", lock_holder=holder,
+                           msg="removed the lock of %s held by %s: %s" % (self.where(), describe_holder(holder),
+                                                                          reason))
 
     def revert(self) -> dict[str, Any]:
         p = self.p
@@ -686,7 +834,8 @@ def main() -> None:
     module = AnsibleModule(
         argument_spec=dict(
             action=dict(type="str", required=True,
-                        choices=["prepare", "deploy", "gate", "recover", "rollback", "revert"]),
+                        choices=["prepare", "deploy", "gate", "recover", "rollback", "revert", "lock_state",
+                                 "unlock"]),
             root=dict(type="path", required=True),
             model=dict(type="str", required=True),
             node=dict(type="str", default=""),
@@ -698,8 +847,10 @@ def main() -> None:
             python=dict(type="path"),
             public_key=dict(type="path"),
             holder=dict(type="dict", default={}),
-            break_stale_lock=dict(type="bool", default=False),
-            lock_timeout_s=dict(type="int", default=3600),
+            ended_runs=dict(type="list", elements="str", default=[]),
+            lock_run_id=dict(type="str", default=""),
+            holder_gone=dict(type="bool", default=False),
+            force=dict(type="bool", default=False),
             needed_bytes=dict(type="int", default=0),
             service_manager=dict(type="str", default="systemd", choices=["systemd", "supervisord"]),
             supervisorctl=dict(type="str", default="supervisorctl"),
@@ -733,7 +884,8 @@ def main() -> None:
     )
     step = Step(module)
     actions = {"prepare": step.prepare, "deploy": step.deploy, "gate": step.gate_action, "recover": step.recover,
-               "rollback": step.rollback, "revert": step.revert}
+               "rollback": step.rollback, "revert": step.revert, "lock_state": step.lock_state,
+               "unlock": step.unlock_action}
     try:
         result = actions[module.params["action"]]()
     except Failed as exc:

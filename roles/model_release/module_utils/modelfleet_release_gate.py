@@ -5,7 +5,9 @@ Passes when, within ``wait_s``, ``GET /health`` is 200 and names the expected ve
 probe request (``POST /invocations``) returns the expected answer within the latency budget. Pauses between
 attempts start at ``backoff_s`` and double up to ``max_backoff_s``: an agent that needs seconds to start is
 polled often enough to be seen soon after it is ready. A wrong answer from the right version is final at once:
-retrying only delays the rollback.
+retrying only delays the rollback. So is the agent's own refusal of the release the gate waits for: ``/health``
+(200 or 503) carries ``last_reload`` (status, release, reason), and a ``refused`` naming that release (by its
+folder name ``<version>-<digest12>``) ends the gate with the agent's reason.
 """
 
 from __future__ import annotations
@@ -55,10 +57,11 @@ class Gate:
 
     def __init__(self, url: str, *, version: str = "", digest: str = "", probe: dict[str, Any] | None = None,
                  latency_ms: float = 500.0, wait_s: float = 16.0, backoff_s: float = 0.25,
-                 max_backoff_s: float = 1.0, timeout_s: float = 2.0, token: str = "") -> None:
+                 max_backoff_s: float = 1.0, timeout_s: float = 2.0, token: str = "", release: str = "") -> None:
         self.url = url.rstrip("/")
         self.version = version
         self.digest = digest
+        self.release = release  # folder name <version>-<digest12>: the agent's refusal of it ends the gate
         self.probe = probe if probe and probe.get("request") is not None else None
         self.latency_ms = latency_ms
         self.wait_s = wait_s
@@ -69,8 +72,21 @@ class Gate:
         if token:
             self.headers["Authorization"] = "Bearer " + token
 
+    def refusal(self, health: Any) -> dict[str, Any] | None:
+        """The final verdict when ``/health`` says the agent refused the release this gate waits for."""
+        last = health.get("last_reload") if isinstance(health, dict) else None
+        if not (self.release and isinstance(last, dict) and last.get("status") == "refused"
+                and last.get("release") == self.release):
+            return None
+        reason = str(last.get("reason") or "no reason given")
+        return {"ok": False, "final": True, "refused": True, "agent_reason": reason,
+                "reason": "agent refused release %s: %s" % (self.release, reason)}
+
     def attempt(self) -> dict[str, Any]:
         status, health, _ = call(self.url + "/health", None, self.headers, self.timeout_s)
+        refused = self.refusal(health)
+        if refused is not None:
+            return refused
         if status != 200 or not isinstance(health, dict):
             return {"ok": False, "reason": "/health answered %s: %s" % (status, health)}
         if self.version and str(health.get("version")) != self.version:

@@ -118,12 +118,6 @@ class NodeModel:
             holder = None
         return holder if isinstance(holder, dict) else {"run_id": "?", "raw": raw.strip()[:200]}
 
-    def lock_age_s(self) -> float:
-        try:
-            return time.time() - os.stat(self.lock_path).st_mtime
-        except FileNotFoundError:
-            return 0.0
-
     def take_lock(self, holder: dict[str, Any]) -> dict[str, Any] | None:
         """Create the lock (O_EXCL) for ``holder``. ``None`` when taken, else whoever holds it."""
         os.makedirs(os.path.dirname(self.lock_path), exist_ok=True)
@@ -136,7 +130,7 @@ class NodeModel:
         return None
 
     def release_lock(self, run_id: str) -> bool:
-        """Remove the lock when ``run_id`` holds it. True when removed."""
+        """Remove the lock when ``run_id`` holds it (this run's own, or one being broken). True when removed."""
         holder = self.lock_holder()
         if holder is None or holder.get("run_id") != run_id:
             return False
@@ -146,11 +140,6 @@ class NodeModel:
             return False
         return True
 
-    def break_lock(self) -> None:
-        try:
-            os.unlink(self.lock_path)
-        except FileNotFoundError:
-            pass
 
     # -- journal --------------------------------------------------------------------------------------------
     def journal(self, record: dict[str, Any]) -> None:
@@ -174,25 +163,29 @@ class AgentService:
     """The model's agent under supervisord (the simulated fleet) or systemd (real nodes)."""
 
     def __init__(self, run: Runner, manager: str, program: str, supervisorctl: str = "supervisorctl",
-                 supervisor_conf: str = "") -> None:
+                 supervisor_conf: str = "", settle_s: float = 15.0) -> None:
         self.run = run
         self.manager = manager
         self.program = program
         self.supervisorctl = supervisorctl
         self.supervisor_conf = supervisor_conf
+        self.settle_s = settle_s  # how long a program supervisord is already starting may take to be up
 
     def _ctl(self, *args: str) -> tuple[int, str, str]:
         cmd = [self.supervisorctl] + (["-c", self.supervisor_conf] if self.supervisor_conf else []) + list(args)
         return self.run(cmd)
 
     def state(self) -> str:
-        """``running``, ``stopped`` or ``absent`` (no program/unit installed for the model)."""
+        """``running``, ``starting`` (supervisord is bringing it up: STARTING, or BACKOFF between tries),
+        ``stopped`` or ``absent`` (no program/unit installed for the model)."""
         if self.manager == "supervisord":
             _, out, err = self._ctl("status", self.program)
             text = out + err
             if "no such process" in text.lower() or "no such group" in text.lower():
                 return "absent"
-            return "running" if "RUNNING" in text else "stopped"
+            if "RUNNING" in text:
+                return "running"
+            return "starting" if "STARTING" in text or "BACKOFF" in text else "stopped"
         _, out, _ = self.run(["systemctl", "show", "--property=LoadState,ActiveState", self.program + ".service"])
         props = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
         if props.get("LoadState") in ("not-found", ""):
@@ -215,11 +208,27 @@ class AgentService:
             if state == "running":
                 self._checked("signal HUP", self._ctl("signal", "HUP", self.program))
                 return "reloaded"
-            self._checked("start", self._ctl("start", self.program))
-            return "started"
+            if state == "stopped":
+                started = self._ctl("start", self.program)
+                if "already started" not in started[1] + started[2]:
+                    self._checked("start", started)
+                    return "started"
+            # supervisord is already bringing it up (after `update`, a crash, or a start that raced ours; `start`
+            # then answers "ERROR (already started)", with rc 0): it may have read `current` before the switch, so
+            # once it runs it gets the HUP that makes it load what `current` points at now
+            return self._reload_when_up()
         verb = "reload" if state == "running" else "start"
         self._checked("systemctl " + verb, self.run(["systemctl", verb, self.program + ".service"]))
         return "reloaded" if verb == "reload" else "started"
+
+    def _reload_when_up(self) -> str:
+        deadline = time.monotonic() + self.settle_s
+        while self.state() != "running":
+            if time.monotonic() > deadline:
+                return "starting"  # still not up (BACKOFF): the health gate says what the agent does
+            time.sleep(0.2)
+        self._checked("signal HUP", self._ctl("signal", "HUP", self.program))
+        return "reloaded"
 
     def stop(self) -> None:
         """Stop the agent (whatever it is doing: running, starting, backing off)."""

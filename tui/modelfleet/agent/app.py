@@ -232,7 +232,13 @@ class Agent:
         assert self._reload_lock is not None
         async with self._reload_lock:
             started = time.time()
-            report: dict[str, Any] = {"source": source, "time": started}
+            # the release it is asked to load, by folder name (<version>-<digest12>): the deploy's health gate
+            # matches a refusal to the release it waits for by this name
+            asked = None
+            if self.release_path is not None:
+                with contextlib.suppress(OSError, RuntimeError):
+                    asked = self.release_path.resolve().name
+            report: dict[str, Any] = {"source": source, "time": started, "release": asked}
             old = self.active
             try:
                 self.token, self.admin_token = self._read_tokens()
@@ -532,18 +538,26 @@ class Agent:
         self.metrics.observe_request("invocations", 200, dt)
 
     # -- simple endpoints -----------------------------------------------------------------------------------
+    def _last_reload_summary(self) -> dict[str, Any] | None:
+        """The last load or reload in a few keys: status (switched, unchanged, refused), release, version, reason."""
+        last = self.last_reload
+        if last is None:
+            return None
+        return {k: last[k] for k in ("status", "release", "version", "reason", "source", "time") if k in last}
+
     async def _health(self, scope: Scope, receive: Receive, send: Send) -> None:
         s = self.active
         if s is None or self.draining:
             reason = "draining" if self.draining else self.not_ready_reason
             body: dict[str, Any] = {"status": "unavailable", "reason": reason,
-                    "version": s.release.version if s else None}
+                    "version": s.release.version if s else None, "last_reload": self._last_reload_summary()}
             self.metrics.observe_request("health", 503)
             await self._respond(send, 503, json.dumps(body).encode())
             return
         r = s.release
         body = {"status": "ok", "model": r.name, "version": r.version, "digest": r.digest,
-                "uptime_s": round(time.time() - self.started, 3), "flavor": r.flavor}
+                "uptime_s": round(time.time() - self.started, 3), "flavor": r.flavor,
+                "last_reload": self._last_reload_summary()}
         self.metrics.observe_request("health", 200)
         await self._respond(send, 200, json.dumps(body).encode(), JSON,
                             [(b"x-model-version", s.version_header)])

@@ -2,8 +2,11 @@
 
 The inventory is what makes the simulation honest: playbooks see ordinary hosts reached over SSH
 (``ansible_connection: ssh``, never ``local``), in the same groups and with the same ``modelfleet_*``
-variables as a production inventory. Only two things differ, each with its reason in a comment: the hardware
-check is off, and SSH trusts the fleet's own generated host key through a dedicated known_hosts file.
+variables as a production inventory. What differs, each with its reason in a comment: the hardware check is
+off, SSH trusts the fleet's own generated host key through a dedicated known_hosts file, and - because every
+node shares this machine's users and /etc - no service user is made and each node keeps its local facts in its
+own root. The file carries all of it, so a run given only this inventory (the CLI's runs, ``ansible-playbook -i
+<state>/sim/inventory.yml``) touches nothing outside the fleet's state folder.
 """
 
 from __future__ import annotations
@@ -68,6 +71,11 @@ def render(state: FleetState, *, known_hosts: Path, client_key: Path, agent_port
         "        # The simulated nodes share the controller's CPU and have no GPU, so the declared class (arch,",
         "        # accelerator) cannot be verified here; real inventories keep the default (true).",
         "        modelfleet_hardware_check: false",
+        "        # Every node shares this machine's users and /etc (and other fleets may run beside this one): no",
+        "        # service user or group is made (the agents run as the fleet's user), and local facts live in each",
+        "        # node's own root, never in /etc/ansible/facts.d.",
+        "        modelfleet_manage_user: false",
+        '        modelfleet_facts_dir: "{{ modelfleet_root }}/etc/facts.d"',
         f"        modelfleet_agent_port: {agent_port}",
         "      children:",
     ]
