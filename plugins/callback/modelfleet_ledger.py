@@ -236,6 +236,9 @@ class CallbackModule(CallbackBase):
             "digest": _str(extra.get("model_release_digest")),
         }
         self._run_id = _str(extra.get("modelfleet_run_id")) or _str(self._opt("run_id")) or _new_run_id()
+        # A plain run makes its id here; the playbooks read MODELFLEET_RUN_ID (roles/model_release/tasks/run.yml),
+        # so the id on the nodes' locks and journals is the ledger's (tasks run in forks made after this point).
+        os.environ.setdefault("MODELFLEET_RUN_ID", self._run_id)
         try:
             from modelfleet.runners.runstate import RunState
 

@@ -46,7 +46,8 @@ def test_the_shown_modelfleet_command_parses_with_the_cli(req: RunForm, expected
     from modelfleet.commands import deploy as commands
 
     args = _parse(req)
-    assert args.func is {"deploy": commands.cmd_deploy, "rollback": commands.cmd_rollback,
+    func = getattr(args.func, "__wrapped__", args.func)  # `health` is wrapped by --watch (commands/_watch.py)
+    assert func is {"deploy": commands.cmd_deploy, "rollback": commands.cmd_rollback,
                          "provision": commands.cmd_provision, "healthcheck": commands.cmd_health}[req.kind]
     for key, value in expected.items():
         assert getattr(args, key) == value, key

@@ -160,12 +160,12 @@ def test_a_run_is_folded_once_for_the_result_the_ledger_and_the_replay(project: 
 
 def test_a_failed_controller_step_fails_the_run_though_no_node_failed(project: tuple[Settings, Path, Path]) -> None:
     settings, inventory, tmp = project
-    handle = launch(settings, TinyRequest(path=tmp / "pb.yml", inventory=inventory, limit="n1",
+    handle = launch(settings, TinyRequest(path=tmp / "pb.yml", inventory=inventory,
                                           extra=(("fail_controller", True),)))
     result = handle.wait(300)
     assert result.outcome == "failed"
     assert result.problem == "controller: A controller step that can fail: the controller could not pin the release"
-    assert result.outcome_of("n1") == "not_started"  # the rollout never reached it
+    assert {result.outcome_of(h) for h in HOSTS} == {"not_started"}  # the rollout never reached them
     with Ledger(settings.ledger.url) as ledger:
         end = ledger.events(run_id=handle.run_id, action="run_end")[0]
     assert end.outcome == "failed" and "could not pin" in end.details["problem"]
@@ -333,6 +333,21 @@ def test_fold_batches_delegated_reverts_unreachable_and_stats() -> None:
     assert state.hosts["b"].message == "ssh: connect refused"
     assert parse_event({"event": "verbose", "stdout": " hi "}).message == "hi"
     assert parse_event({"event": "something_new"}).kind is EventKind.OTHER
+
+
+def test_a_controller_step_delegated_to_localhost_is_the_runs_not_the_nodes() -> None:
+    """deploy.yml pins in a play on the target nodes, run_once and delegated to localhost: those results report
+    under the first node, but they are the controller's (a failure fails the run; the node is not reached)."""
+    state = RunState("r", kind="deploy", hosts=["a", "b"])
+    feed = _feeder(state)
+    feed("playbook_on_play_start", name="Pin", uuid="u0")
+    local = {"_ansible_delegated_vars": {"ansible_host": "localhost", "ansible_connection": "local"}}
+    feed("runner_on_ok", host="a", task="Pin | the release", res={"changed": False, **local})
+    feed("runner_on_failed", host="a", task="Pin | the version is named", res={"msg": "no version", **local})
+    feed("playbook_on_stats", failures={"a": 1}, dark={})
+    state.finish("failed", 2)
+    assert state.controller_error == "Pin | the version is named: no version"
+    assert state.host_outcome("a") is HostOutcome.NOT_STARTED and state.outcome() == "failed"
 
 
 def test_fold_keeps_bounded_output_and_task_results() -> None:

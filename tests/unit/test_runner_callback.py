@@ -116,3 +116,39 @@ def test_delegated_revert_marks_the_node_it_ran_on(tmp_path: Path, settings: obj
     # n1 is recorded when its batch ends, then again when the later batch reverts it
     assert [o for n, o in nodes if n == "n1"] == ["changed", "reverted"]
     assert [o for n, o in nodes if n == "n2"] == ["changed"]
+
+
+RUN_ID_PLAYBOOK = """
+- name: The run id the nodes see
+  hosts: n1
+  gather_facts: false
+  tasks:
+    - name: This run's id (as deploy.yml, rollback.yml and unlock.yml make it)
+      ansible.builtin.import_role:
+        name: model_release
+        tasks_from: run
+    - name: Write it down
+      ansible.builtin.copy:
+        content: "{{ hostvars['localhost'].model_release_run.run_id }}"
+        dest: "{{ out }}"
+        mode: "0644"
+      delegate_to: localhost
+"""
+
+
+def test_a_plain_run_has_one_id_in_the_ledger_and_on_the_nodes(tmp_path: Path) -> None:
+    """The id a plain ansible-playbook run records in the ledger is the id its locks and node journals carry,
+    so that a later run can tell the node that run is over (model_release_ended_runs)."""
+    (tmp_path / "inv.yml").write_text(INVENTORY, encoding="utf-8")
+    (tmp_path / "ids.yml").write_text(RUN_ID_PLAYBOOK, encoding="utf-8")
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANSIBLE_", "MODELFLEET_"))}
+    env.update(ANSIBLE_CONFIG=str(REPO_ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1", MODELFLEET_LEDGER_URL=url)
+    out = tmp_path / "run_id.txt"
+    proc = subprocess.run([ANSIBLE_PLAYBOOK, "-i", str(tmp_path / "inv.yml"), str(tmp_path / "ids.yml"),
+                           "-e", f"out={out}"], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300,
+                          check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    with Ledger(url) as ledger:
+        run_ids = {e.run_id for e in ledger.events()}
+    assert run_ids == {out.read_text()}

@@ -235,20 +235,11 @@ class AnsibleRun:
         env.update(self.spec.env)
         return env
 
-    @property
-    def effective_limit(self) -> str:
-        """The operator's limit plus ``localhost``: the playbooks pin, bundle and lock on the controller in
-        ``hosts: localhost`` plays, which a plain ``--limit edge_cpu`` would skip (and the node plays then miss
-        the controller's facts)."""
-        limit = self.spec.limit or ""
-        parts = [p.strip() for p in limit.replace(":", ",").split(",") if p.strip()]
-        return limit if "localhost" in parts else f"{limit},localhost"
-
     def command(self) -> list[str]:
         """The equivalent plain command line (for logs and ``run.json``)."""
         cmd = [ansible_playbook_binary(), "-i", str(self.spec.inventory), str(self.playbook)]
         if self.spec.limit:
-            cmd += ["--limit", self.effective_limit]
+            cmd += ["--limit", self.spec.limit]
         if self.spec.check:
             cmd.append("--check")
         if self.spec.diff:
@@ -303,7 +294,7 @@ class AnsibleRun:
             }
             kwargs["cmdline"] = " ".join(shlex.quote(c) for c in cmdline)
             if self.spec.limit:
-                kwargs["limit"] = self.effective_limit
+                kwargs["limit"] = self.spec.limit
             if self.spec.forks:
                 kwargs["forks"] = self.spec.forks
             runner = ansible_runner.interface.init_runner(**kwargs)

@@ -200,6 +200,7 @@ class RunState:
         self._play_batches: dict[str, int] = {}
         self._batches: list[tuple[str, list[str]]] = []  # (play key, hosts) per batch, in order
         self._batch_index: int | None = None
+        self._controller_failures: dict[str, int] = {}  # host -> failures of controller steps reported under it
 
     # -- folding -------------------------------------------------------------------------------------------
 
@@ -267,9 +268,14 @@ class RunState:
     def _host_result(self, event: RunEvent, res: Mapping[str, Any]) -> None:
         name = event.host or ""
         kind = event.kind
-        if name in CONTROLLER_HOSTS:
-            if kind in (EventKind.HOST_FAILED, EventKind.HOST_UNREACHABLE) and not self.controller_error:
-                self.controller_error = f"{event.task or 'controller step'}: {event.message or 'failed'}"
+        target, address = delegated(res)
+        if name in CONTROLLER_HOSTS or target in CONTROLLER_HOSTS or address in CONTROLLER_HOSTS:
+            # the controller's own steps (the pin play's run_once tasks delegated to localhost report under the
+            # first target node): they fail the run, and never make a node look reached
+            if kind in (EventKind.HOST_FAILED, EventKind.HOST_UNREACHABLE):
+                if not self.controller_error:
+                    self.controller_error = f"{event.task or 'controller step'}: {event.message or 'failed'}"
+                self._controller_failures[name] = self._controller_failures.get(name, 0) + 1
             return
         play = self.plays[-1] if self.plays else None
         if play is not None:
@@ -281,7 +287,6 @@ class RunState:
         hs.last_task = event.task or hs.last_task
         switch_back = kind is not EventKind.HOST_SKIPPED and is_switch_back(res)
         if switch_back:
-            target, address = delegated(res)
             if target is None and address:  # ansible-core 2.19 keeps only the delegate's ansible_host
                 target = self._by_address.get(address) or (address if address in self.hosts else None)
             if address and target is None:
@@ -368,8 +373,9 @@ class RunState:
         for name, hs in self.hosts.items():
             if dark.get(name) and not hs.unreachable:
                 hs.unreachable = int(dark[name])
-            hs.failing = bool(failures.get(name) or dark.get(name))
-            hs.failed = max(hs.failed, int(failures.get(name) or 0))
+            own = int(failures.get(name) or 0) - self._controller_failures.get(name, 0)  # not the controller's
+            hs.failing = bool(own > 0 or dark.get(name))
+            hs.failed = max(hs.failed, own)
             if hs.ok or hs.changed or hs.failed or hs.unreachable or hs.skipped:
                 hs.done = True
 
