@@ -24,14 +24,17 @@ def _frame(n: int = 1000, seed: int = 0) -> pd.DataFrame:
 
 def test_numeric_bins_cover_below_above_and_nan() -> None:
     b = NumericBins.fit(np.arange(101, dtype=float), 10)
-    assert b.edges[0] == 0 and b.edges[-1] == 100 and b.size == 13
+    # 10 equal-mass bins, the outer ones split again at the 1/5/95/99 % quantiles: 14 interior bins
+    assert b.edges[0] == 0 and b.edges[-1] == 100 and b.size == 17
     counts = b.count([-1.0, 0.0, 5.0, 100.0, 101.0, float("nan"), float("inf")])
     labels = b.labels()
     assert counts[0] == 1 and labels[0] == "below"
     assert counts[-2] == 2 and labels[-2] == "above"  # 101 and inf
     assert counts[-1] == 1 and labels[-1] == "nan"
-    assert counts[1] == 2 and counts[-3] == 1  # 0 and 5 in the first bin, 100 in the last (closed) bin
+    assert counts[1] == 1 and counts[3] == 1 and counts[-3] == 1  # 0 in [0,1), 5 in [5,10), 100 in [99,100]
     assert NumericBins.fit(np.array([3.0, 3.0]), 10).count([3.0, 2.0]).tolist() == [1, 1, 0, 0]
+    few = NumericBins.fit(np.array([12.0, 24.0, 36.0, 36.0, 60.0]), 10)  # one bin per distinct value
+    assert few.count([12.0, 24.0, 36.0, 60.0, 61.0]).tolist() == [0, 1, 1, 1, 1, 1, 0]
 
 
 def test_categorical_bins_top_k_other_new_missing() -> None:

@@ -3,7 +3,9 @@
 A :class:`ReferenceProfile` is built once, when a version is bundled, from the reference sample registered with
 it (a DataFrame of model inputs, optionally with the model's predictions on it):
 
-- numeric feature: bin edges at the reference quantiles (``numeric_bins`` bins, duplicates merged), plus a
+- numeric feature: bin edges at the reference quantiles (``numeric_bins`` equal-mass bins, the outer ones split
+  again at the 1, 5, 95 and 99 % quantiles, duplicates merged; one bin per value when the reference holds at
+  most ``numeric_bins`` distinct values), plus a
   ``below`` bin (< first edge), an ``above`` bin (> last edge) and a ``nan`` bin. Bin order:
   ``below, [e0,e1), ..., [e(k-1),ek], above, nan``;
 - categorical feature: the ``top_k`` (<= 128) most frequent reference categories, then ``other`` (seen in the
@@ -41,6 +43,8 @@ if TYPE_CHECKING:
 FORMAT = "modelfleet-profile/1"
 MAX_TOP_K = 128
 MAX_KNOWN_OTHER = 4096
+MAX_DISTINCT = 1_000_000
+TAIL_LEVELS = (0.01, 0.05, 0.95, 0.99)
 NUMERIC_TAIL = ("below", "above", "nan")
 CATEGORICAL_TAIL = ("other", "new", "missing")
 
@@ -96,7 +100,15 @@ class NumericBins:
         finite = values[np.isfinite(values)]
         if finite.size == 0:
             return cls(edges=[0.0])
-        qs = np.quantile(finite, np.linspace(0.0, 1.0, max(n_bins, 1) + 1))
+        distinct = np.unique(finite)
+        if 1 < distinct.size <= n_bins:
+            # few distinct values (a term in months, a count): one bin per value, the last one closed just above it
+            top = float(np.nextafter(distinct[-1], np.inf))
+            return cls(edges=[*(float(v) for v in distinct), top])
+        levels = np.linspace(0.0, 1.0, max(n_bins, 1) + 1)
+        if n_bins >= 4:  # finer tails: the outer bins would otherwise span the reference's extremes
+            levels = np.union1d(levels, TAIL_LEVELS)
+        qs = np.quantile(finite, levels)
         return cls(edges=[float(v) for v in np.unique(qs)])
 
     def indices(self, values: np.ndarray) -> np.ndarray:
@@ -210,6 +222,8 @@ class FeatureProfile:
     name: str
     bins: Bins
     reference_counts: list[int]
+    std: float | None = None  # numeric: standard deviation of the reference values (normalises Wasserstein)
+    distinct: int | None = None  # distinct non-missing reference values, capped at MAX_DISTINCT
 
     @property
     def kind(self) -> str:
@@ -244,11 +258,17 @@ class ReferenceProfile:
         for name in frame.columns:
             col = frame[name]
             bins: Bins
+            std: float | None = None
             if col.dtype.kind in "fiu":
-                bins = NumericBins.fit(col.to_numpy(dtype=float, na_value=np.nan), numeric_bins)
+                values = col.to_numpy(dtype=float, na_value=np.nan)
+                bins = NumericBins.fit(values, numeric_bins)
+                finite = values[np.isfinite(values)]
+                std = float(np.std(finite)) if finite.size else None
             else:
                 bins = CategoricalBins.fit(col.tolist(), top_k)
-            features.append(FeatureProfile(str(name), bins, [int(c) for c in bins.count(col.tolist())]))
+            distinct = min(int(col.nunique(dropna=True)), MAX_DISTINCT)
+            features.append(FeatureProfile(str(name), bins, [int(c) for c in bins.count(col.tolist())], std,
+                                           distinct))
         profile = cls(features=features, rows=len(frame), group_column=group_column, model=model,
                       version=version)
         if group_column is not None:
@@ -273,8 +293,8 @@ class ReferenceProfile:
         return {
             "format": FORMAT, "model": self.model, "version": self.version, "created": self.created,
             "rows": self.rows,
-            "features": [{"name": f.name, **_bins_to_dict(f.bins), "reference_counts": f.reference_counts}
-                         for f in self.features],
+            "features": [{"name": f.name, **_bins_to_dict(f.bins), "reference_counts": f.reference_counts,
+                          "std": f.std, "distinct": f.distinct} for f in self.features],
             "prediction": None if self.prediction is None else {
                 **_bins_to_dict(self.prediction), "reference_counts": self.prediction_reference},
             "group_column": self.group_column,
@@ -286,7 +306,9 @@ class ReferenceProfile:
     def from_dict(cls, data: dict[str, Any]) -> ReferenceProfile:
         if data.get("format") != FORMAT:
             raise ValueError(f"not a reference profile (format {data.get('format')!r}, expected {FORMAT!r})")
-        features = [FeatureProfile(str(f["name"]), _bins_from_dict(f), [int(c) for c in f["reference_counts"]])
+        features = [FeatureProfile(str(f["name"]), _bins_from_dict(f), [int(c) for c in f["reference_counts"]],
+                                   None if f.get("std") is None else float(f["std"]),
+                                   None if f.get("distinct") is None else int(f["distinct"]))
                     for f in data["features"]]
         for f in features:
             if len(f.reference_counts) != f.bins.size:
@@ -409,7 +431,6 @@ class DriftCounter:
                 labels = gb.labels()
                 out["predictions_by_group"] = {
                     "column": self.profile.group_column,
-                    "groups": {labels[i]: self._by_group[i].tolist() for i in range(gb.size)
-                               if self._group_rows[i] or i < len(gb.categories)},
+                    "groups": {labels[i]: self._by_group[i].tolist() for i in range(gb.size)},
                 }
         return out

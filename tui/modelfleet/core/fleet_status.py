@@ -211,30 +211,10 @@ def sketch_delta(current: LatencySketch, previous: LatencySketch | None) -> Late
     When ``previous`` is None, or is not a prefix of ``current`` (the agent restarted or reset its window),
     ``current`` is returned unchanged.
     """
-    if previous is None or previous.count > current.count:
+    if previous is None:
         return current
-    out = LatencySketch(current.relative_accuracy, current.max_buckets, current.min_value)
-    cur = current.to_dict()
-    prev = previous.to_dict()
-    bins = {cur["offset"] + i: c for i, c in enumerate(cur["counts"]) if c}
-    for i, c in enumerate(prev["counts"]):
-        if c:
-            k = prev["offset"] + i
-            left = bins.get(k, 0) - c
-            if left < 0:
-                return current
-            bins[k] = left
-    keys = sorted(k for k, c in bins.items() if c)
-    out.count = current.count - previous.count
-    out.zero_count = max(0, current.zero_count - previous.zero_count)
-    out.sum = max(0.0, current.sum - previous.sum)
-    if out.count <= 0:
-        return out
-    out.min = current.min
-    out.max = current.max
-    for k in keys:
-        out._bins[k] = bins[k]
-    return out
+    delta = current.minus(previous)
+    return current if delta is None else delta
 
 
 def _ms(value: float | None) -> float | None:
