@@ -203,6 +203,7 @@ def ks_pvalue(d: np.ndarray, en: np.ndarray) -> np.ndarray:
     """
     from scipy.stats import kstwo, kstwobign
 
+    shape = np.shape(d)
     d = np.atleast_1d(d)
     en = np.broadcast_to(np.atleast_1d(en), d.shape)
     out = np.full(d.shape, np.nan)
@@ -213,7 +214,7 @@ def ks_pvalue(d: np.ndarray, en: np.ndarray) -> np.ndarray:
     if large.any():
         root = np.sqrt(en[large])
         out[large] = kstwobign.sf((root + 0.12 + 0.11 / root) * d[large])
-    return out.reshape(np.shape(d))
+    return out.reshape(shape)
 
 
 @register
