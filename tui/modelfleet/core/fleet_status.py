@@ -315,7 +315,7 @@ class FleetProber:
                 stats_r = await client.get(f"{base}/stats")
                 metrics_r = await client.get(f"{base}/metrics")
         except (httpx.TimeoutException, httpx.TransportError) as exc:
-            return self._unreachable(node, now, _reason(exc))
+            return self._unreachable(node, now, http_failure_reason(exc))
         try:
             health = health_r.json()
         except ValueError:
@@ -434,7 +434,8 @@ class FleetProber:
         return status
 
 
-def _reason(exc: BaseException) -> str:
+def http_failure_reason(exc: BaseException) -> str:
+    """One line for an httpx failure: 'timed out', 'connection refused' or the error's first line."""
     import httpx
 
     if isinstance(exc, httpx.TimeoutException):

@@ -268,6 +268,25 @@ def share_over(counts: Sequence[int] | np.ndarray, budget_s: float,
     return slower / total
 
 
+def histogram_quantile(counts: Sequence[int] | np.ndarray, q: float,
+                       bounds: Sequence[float] = LATENCY_BOUNDS) -> float | None:
+    """The ``q`` quantile from per-bucket counts, interpolated linearly within its bucket (Prometheus'
+    ``histogram_quantile``); the +Inf bucket answers its lower bound. None without requests."""
+    values = [float(c) for c in counts]
+    total = sum(values)
+    if total <= 0:
+        return None
+    rank = q * total
+    seen = 0.0
+    lower = 0.0
+    for i, upper in enumerate(bounds):
+        if values[i] > 0 and seen + values[i] >= rank:
+            return lower + (upper - lower) * (rank - seen) / values[i]
+        seen += values[i]
+        lower = upper
+    return float(bounds[-1])
+
+
 LATENCY_VERDICTS = ("OK", "SLO_BREACH", "INSUFFICIENT_DATA")
 QUANTILES = ("p50", "p95", "p99")
 
@@ -298,10 +317,15 @@ class LatencyVerdict:
 
 def latency_verdict(histogram: Sequence[int] | np.ndarray | None, sketch: LatencySketch | None,
                     budgets_ms: dict[str, float], min_requests: int) -> LatencyVerdict:
-    """The SLO verdict of a window from its histogram (verdict) and sketch (figures)."""
+    """The SLO verdict of a window from its histogram (verdict) and sketch (figures; from the histogram when there
+    is no sketch)."""
     requests = int(sum(int(c) for c in histogram)) if histogram is not None else (sketch.count if sketch else 0)
-    figures = {q: (None if sketch is None or sketch.count == 0 else sketch.quantile(int(q[1:]) / 100.0))
-               for q in QUANTILES}
+    if sketch is not None:
+        figures = {q: (sketch.quantile(int(q[1:]) / 100.0) if sketch.count else None) for q in QUANTILES}
+    elif histogram is not None:  # e.g. from Prometheus, which keeps the histogram only: interpolated
+        figures = {q: histogram_quantile(histogram, int(q[1:]) / 100.0) for q in QUANTILES}
+    else:
+        figures = dict.fromkeys(QUANTILES)
     ms = {q: (None if v is None else round(v * 1000.0, 3)) for q, v in figures.items()}
     over: dict[str, float | None] = {}
     breaches: list[str] = []
