@@ -99,6 +99,7 @@ def register(subparsers: Any) -> None:
                "  modelfleet monitor run --webhook http://127.0.0.1:9095/alerts",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     r.add_argument("--once", action="store_true", help="one pass, then exit (1 when a breach is active)")
+    r.add_argument("--limit", metavar="PATTERN", help="only these nodes or groups")
     _window_and_source(r)
     r.add_argument("--webhook", metavar="URL", help="Alertmanager-compatible receiver (default: monitor.webhook_url)")
     r.add_argument("--json", action="store_true", help="print each pass's outcome as JSON")
@@ -314,7 +315,8 @@ def cmd_monitor_run(args: argparse.Namespace, settings: Settings) -> int:
     policy = load_policy(settings)
     alerter = Alerter.from_settings(settings, **({"webhook_url": args.webhook} if args.webhook else {}))
     while True:
-        status = monitor_status(settings, window_s=args.window, source=args.source, policy=policy)
+        status = monitor_status(settings, limit=args.limit, window_s=args.window, source=args.source,
+                                policy=policy)
         done = alerter.process(status.breaches)
         if args.json:
             print_json({"at": status.at, "breaches": [b.to_dict() for b in status.breaches], "fired": done.fired,

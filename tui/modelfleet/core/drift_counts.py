@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from itertools import pairwise
+from itertools import chain, pairwise
 from typing import Any
 
 import numpy as np
@@ -80,30 +80,21 @@ class CountsLayout:
 
     def vector(self, counts: Mapping[str, Any]) -> np.ndarray:
         """The vector of one agent snapshot (``/stats`` ``drift.counts``); ValueError when it does not fit."""
-        flat: list[int] = []
         features = counts.get("features") or {}
         if tuple(features) != self.names:
             raise ValueError("the agent counts other features than the profile names")
-        for name, size in zip(self.names, self.sizes, strict=True):
-            values = features[name]["counts"]
-            if len(values) != size:
-                raise ValueError(f"feature {name!r}: {len(values)} counts for {size} bins")
-            flat += values
+        parts = [f["counts"] for f in features.values()]
+        if [len(p) for p in parts] != list(self.sizes):
+            raise ValueError("the agent's bins differ from the profile's")
         if self.prediction_size:
             pred = (counts.get("predictions") or {}).get("counts") or [0] * self.prediction_size
-            if len(pred) != self.prediction_size:
+            groups = list(((counts.get("predictions_by_group") or {}).get("groups") or {}).values())
+            groups = (groups + [[0] * self.prediction_size] * self.group_size)[: self.group_size]
+            if len(pred) != self.prediction_size or any(len(g) != self.prediction_size for g in groups):
                 raise ValueError("prediction counts do not fit the profile's prediction bins")
-            flat += pred
-            groups = (counts.get("predictions_by_group") or {}).get("groups") or {}
-            rows = list(groups.values()) if len(groups) == self.group_size else None
-            if rows is None:
-                rows = [[0] * self.prediction_size for _ in range(self.group_size)]
-                for i, values in enumerate(groups.values()):
-                    if i < self.group_size:
-                        rows[i] = values
-            for values in rows:
-                flat += values
-        return np.asarray(flat, dtype=np.int64)
+            parts.append(pred)
+            parts.extend(groups)
+        return np.fromiter(chain.from_iterable(parts), dtype=np.int64, count=self.size)
 
 
 @dataclass(frozen=True)
