@@ -34,7 +34,7 @@ from typing import Any
 from modelfleet.agent.config import AgentConfig, read_token
 from modelfleet.agent.metrics import AgentMetrics, ServedCollector
 from modelfleet.agent.release import Release, load_release, warm_and_probe
-from modelfleet.agent.scoring import BadRequest, Parsed, build_frame, to_jsonable
+from modelfleet.agent.scoring import BadRequest, Parsed, batch_columns, build_frame, to_jsonable
 from modelfleet.agent.served import Served
 from modelfleet.core.drift import DriftCounter
 from modelfleet.core.errors import BundleError, CheckFailed, ConfigError
@@ -277,7 +277,8 @@ class Agent:
         served = items[idxs[0]].served
         parts = [items[i].parsed for i in idxs]
         try:
-            frame = build_frame(parts)
+            columns = batch_columns(parts)
+            frame = build_frame(parts, columns)
             preds = served.release.model.predict(frame)
             rows = to_jsonable(preds)
             if len(rows) != sum(p.n_rows for p in parts):
@@ -297,7 +298,7 @@ class Agent:
         self.metrics.batches.inc()
         self.metrics.rows.inc(off)
         try:
-            served.record(frame, preds, self.metrics)
+            served.record(frame, preds, self.metrics, columns)
         except Exception:  # statistics must never fail a request
             log.exception("counting predictions failed")
 

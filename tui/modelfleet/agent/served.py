@@ -121,20 +121,23 @@ class Served:
         self.histogram[bisect.bisect_left(LATENCY_BOUNDS, seconds)] += 1
         self.regression.update(seconds)
 
-    def record(self, frame: Any, preds: Any, metrics: AgentMetrics) -> None:
-        """Count one predicted batch (called from the predict thread)."""
+    def record(self, frame: Any, preds: Any, metrics: AgentMetrics,
+               columns: dict[str, np.ndarray] | None = None) -> None:
+        """Count one predicted batch (called from the predict thread). ``columns``: the batch's typed columns
+        (numpy arrays, much cheaper to read than the DataFrame's)."""
         n = len(frame)
         arr = np.asarray(preds)
         flat = arr.reshape(arr.shape[0], -1)[:, 0] if arr.ndim > 1 else arr
         discrete = flat.dtype.kind in "biuUSO" or (self.release.classes is not None)
         version = self.release.version
+        source: Any = columns if columns is not None else frame
         groups: list[Any] | None = None
-        if self.group_column and hasattr(frame, "columns") and self.group_column in frame.columns:
-            groups = frame[self.group_column].tolist()
+        if self.group_column and (columns is not None or hasattr(frame, "columns")) and self.group_column in source:
+            groups = source[self.group_column].tolist()
         with self.lock:
             self.rows += n
             if self.drift is not None:
-                self.drift.update(frame, flat)
+                self.drift.update(source, flat)
             if not discrete or flat.shape[0] != n:
                 return
             values = flat.tolist()

@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -44,6 +45,7 @@ FORMAT = "modelfleet-profile/1"
 MAX_TOP_K = 128
 MAX_KNOWN_OTHER = 4096
 MAX_DISTINCT = 1_000_000
+SMALL_BATCH = 4  # up to this many rows, a batch is counted value by value (numpy's per-call cost dominates)
 TAIL_LEVELS = (0.01, 0.05, 0.95, 0.99)
 NUMERIC_TAIL = ("below", "above", "nan")
 CATEGORICAL_TAIL = ("other", "new", "missing")
@@ -111,6 +113,23 @@ class NumericBins:
         qs = np.quantile(finite, levels)
         return cls(edges=[float(v) for v in np.unique(qs)])
 
+    def index_of(self, value: Any) -> int:
+        """Bin index of one value (the same as :meth:`indices`; cheaper for a handful of values)."""
+        n_int = self.n_interior
+        try:
+            x = float(value)
+        except (TypeError, ValueError):
+            return n_int + 2
+        if x != x:
+            return n_int + 2
+        edges = self.edges
+        if x < edges[0]:
+            return 0
+        if x > edges[-1]:
+            return n_int + 1
+        i = bisect_right(edges, x) - 1
+        return (n_int - 1 if i > n_int - 1 else (0 if i < 0 else i)) + 1
+
     def indices(self, values: np.ndarray) -> np.ndarray:
         """Bin index of each value (float array)."""
         edges = np.asarray(self.edges, dtype=float)
@@ -163,19 +182,26 @@ class CategoricalBins:
                    known_other_truncated=len(rest) > MAX_KNOWN_OTHER)
 
     def index_of(self, value: Any) -> int:
-        n = len(self.categories)
-        if _is_missing(value):
-            return n + 2
-        key = value if isinstance(value, str) else _category_key(value)
+        if value.__class__ is str:
+            key = value
+        else:
+            if _is_missing(value):
+                return len(self.categories) + 2
+            key = _category_key(value)
         i = self._index.get(key)
         if i is not None:
             return i
+        n = len(self.categories)
         if key in self._other or self.known_other_truncated:
             return n
         return n + 1
 
     def indices(self, values: Sequence[Any]) -> np.ndarray:
-        return np.fromiter((self.index_of(v) for v in values), dtype=np.int64, count=len(values))
+        get = self._index.get
+        found = [get(v, -1) if v.__class__ is str else -1 for v in values]
+        if -1 in found:  # not a top category as a string: other, new, missing, or a non-string value
+            found = [i if i >= 0 else self.index_of(v) for i, v in zip(found, values, strict=True)]
+        return np.asarray(found, dtype=np.int64)
 
     def count(self, values: Sequence[Any]) -> np.ndarray:
         return np.bincount(self.indices(values), minlength=self.size)[: self.size]
@@ -356,7 +382,16 @@ class DriftCounter:
         self._pred_bins = profile.prediction
         n_pred = self._pred_bins.size if self._pred_bins is not None else 0
         n_group = profile.group_bins.size if profile.group_bins is not None else 0
-        self._counts = [np.zeros(b.size, dtype=np.int64) for _, b in self._features]
+        sizes = [b.size for _, b in self._features]
+        self._offsets = [int(x) for x in np.concatenate(([0], np.cumsum(sizes)))[:-1]] if sizes else []
+        # one vector for every feature's bins (one bincount per batch); _counts[i] are views into it
+        self._flat = np.zeros(sum(sizes), dtype=np.int64)
+        self._counts = [self._flat[o: o + n] for o, n in zip(self._offsets, sizes, strict=True)]
+        # numeric: searchsorted(side="right") on these edges gives the bin directly (the last edge moved just
+        # above the reference's maximum so that it falls in the closed last bin); NaN is fixed after
+        self._edges = [np.asarray([*b.edges[:-1], np.nextafter(b.edges[-1], np.inf)] if len(b.edges) > 1
+                                  else [np.nextafter(b.edges[0], np.inf)], dtype=float)
+                       if isinstance(b, NumericBins) else None for _, b in self._features]
         self._missing_columns = np.zeros(len(self._features), dtype=np.int64)
         self._pred = np.zeros(n_pred, dtype=np.int64)
         self._by_group = np.zeros((n_group, n_pred), dtype=np.int64)
@@ -382,16 +417,34 @@ class DriftCounter:
         if n == 0:
             return
         self.rows += n
+        small = n <= SMALL_BATCH
+        parts: list[np.ndarray] = []
+        few: list[int] = []
         for i, (name, bins) in enumerate(self._features):
             if name not in columns:
                 self._missing_columns[i] += n
                 self._counts[i][-1] += n  # counted as nan / missing
                 continue
             col = columns[name]
+            if small:
+                off = self._offsets[i]
+                index_of = bins.index_of
+                few.extend(off + index_of(v) for v in (col.tolist() if hasattr(col, "tolist") else col))
+                continue
             values = col.to_numpy() if hasattr(col, "to_numpy") else col
-            if isinstance(bins, CategoricalBins):
-                values = values.tolist() if hasattr(values, "tolist") else list(values)
-            self._counts[i] += bins.count(values)
+            edges = self._edges[i]
+            if edges is not None:
+                x = _as_float(values)
+                idx = np.searchsorted(edges, x, side="right")
+                idx[np.isnan(x)] = bins.size - 1
+            else:
+                assert isinstance(bins, CategoricalBins)
+                idx = bins.indices(values.tolist() if hasattr(values, "tolist") else list(values))
+            parts.append(idx + self._offsets[i])
+        if few:
+            parts.append(np.asarray(few, dtype=np.int64))
+        if parts:
+            self._flat += np.bincount(np.concatenate(parts), minlength=self._flat.size)
         if predictions is None or self._pred_bins is None:
             return
         preds = np.asarray(predictions)
@@ -399,16 +452,29 @@ class DriftCounter:
             preds = preds.reshape(preds.shape[0], -1)[:, 0]
         if preds.shape[0] != n:
             return
+        gb = self.profile.group_bins
+        gcol = self.profile.group_column
+        if small:
+            pbins = self._pred_bins
+            plist = [pbins.index_of(v) for v in preds.tolist()]
+            for p in plist:
+                self._pred[p] += 1
+            if gb is not None and gcol is not None and gcol in columns:
+                g = columns[gcol]
+                for gi, p in zip((gb.index_of(v) for v in (g.tolist() if hasattr(g, "tolist") else g)), plist,
+                                 strict=False):
+                    self._by_group[gi, p] += 1
+                    self._group_rows[gi] += 1
+            return
         pred_vals: Any = preds if isinstance(self._pred_bins, NumericBins) else preds.tolist()
         pidx = self._pred_bins.indices(pred_vals)
         self._pred += np.bincount(pidx, minlength=self._pred_bins.size)[: self._pred_bins.size]
-        gb = self.profile.group_bins
-        gcol = self.profile.group_column
         if gb is not None and gcol is not None and gcol in columns:
             g = columns[gcol]
             gvals = g.tolist() if hasattr(g, "tolist") else list(g)
             gidx = gb.indices(gvals)
-            np.add.at(self._by_group, (gidx, pidx), 1)
+            shape = self._by_group.shape
+            self._by_group += np.bincount(gidx * shape[1] + pidx, minlength=shape[0] * shape[1]).reshape(shape)
             self._group_rows += np.bincount(gidx, minlength=gb.size)[: gb.size]
 
     def snapshot(self) -> dict[str, Any]:
