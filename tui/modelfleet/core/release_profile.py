@@ -65,12 +65,12 @@ def reference_profile(
     from modelfleet.core.drift import ReferenceProfile
 
     ref = f"{pinned.name}/{pinned.version}"
-    tags = registry.get_version(pinned.name, pinned.version).tags
     try:
         sample = registry.load_reference_sample(pinned.name, pinned.version)
     except (ArtifactError, OSError, ValueError) as exc:
         message = exc.message if isinstance(exc, ModelfleetError) else str(exc)
         return None, [f"{ref}: no reference profile, so agents will not count drift: {message}"]
+    tags = registry.get_version(pinned.name, pinned.version).tags
     warnings: list[str] = []
     columns = _input_columns(pinned.path, sample)
     frame = sample[columns]
