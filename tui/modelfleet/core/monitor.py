@@ -199,7 +199,8 @@ def evaluate_collected(collected: Collected, policy: MonitorPolicy, window_s: fl
             scope = _scope([w], profile, mp, [name] if name in regressed.get(key, []) else [])
             assert scope is not None
             nodes[name] = scope
-        breaches = _breaches(fleet, None)
+        # one node: its own breaches say it all (a fleet copy of each would alert twice)
+        breaches = _breaches(fleet, None) if len(nodes) > 1 else []
         for name, scope in nodes.items():
             breaches.extend(_breaches(scope, name))
         versions.append(VersionStatus(m, v, fleet, nodes, tuple(breaches)))
