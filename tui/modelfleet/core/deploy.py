@@ -150,7 +150,7 @@ def prepare_release(
         if bundle is not None and probe is not None:
             say(f"the cached bundle {bundle.path.name} has no probe and one can be made now: rebuilding it")
         if bundle is None or probe is not None:
-            profile, profile_warnings = reference_profile(registry, pinned, say)
+            profile, profile_warnings = reference_profile(registry, pinned, say, thresholds=thresholds)
             bundle = build_bundle(
                 model=pinned.name, version=pinned.version, digest=pinned.digest, artifact_dir=pinned.path,
                 state_dir=settings.state_dir, private_key=key,

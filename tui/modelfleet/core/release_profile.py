@@ -4,7 +4,8 @@ A version registered with a reference sample (the run artifact named by the vers
 ``modelfleet.reference_sample``) gets a :class:`~modelfleet.core.drift.ReferenceProfile` in its bundle
 (``profile.json``): the frozen bins every agent counts live traffic on. The profile covers the model's input
 columns (the signature's names when the model has a column signature, else every column of the sample), the
-model's own predictions on the sample, and, when the version names one with the tag ``modelfleet.group_column``,
+model's own predictions on the sample (with the release's per-group thresholds when it carries some, as the agents
+apply them), and, when the version names one with the tag ``modelfleet.group_column``,
 the group column whose positive shares are compared per group.
 
 Nothing here stops a deploy: a version without a sample, or whose model cannot score its sample on the
@@ -21,6 +22,7 @@ from modelfleet.core.errors import ArtifactError, ModelfleetError
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
+    from modelfleet.core.fairness import GroupThresholds
     from modelfleet.core.registry import PinnedVersion, Registry
 
 GROUP_COLUMN_TAG = "modelfleet.group_column"
@@ -50,8 +52,15 @@ def _input_columns(model_dir: Any, sample: pd.DataFrame) -> list[str]:
     return present or [str(c) for c in sample.columns]
 
 
-def _predictions(model_dir: Any, frame: pd.DataFrame) -> Any:
-    """The model's predictions on the sample, as the agents will make them (MLflow's loader, lazily)."""
+def _predictions(model_dir: Any, frame: pd.DataFrame, thresholds: GroupThresholds | None) -> Any:
+    """The model's predictions on the sample, as the agents will make them: with the release's per-group
+    thresholds when it has some (the agents apply them), by MLflow's loader (lazily)."""
+    if thresholds is not None:
+        import mlflow.sklearn
+
+        from modelfleet.core.fairness import ThresholdedClassifier
+
+        return ThresholdedClassifier(mlflow.sklearn.load_model(str(model_dir)), thresholds).predict(frame)
     import mlflow.pyfunc
 
     return mlflow.pyfunc.load_model(str(model_dir)).predict(frame)
@@ -59,7 +68,8 @@ def _predictions(model_dir: Any, frame: pd.DataFrame) -> Any:
 
 def reference_profile(
     registry: Registry, pinned: PinnedVersion, say: Callable[[str], None],
-    *, predict: Callable[[Any, pd.DataFrame], Any] = _predictions,
+    *, thresholds: GroupThresholds | None = None,
+    predict: Callable[[Any, pd.DataFrame, GroupThresholds | None], Any] = _predictions,
 ) -> tuple[dict[str, Any] | None, list[str]]:
     """``(profile as a dict, warnings)`` for ``pinned``; ``(None, [why])`` when it cannot have one."""
     from modelfleet.core.drift import ReferenceProfile
@@ -80,7 +90,7 @@ def reference_profile(
                         "reference sample; predictions are not counted per group")
         group = None
     try:
-        predictions = predict(pinned.path, frame)
+        predictions = predict(pinned.path, frame, thresholds)
     except Exception as exc:  # the model's own failure on its sample: profile the inputs only, say why
         predictions = None
         warnings.append(f"{ref}: the model could not score its reference sample on the controller "
