@@ -52,6 +52,7 @@ if TYPE_CHECKING:  # pragma: no cover
 STATS_FORMAT = "modelfleet-stats/2"
 MAX_GROUPS = 64
 MAX_CLASSES = 128
+MAX_CHILDREN = 4096
 SNAPSHOT_INTERVAL_S = 60.0
 SNAPSHOTS = 60
 
@@ -97,6 +98,8 @@ class Served:
     version_header: bytes = b""
     profile_sha256: str | None = None
     ring: deque[dict[str, Any]] = field(default_factory=deque)
+    # Prometheus children of the prediction counters, by (group, class) and ("c", class); bounded by the labels
+    _children: dict[tuple[Any, Any], Any] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         self.version_header = self.release.version.encode("latin-1", "replace")
@@ -142,12 +145,18 @@ class Served:
                 return
             values = flat.tolist()
             tally = TallyCounter(values)
+            children = self._children
             for cls, count in tally.items():
                 key = str(cls)
                 if key not in self.classes and len(self.classes) >= MAX_CLASSES:
                     key = "other"
                 self.classes[key] = self.classes.get(key, 0) + count
-                metrics.predictions.labels(version, metrics.class_label(cls)).inc(count)
+                child = children.get(("c", cls))
+                if child is None:  # labels() costs microseconds: once per class, not once per batch
+                    child = metrics.predictions.labels(version, metrics.class_label(cls))
+                    if len(children) < MAX_CHILDREN:
+                        children[("c", cls)] = child
+                child.inc(count)
             if groups is not None:
                 for (g, cls), count in TallyCounter(zip(groups, values, strict=True)).items():
                     gk = str(g)
@@ -158,7 +167,12 @@ class Served:
                     if ck not in per and len(per) >= MAX_CLASSES:
                         ck = "other"
                     per[ck] = per.get(ck, 0) + count
-                    metrics.by_group.labels(version, metrics.group_label(g), metrics.class_label(cls)).inc(count)
+                    child = children.get((g, cls))
+                    if child is None:
+                        child = metrics.by_group.labels(version, metrics.group_label(g), metrics.class_label(cls))
+                        if len(children) < MAX_CHILDREN:  # raw values are unbounded: the cache is not
+                            children[(g, cls)] = child
+                    child.inc(count)
 
     # -- snapshots ------------------------------------------------------------------------------------------
     def _counters(self, now: float) -> dict[str, Any]:
