@@ -107,3 +107,22 @@ def test_continuous_predictions_get_numeric_bins() -> None:
     df = _frame()
     p = ReferenceProfile.build(df, df["income"].to_numpy() / 1000.0)
     assert isinstance(p.prediction, NumericBins)
+
+
+def test_small_batches_count_exactly_like_large_ones() -> None:
+    df = _frame(400, seed=2)
+    p = ReferenceProfile.build(df, (df["age"] > 40).astype(int).to_numpy(), group_column="group")
+    live = _frame(300, seed=3)
+    live.loc[0, "income"] = np.nan
+    live.loc[1, "income"] = 1e12  # above the reference's range
+    live.loc[2, "job"] = "never-seen"
+    live.loc[3, "job"] = None
+    preds = (live["age"] > 40).astype(int).to_numpy()
+    columns = {k: live[k].to_numpy() for k in live.columns}
+    one, many = DriftCounter(p), DriftCounter(p)
+    one.update(columns, preds)  # one batch of 300 rows: numpy's path
+    for start in range(0, 300, 2):  # 150 batches of 2 rows: the value-by-value path
+        many.update({k: v[start:start + 2] for k, v in columns.items()}, preds[start:start + 2])
+    a, b = one.snapshot(), many.snapshot()
+    assert a["features"] == b["features"] and a["predictions"] == b["predictions"]
+    assert a["predictions_by_group"] == b["predictions_by_group"] and a["rows"] == b["rows"] == 300
