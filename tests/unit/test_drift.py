@@ -126,3 +126,18 @@ def test_small_batches_count_exactly_like_large_ones() -> None:
     a, b = one.snapshot(), many.snapshot()
     assert a["features"] == b["features"] and a["predictions"] == b["predictions"]
     assert a["predictions_by_group"] == b["predictions_by_group"] and a["rows"] == b["rows"] == 300
+
+
+def test_deferred_batches_count_like_immediate_ones() -> None:
+    df = _frame(400, seed=4)
+    p = ReferenceProfile.build(df, (df["age"] > 40).astype(int).to_numpy(), group_column="group")
+    live = _frame(1300, seed=5)
+    preds = (live["age"] > 40).astype(int).to_numpy()
+    columns = {k: live[k].to_numpy() for k in live.columns}
+    now, later = DriftCounter(p, clock=lambda: 5.0), DriftCounter(p, clock=lambda: 5.0)
+    for start in range(0, 1300, 3):
+        part = {k: v[start:start + 3] for k, v in columns.items()}
+        now.update(part, preds[start:start + 3])
+        later.add(part, preds[start:start + 3])  # counted 512 rows at a time, the rest when read
+    assert later._pending_rows < 512 and later._pending  # some are still waiting ...
+    assert later.snapshot() == now.snapshot()  # ... and reading the counts counts them first

@@ -140,7 +140,10 @@ class Served:
         with self.lock:
             self.rows += n
             if self.drift is not None:
-                self.drift.update(source, flat)
+                if columns is not None:
+                    self.drift.add(columns, flat)  # counted with other requests' rows, or when read
+                else:
+                    self.drift.update(source, flat)
             if not discrete or flat.shape[0] != n:
                 return
             values = flat.tolist()

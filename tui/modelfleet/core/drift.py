@@ -45,6 +45,8 @@ FORMAT = "modelfleet-profile/1"
 MAX_TOP_K = 128
 MAX_KNOWN_OTHER = 4096
 MAX_DISTINCT = 1_000_000
+MEMO_SIZE = 1024  # non-string values whose bin a CategoricalBins remembers
+FLUSH_ROWS = 512  # rows DriftCounter.add keeps before counting them in one pass
 SMALL_BATCH = 16  # up to this many rows, a batch is counted value by value (numpy's per-call cost dominates)
 TAIL_LEVELS = (0.01, 0.05, 0.95, 0.99)
 NUMERIC_TAIL = ("below", "above", "nan")
@@ -155,6 +157,7 @@ class CategoricalBins:
     known_other_truncated: bool = False
     _index: dict[str, int] = field(default_factory=dict, init=False, repr=False, compare=False)
     _other: frozenset[str] = field(default_factory=frozenset, init=False, repr=False, compare=False)
+    _memo: dict[tuple[type, Any], int] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self._index = {c: i for i, c in enumerate(self.categories)}
@@ -196,11 +199,25 @@ class CategoricalBins:
             return n
         return n + 1
 
+    def lookup(self, value: Any) -> int:
+        """:meth:`index_of`, remembered for non-string values (predicted classes are ints: 0, 1, ...)."""
+        key = (value.__class__, value)
+        try:
+            return self._memo[key]
+        except KeyError:
+            found = self.index_of(value)
+        except TypeError:  # unhashable
+            return self.index_of(value)
+        if len(self._memo) < MEMO_SIZE:
+            self._memo[key] = found
+        return found
+
     def indices(self, values: Sequence[Any]) -> np.ndarray:
         get = self._index.get
         found = [get(v, -1) if v.__class__ is str else -1 for v in values]
         if -1 in found:  # not a top category as a string: other, new, missing, or a non-string value
-            found = [i if i >= 0 else self.index_of(v) for i, v in zip(found, values, strict=True)]
+            lookup = self.lookup
+            found = [i if i >= 0 else lookup(v) for i, v in zip(found, values, strict=True)]
         return np.asarray(found, dtype=np.int64)
 
     def count(self, values: Sequence[Any]) -> np.ndarray:
@@ -400,6 +417,8 @@ class DriftCounter:
                                   else [np.nextafter(b.edges[0], np.inf)], dtype=float)
                        if isinstance(b, NumericBins) else None for _, b in self._features]
         self._few = [0] * self._flat.size
+        self._pending: list[tuple[dict[str, Any], Any]] = []
+        self._pending_rows = 0
         self._numeric = [(list(b.edges), b.edges[0], b.edges[-1], b.n_interior) if isinstance(b, NumericBins)
                          else None for _, b in self._features]
         self._missing_columns = np.zeros(len(self._features), dtype=np.int64)
@@ -412,6 +431,7 @@ class DriftCounter:
     def reset(self) -> None:
         """Start a new window."""
         self._few = [0] * self._flat.size
+        self._pending, self._pending_rows = [], 0
         for c in self._counts:
             c[:] = 0
         self._missing_columns[:] = 0
@@ -467,12 +487,13 @@ class DriftCounter:
         gcol = self.profile.group_column
         if small:
             pbins = self._pred_bins
-            plist = [pbins.index_of(v) for v in preds.tolist()]
+            plist = [pbins.lookup(v) if isinstance(pbins, CategoricalBins) else pbins.index_of(v)
+                     for v in preds.tolist()]
             for p in plist:
                 self._pred[p] += 1
             if gb is not None and gcol is not None and gcol in columns:
                 g = columns[gcol]
-                for gi, p in zip((gb.index_of(v) for v in (g.tolist() if hasattr(g, "tolist") else g)), plist,
+                for gi, p in zip((gb.lookup(v) for v in (g.tolist() if hasattr(g, "tolist") else g)), plist,
                                  strict=False):
                     self._by_group[gi, p] += 1
                     self._group_rows[gi] += 1
@@ -510,10 +531,49 @@ class DriftCounter:
         get = bins._index.get
         for v in values:
             found = get(v) if v.__class__ is str else None
-            out.append(off + (found if found is not None else bins.index_of(v)))
+            out.append(off + (found if found is not None else bins.lookup(v)))
+
+    def add(self, columns: dict[str, Any], predictions: Any = None) -> None:
+        """Count a batch of typed columns (numpy arrays) later, together with others: the agent's request path.
+
+        Batches wait (references only, at most ``FLUSH_ROWS`` rows) and are counted as one when enough rows have
+        arrived, or when the counts are read (:meth:`snapshot`): one numpy pass over many requests instead of one
+        per request. The caller holds the lock that also guards :meth:`snapshot`."""
+        first = next(iter(columns.values()), None)
+        n = len(first) if first is not None else 0
+        if n == 0:
+            return
+        self._pending.append((columns, predictions))
+        self._pending_rows += n
+        if self._pending_rows >= FLUSH_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        """Count every batch :meth:`add` kept."""
+        pending, self._pending, self._pending_rows = self._pending, [], 0
+        if not pending:
+            return
+        if len(pending) == 1:
+            self.update(*pending[0])
+            return
+        names = [k for k in pending[0][0] if all(k in cols for cols, _ in pending)]
+        columns = {k: np.concatenate([np.asarray(cols[k]) for cols, _ in pending]) for k in names}
+        preds: Any = None
+        if all(p is not None for _, p in pending):
+            try:
+                preds = np.concatenate([np.asarray(p).reshape(len(next(iter(c.values()))), -1)[:, 0]
+                                        for c, p in pending])
+            except ValueError:  # predictions of another shape than their rows: not counted, as update() does
+                preds = None
+        if len(names) == len(pending[0][0]):
+            self.update(columns, preds)
+        else:  # batches with different columns: count them one by one
+            for cols, p in pending:
+                self.update(cols, p)
 
     def _fold(self) -> None:
         """Move what small batches counted into the numpy counts (the caller holds the counter's lock)."""
+        self.flush()
         if any(self._few):
             self._flat += np.asarray(self._few, dtype=np.int64)
             self._few = [0] * self._flat.size
