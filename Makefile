@@ -36,12 +36,14 @@ system-deps-%:
 # Each step is idempotent and none undoes the operator's work: a second `make run` reuses the seeded registry and
 # the running fleet, provisions only if the ledger lacks a successful provisioning of every node, deploys the
 # champion only to nodes that never had the model (a node moved to another version keeps it), and opens the
-# console on the fleet as it is.
+# console on the fleet as it is. Gentle demo traffic keeps running beside the fleet (a drift injected on
+# edge-cpu-01: income +25%) until `modelfleet sim down`.
 run: system-deps-run deps
 	$(BIN)/modelfleet demo seed
 	$(BIN)/modelfleet sim up
 	$(BIN)/modelfleet provision --if-needed --yes
 	$(BIN)/modelfleet deploy credit-risk@champion --skip-deployed --yes
+	$(BIN)/modelfleet demo traffic --background --shift 'edge-cpu-01:income=+25%'
 	$(BIN)/modelfleet
 
 test: system-deps-test deps

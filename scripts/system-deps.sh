@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install (as root with apt) or name the Debian/Ubuntu packages modelfleet needs on this machine.
 #   scripts/system-deps.sh run    what `make run` needs (OpenSSH server and client for the simulated fleet)
-#   scripts/system-deps.sh test   what `make test` needs on top (PostgreSQL, tmux, rsync, zsh for the tests)
+#   scripts/system-deps.sh test   what `make test` needs on top (PostgreSQL, tmux, rsync, zsh, Prometheus and
+#                                 promtool for the tests)
 set -euo pipefail
 what="${1:-run}"
 
@@ -14,6 +15,7 @@ if [ "$what" = "test" ] || [ "$what" = "bench" ]; then
   have_cmd tmux || need+=(tmux)
   have_cmd rsync || need+=(rsync)
   have_cmd zsh || need+=(zsh)  # the shell-completion test drives a real zsh
+  { have_cmd prometheus && have_cmd promtool; } || need+=(prometheus)
 fi
 if [ "$what" = "bench" ]; then
   have_cmd wrk || need+=(wrk)
@@ -26,7 +28,8 @@ if [ "$(id -u)" -eq 0 ] && have_cmd apt-get; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-  # Debian starts services on install; modelfleet runs its own sshd and PostgreSQL, not the system ones.
+  # Debian starts services on install; modelfleet runs its own sshd, PostgreSQL and Prometheus, not the
+  # system ones.
   exit 0
 fi
 

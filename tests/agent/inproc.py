@@ -11,8 +11,9 @@ from modelfleet.agent.config import AgentConfig
 
 
 async def call(agent: Agent, method: str, path: str, body: bytes = b"",
-               headers: list[tuple[bytes, bytes]] | None = None) -> tuple[int, dict[bytes, bytes], bytes]:
-    scope = {"type": "http", "method": method, "path": path, "query_string": b"",
+               headers: list[tuple[bytes, bytes]] | None = None,
+               query: bytes = b"") -> tuple[int, dict[bytes, bytes], bytes]:
+    scope = {"type": "http", "method": method, "path": path, "query_string": query,
              "headers": headers if headers is not None else [(b"content-type", b"application/json")]}
     pending = [{"type": "http.request", "body": body, "more_body": False}]
 

@@ -74,3 +74,45 @@ def host_results(output: str) -> dict[str, str]:
         if sep and host.strip() and " " not in host.strip():
             results[host.strip()] = rest.split()[0].rstrip(":") if rest.split() else ""
     return results
+
+
+def write_project(running: RunningFleet, nodes: str, *, extra: str = "") -> Path:
+    """A project folder beside the fleet's state dir with a modelfleet.toml that points at this fleet (registry
+    and ledger inside it); returns the folder. ``extra`` is appended TOML (e.g. a [monitor] section)."""
+    project = Path(running.settings.state_dir).parent
+    state = running.settings.state_dir
+    project.chmod(0o755)  # agents may run as the nodes' service user, who must reach their root
+    sim = running.settings.sim
+    (project / "modelfleet.toml").write_text(
+        f'[paths]\nstate_dir = "{state}"\n'
+        f'[registry]\ntracking_uri = "sqlite:///{project}/mlflow.db"\n'
+        f'artifact_root = "{project}/mlartifacts"\ncache_dir = "{state}/cache"\n'
+        f'[ledger]\nurl = "sqlite:///{project}/ledger.db"\n'
+        f'[fleet]\ninventory = "{running.inventory}"\n'
+        f'[sim]\naddress_prefix = "{sim.address_prefix}"\nssh_port = {sim.ssh_port}\nnodes = "{nodes}"\n' + extra,
+        encoding="utf-8",
+    )
+    return project
+
+
+def run_cli(project: Path, *args: str, timeout: float = 1500) -> subprocess.CompletedProcess[str]:
+    """``modelfleet ARGS`` in ``project`` with none of the caller's MODELFLEET_*/ANSIBLE_* settings (the
+    project's modelfleet.toml decides), except the wheelhouse folder ``mfns`` gives each engineer."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("MODELFLEET_", "ANSIBLE_")) or k == "MODELFLEET_WHEELHOUSE_DIR"}
+    return subprocess.run([str(VENV_BIN / "modelfleet"), *args], cwd=project, env=env, capture_output=True,
+                          text=True, timeout=timeout, check=False)
+
+
+class ProjectCtx:
+    """A running fleet and the project folder that points at it (:func:`write_project`)."""
+
+    def __init__(self, running: RunningFleet, project: Path) -> None:
+        from modelfleet.core.config import load_settings
+
+        self.running = running
+        self.project = project
+        self.settings = load_settings(config_file=project / "modelfleet.toml")
+
+    def cli(self, *args: str, timeout: float = 1500) -> subprocess.CompletedProcess[str]:
+        return run_cli(self.project, *args, timeout=timeout)

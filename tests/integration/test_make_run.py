@@ -136,6 +136,26 @@ def test_first_make_run_shows_progress_and_reaches_a_live_fleet(state: Path) -> 
         assert kind in runs, runs
 
 
+def test_demo_traffic_shows_the_injected_drift(state: Path) -> None:
+    """make run left gentle traffic running with income +25% on edge-cpu-01: drift on that node names income and
+    nothing else (exit 1), the other node has none (exit 0)."""
+    import time
+
+    deadline = time.monotonic() + 300
+    while True:
+        drift = _cli(state, "drift", "credit-risk", "--node", "edge-cpu-01", "--window", "1h", "--json")
+        data = json.loads(drift.stdout) if drift.stdout.strip().startswith("{") else None
+        rows = data["scopes"][0]["window"]["rows"] if data else 0
+        if rows >= 300 or time.monotonic() > deadline:
+            break
+        time.sleep(10)
+    assert data is not None, drift.stdout + drift.stderr
+    features = data["scopes"][0]["drift"]["features"]
+    assert drift.returncode == 1 and [f["feature"] for f in features if f["verdict"] == "DRIFT"] == ["income"]
+    other = _cli(state, "drift", "credit-risk", "--node", "edge-arm-01", "--window", "1h")
+    assert other.returncode == 0, other.stdout + other.stderr
+
+
 def test_describe_reads_the_live_fleet(state: Path) -> None:
     proc = _cli(state, "describe", "node", "edge-cpu-01", "--json")
     assert proc.returncode == 0, proc.stderr
@@ -185,3 +205,14 @@ def test_a_second_make_run_keeps_the_operators_version(state: Path) -> None:
 def _changing_runs(state: Path) -> list[str]:
     runs = json.loads(_cli(state, "ledger", "runs", "--json").stdout)
     return [r["run_id"] for r in runs if r["kind"] in ("deploy", "provision", "rollback")]
+
+
+def test_sim_down_stops_the_demo_traffic(state: Path) -> None:
+    import psutil
+
+    helpers = json.loads((state / "sim" / "state.json").read_text())["helpers"]
+    traffic = psutil.Process(helpers["traffic"]["pid"])
+    assert traffic.is_running() and "traffic" in " ".join(traffic.cmdline())
+    down = _cli(state, "sim", "down")
+    assert down.returncode == 0, down.stderr
+    assert not traffic.is_running() or traffic.status() == psutil.STATUS_ZOMBIE

@@ -22,12 +22,11 @@ import httpx
 import pytest
 
 from modelfleet.core.bundle import verify_bundle
-from modelfleet.core.config import Settings, load_settings
 from modelfleet.core.ledger import Ledger
 from modelfleet.runners.events import EventKind
 from modelfleet.runners.pipeline import replay
-from modelfleet.sim.session import RunningFleet
 from tests.conftest import REPO_ROOT
+from tests.integration.simfleet import ProjectCtx, write_project
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(3000)]
 
@@ -35,17 +34,7 @@ MODELFLEET = str(Path(sys.executable).parent / "modelfleet")
 NODES = ["edge-cpu-01", "edge-cpu-02", "edge-cpu-03", "edge-gpu-01", "edge-arm-01", "edge-arm-02"]
 
 
-class Ctx:
-    def __init__(self, running: RunningFleet, project: Path) -> None:
-        self.running = running
-        self.project = project
-        self.settings: Settings = load_settings(config_file=project / "modelfleet.toml")
-
-    def cli(self, *args: str, timeout: float = 1500) -> subprocess.CompletedProcess[str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("MODELFLEET_", "ANSIBLE_"))}
-        return subprocess.run([MODELFLEET, *args], cwd=self.project, env=env, capture_output=True, text=True,
-                              timeout=timeout, check=False)
-
+class Ctx(ProjectCtx):
     def deploy(self, ref: str, *extra: str) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
         proc = self.cli("deploy", ref, "--yes", "--json", *extra)
         try:
@@ -108,19 +97,7 @@ class Ctx:
 @pytest.fixture(scope="module")
 def ctx(make_sim_fleet: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ctx]:
     with make_sim_fleet("127.0.90", 2290, "cpu=3,gpu=1,arm=2") as running:
-        project = Path(running.settings.state_dir).parent
-        state = running.settings.state_dir
-        # the fixture's temp folder is 0700; agents may run as the nodes' service user, who must reach their root
-        project.chmod(0o755)
-        (project / "modelfleet.toml").write_text(
-            f'[paths]\nstate_dir = "{state}"\n'
-            f'[registry]\ntracking_uri = "sqlite:///{project}/mlflow.db"\n'
-            f'artifact_root = "{project}/mlartifacts"\ncache_dir = "{state}/cache"\n'
-            f'[ledger]\nurl = "sqlite:///{project}/ledger.db"\n'
-            f'[fleet]\ninventory = "{running.inventory}"\n'
-            f'[sim]\naddress_prefix = "127.0.90"\nssh_port = 2290\nnodes = "cpu=3,gpu=1,arm=2"\n',
-            encoding="utf-8",
-        )
+        project = write_project(running, "cpu=3,gpu=1,arm=2")
         # A first agent start on 2 loaded cores (the whole suite running beside) can take longer than the
         # gate's default 16 s.
         group_vars = Path(running.inventory).parent / "group_vars"

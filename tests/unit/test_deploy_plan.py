@@ -56,6 +56,9 @@ class FakeRegistry:
     def load_reference_sample(self, name: str, version: int) -> Any:
         raise ArtifactError(f"{name}/{version} has no reference sample")
 
+    def get_version(self, name: str, version: int) -> Any:
+        return argparse.Namespace(tags={})  # no modelfleet.reference_sample tag
+
 
 @pytest.fixture(autouse=True)
 def signing_key(settings: Settings) -> None:
@@ -332,3 +335,47 @@ def test_already_provisioned_reads_the_ledger(settings: Settings) -> None:
     assert _already_provisioned(settings, ["a", "b"])
     assert not _already_provisioned(settings, ["a", "c"])
     assert not _already_provisioned(settings, [])
+
+
+def test_a_version_with_a_reference_sample_bundles_its_profile(settings: Settings, tmp_path: Path) -> None:
+    import tarfile
+
+    import mlflow.sklearn
+    import pandas as pd
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    from modelfleet.core.drift import ReferenceProfile
+    from modelfleet.core.release_profile import GROUP_COLUMN_TAG
+
+    x = pd.DataFrame({"income": [1.0, 2.0, 3.0, 4.0] * 10, "group": ["a", "b"] * 20})
+    path = tmp_path / "sk"
+    pipe = make_pipeline(ColumnTransformer([("keep", "passthrough", ["income"])]), LogisticRegression())
+    pipe.fit(x, [0, 0, 1, 1] * 10)
+    mlflow.sklearn.save_model(pipe, str(path), input_example=x.head(2), pip_requirements=["scikit-learn"])
+
+    class WithSample(FakeRegistry):
+        def load_reference_sample(self, name: str, version: int) -> Any:
+            return x.assign(label=1)  # a column the model does not take is left out of the profile
+
+        def get_version(self, name: str, version: int) -> Any:
+            return argparse.Namespace(tags={GROUP_COLUMN_TAG: "group", "modelfleet.reference_sample": "r.csv"})
+
+    # first bundled without a sample (as before releases carried profiles): no profile in it
+    before = prepare_release(settings, "plain/4", registry=FakeRegistry(path))  # type: ignore[arg-type]
+    assert verify_bundle(before.bundle, before.public_key).profile is None
+    said: list[str] = []
+    release = prepare_release(settings, "plain/4", registry=WithSample(path), progress=said.append)  # type: ignore[arg-type]
+    assert not release.bundle_cached and any("has no reference profile: rebuilding" in line for line in said)
+    manifest = verify_bundle(release.bundle, release.public_key)
+    assert manifest.profile == "profile.json"
+    with tarfile.open(release.bundle) as tar:
+        member = tar.extractfile("profile.json")
+        assert member is not None
+        profile = ReferenceProfile.from_json(member.read().decode())
+    assert [f.name for f in profile.features] == ["income", "group"] and profile.group_column == "group"
+    assert profile.prediction_reference is not None and sum(profile.prediction_reference) == 40
+    assert any("reference profile: 2 features from 40 reference rows" in line for line in said)
+    again = prepare_release(settings, "plain/4", registry=WithSample(path))  # type: ignore[arg-type]
+    assert again.bundle_cached and again.bundle_sha256 == release.bundle_sha256

@@ -24,14 +24,17 @@ def _frame(n: int = 1000, seed: int = 0) -> pd.DataFrame:
 
 def test_numeric_bins_cover_below_above_and_nan() -> None:
     b = NumericBins.fit(np.arange(101, dtype=float), 10)
-    assert b.edges[0] == 0 and b.edges[-1] == 100 and b.size == 13
+    # 10 equal-mass bins, the outer ones split again at the 1/5/95/99 % quantiles: 14 interior bins
+    assert b.edges[0] == 0 and b.edges[-1] == 100 and b.size == 17
     counts = b.count([-1.0, 0.0, 5.0, 100.0, 101.0, float("nan"), float("inf")])
     labels = b.labels()
     assert counts[0] == 1 and labels[0] == "below"
     assert counts[-2] == 2 and labels[-2] == "above"  # 101 and inf
     assert counts[-1] == 1 and labels[-1] == "nan"
-    assert counts[1] == 2 and counts[-3] == 1  # 0 and 5 in the first bin, 100 in the last (closed) bin
+    assert counts[1] == 1 and counts[3] == 1 and counts[-3] == 1  # 0 in [0,1), 5 in [5,10), 100 in [99,100]
     assert NumericBins.fit(np.array([3.0, 3.0]), 10).count([3.0, 2.0]).tolist() == [1, 1, 0, 0]
+    few = NumericBins.fit(np.array([12.0, 24.0, 36.0, 36.0, 60.0]), 10)  # one bin per distinct value
+    assert few.count([12.0, 24.0, 36.0, 60.0, 61.0]).tolist() == [0, 1, 1, 1, 1, 1, 0]
 
 
 def test_categorical_bins_top_k_other_new_missing() -> None:
@@ -104,3 +107,37 @@ def test_continuous_predictions_get_numeric_bins() -> None:
     df = _frame()
     p = ReferenceProfile.build(df, df["income"].to_numpy() / 1000.0)
     assert isinstance(p.prediction, NumericBins)
+
+
+def test_small_batches_count_exactly_like_large_ones() -> None:
+    df = _frame(400, seed=2)
+    p = ReferenceProfile.build(df, (df["age"] > 40).astype(int).to_numpy(), group_column="group")
+    live = _frame(300, seed=3)
+    live.loc[0, "income"] = np.nan
+    live.loc[1, "income"] = 1e12  # above the reference's range
+    live.loc[2, "job"] = "never-seen"
+    live.loc[3, "job"] = None
+    preds = (live["age"] > 40).astype(int).to_numpy()
+    columns = {k: live[k].to_numpy() for k in live.columns}
+    one, many = DriftCounter(p), DriftCounter(p)
+    one.update(columns, preds)  # one batch of 300 rows: numpy's path
+    for start in range(0, 300, 2):  # 150 batches of 2 rows: the value-by-value path
+        many.update({k: v[start:start + 2] for k, v in columns.items()}, preds[start:start + 2])
+    a, b = one.snapshot(), many.snapshot()
+    assert a["features"] == b["features"] and a["predictions"] == b["predictions"]
+    assert a["predictions_by_group"] == b["predictions_by_group"] and a["rows"] == b["rows"] == 300
+
+
+def test_deferred_batches_count_like_immediate_ones() -> None:
+    df = _frame(400, seed=4)
+    p = ReferenceProfile.build(df, (df["age"] > 40).astype(int).to_numpy(), group_column="group")
+    live = _frame(1300, seed=5)
+    preds = (live["age"] > 40).astype(int).to_numpy()
+    columns = {k: live[k].to_numpy() for k in live.columns}
+    now, later = DriftCounter(p, clock=lambda: 5.0), DriftCounter(p, clock=lambda: 5.0)
+    for start in range(0, 1300, 3):
+        part = {k: v[start:start + 3] for k, v in columns.items()}
+        now.update(part, preds[start:start + 3])
+        later.add(part, preds[start:start + 3])  # counted 512 rows at a time, the rest when read
+    assert later._pending_rows < 512 and later._pending  # some are still waiting ...
+    assert later.snapshot() == now.snapshot()  # ... and reading the counts counts them first

@@ -116,6 +116,13 @@ def test_slo_breach_and_unavailable() -> None:
     assert down.state == "unavailable" and down.reason == "loading"
 
 
+def test_one_slow_probe_is_not_an_slo_breach() -> None:
+    agent = FakeAgent()
+    agent.add("10.0.0.1", latencies=[0.024], requests=1)  # the deploy gate's probe, the only request so far
+    (row,) = _prober(agent, [1010.0]).probe_sync([_node(1)])
+    assert row.state == "ok" and row.slo_breaches == () and row.p95_ms == pytest.approx(24.0, rel=0.01)
+
+
 def test_unreachable_then_stale_keeps_last_known_values() -> None:
     agent = FakeAgent()
     agent.add("10.0.0.1")

@@ -66,3 +66,46 @@ def test_bucket_count_is_bounded() -> None:
     s.add_many(np.logspace(-8, 3, 100_000))
     assert len(s.to_dict()["counts"]) <= 64
     assert abs(s.quantile(0.99) / np.quantile(np.logspace(-8, 3, 100_000), 0.99) - 1) < 0.01
+
+
+def test_share_over_budget_from_the_histogram() -> None:
+    from modelfleet.core.latency import LATENCY_BOUNDS, share_over
+
+    counts = [0] * (len(LATENCY_BOUNDS) + 1)
+    counts[LATENCY_BOUNDS.index(0.01)] = 90  # (0.0075, 0.01]
+    counts[LATENCY_BOUNDS.index(0.075)] = 10  # (0.05, 0.075]
+    assert share_over(counts, 0.05) == pytest.approx(0.10)  # a bound: exact
+    assert share_over(counts, 0.0625) == pytest.approx(0.05)  # half of the (0.05, 0.075] bucket
+    counts[-1] = 100  # +Inf
+    assert share_over(counts, 10.0) == pytest.approx(0.5)
+    assert share_over([0] * len(counts), 0.05) is None
+
+
+def test_latency_verdict_needs_enough_requests() -> None:
+    from modelfleet.core.latency import LATENCY_BOUNDS, latency_verdict
+
+    budgets = {"p50": 20.0, "p95": 50.0, "p99": 100.0}
+    one = [0] * (len(LATENCY_BOUNDS) + 1)
+    one[LATENCY_BOUNDS.index(0.025)] = 1  # a single 24 ms probe: no verdict, not a breach
+    sketch = LatencySketch()
+    sketch.add(0.024)
+    v = latency_verdict(one, sketch, budgets, min_requests=50)
+    assert v.verdict == "INSUFFICIENT_DATA" and v.breaches == () and v.p95_ms == pytest.approx(24, rel=0.01)
+    many = [0] * (len(LATENCY_BOUNDS) + 1)
+    many[LATENCY_BOUNDS.index(0.01)] = 93
+    many[LATENCY_BOUNDS.index(0.075)] = 7  # 7 % slower than 50 ms: p95 over budget, p99 not (none over 100)
+    v = latency_verdict(many, None, budgets, min_requests=50)
+    assert v.verdict == "SLO_BREACH" and v.breaches == ("p95",) and v.over["p99"] == 0.0
+    many[LATENCY_BOUNDS.index(0.075)] = 5  # exactly 5 %: within budget
+    many[LATENCY_BOUNDS.index(0.01)] = 95
+    assert latency_verdict(many, None, budgets, min_requests=50).verdict == "OK"
+
+
+def test_minus_is_the_window_between_two_states() -> None:
+    a = LatencySketch()
+    a.add_many([0.01] * 10)
+    b = a.copy()
+    b.add_many([0.05] * 5)
+    d = b.minus(a)
+    assert d is not None and d.count == 5 and d.quantile(0.5) == pytest.approx(0.05, rel=0.01)
+    assert a.minus(b) is None  # not a prefix: counters reset

@@ -34,6 +34,7 @@ COMMAND_MODULES = (
     "identity",
     "describe",
     "completion",
+    "monitoring",
     "console_cmd",
 )
 
@@ -50,6 +51,8 @@ examples:
   modelfleet infra plan --env local    Terraform: plan, then `infra apply --env local`
   modelfleet describe node edge-cpu-01
   modelfleet describe model credit-risk@champion
+  modelfleet status                  latency, errors and drift per model version
+  modelfleet drift credit-risk       drift per feature and group
 
 configuration: modelfleet.toml (nearest upwards, or MODELFLEET_CONFIG) with MODELFLEET_<SECTION>_<KEY>
 environment overrides. Exit codes: 0 ok, 1 a check failed, 2 usage or configuration error.

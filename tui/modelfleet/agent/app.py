@@ -24,24 +24,20 @@ import hmac
 import json
 import logging
 import signal
-import threading
 import time
-from collections import Counter as TallyCounter
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from modelfleet.agent.config import AgentConfig, read_token
-from modelfleet.agent.metrics import AgentMetrics
+from modelfleet.agent.metrics import AgentMetrics, ServedCollector
 from modelfleet.agent.release import Release, load_release, warm_and_probe
-from modelfleet.agent.scoring import BadRequest, Parsed, build_frame, to_jsonable
+from modelfleet.agent.scoring import BadRequest, Parsed, batch_columns, build_frame, to_jsonable
+from modelfleet.agent.served import Served
 from modelfleet.core.drift import DriftCounter
 from modelfleet.core.errors import BundleError, CheckFailed, ConfigError
-from modelfleet.core.latency import LatencySketch
 
 log = logging.getLogger("modelfleet.agent")
 
@@ -53,8 +49,6 @@ JSON = b"application/json"
 TEXT = b"text/plain; charset=utf-8"
 PROMETHEUS = b"text/plain; version=0.0.4; charset=utf-8"
 BIG_BODY = 256 * 1024
-MAX_GROUPS = 64
-MAX_CLASSES = 128
 
 
 class _Timeout(Exception):
@@ -66,85 +60,22 @@ class _Disconnected(Exception):
 
 
 @dataclass
-class Served:
-    """One loaded version and its window of statistics (reset when the version changes)."""
-
-    release: Release
-    group_column: str | None
-    drift: DriftCounter | None
-    window_start: float = field(default_factory=time.time)
-    latency: LatencySketch = field(default_factory=LatencySketch)
-    requests: int = 0
-    errors: int = 0
-    rows: int = 0
-    classes: dict[str, int] = field(default_factory=dict)
-    by_group: dict[str, dict[str, int]] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    version_header: bytes = b""
-
-    def __post_init__(self) -> None:
-        self.version_header = self.release.version.encode("latin-1", "replace")
-
-    def record(self, frame: Any, preds: Any, metrics: AgentMetrics) -> None:
-        """Count one predicted batch (called from the predict thread)."""
-        n = len(frame)
-        arr = np.asarray(preds)
-        flat = arr.reshape(arr.shape[0], -1)[:, 0] if arr.ndim > 1 else arr
-        discrete = flat.dtype.kind in "biuUSO" or (self.release.classes is not None)
-        version = self.release.version
-        groups: list[Any] | None = None
-        if self.group_column and hasattr(frame, "columns") and self.group_column in frame.columns:
-            groups = frame[self.group_column].tolist()
-        with self.lock:
-            self.rows += n
-            if self.drift is not None:
-                self.drift.update(frame, flat)
-            if not discrete or flat.shape[0] != n:
-                return
-            values = flat.tolist()
-            tally = TallyCounter(values)
-            for cls, count in tally.items():
-                key = str(cls)
-                if key not in self.classes and len(self.classes) >= MAX_CLASSES:
-                    key = "other"
-                self.classes[key] = self.classes.get(key, 0) + count
-                metrics.predictions.labels(version, metrics.class_label(cls)).inc(count)
-            if groups is not None:
-                for (g, cls), count in TallyCounter(zip(groups, values, strict=True)).items():
-                    gk = str(g)
-                    if gk not in self.by_group and len(self.by_group) >= MAX_GROUPS:
-                        gk = "other"
-                    per = self.by_group.setdefault(gk, {})
-                    ck = str(cls)
-                    if ck not in per and len(per) >= MAX_CLASSES:
-                        ck = "other"
-                    per[ck] = per.get(ck, 0) + count
-                    metrics.by_group.labels(version, metrics.group_label(g), metrics.class_label(cls)).inc(count)
-
-    def stats(self) -> dict[str, Any]:
-        r = self.release
-        with self.lock:
-            out: dict[str, Any] = {
-                "model": r.name, "version": r.version, "digest": r.digest,
-                "window_start": self.window_start,
-                "window_start_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.window_start)),
-                "requests": self.requests, "errors": self.errors, "rows": self.rows,
-                "latency": {"unit": "seconds", **self.latency.quantiles(), "sketch": self.latency.to_dict()},
-                "predictions": {"classes": dict(self.classes), "group_column": self.group_column,
-                                "by_group": {g: dict(c) for g, c in self.by_group.items()}},
-            }
-            if self.drift is not None:
-                out["drift"] = {"available": True, "reason": None, "counts": self.drift.snapshot()}
-            else:
-                out["drift"] = {"available": False, "reason": r.profile_error or "no reference profile"}
-        return out
-
-
-@dataclass
 class _Item:
     served: Served
     parsed: Parsed
     future: asyncio.Future[list[Any]]
+
+
+def _query_seconds(scope: Scope, key: bytes) -> float | None:
+    """``key=<number>`` from the query string; None when absent, NaN when not a number."""
+    for part in (scope.get("query_string") or b"").split(b"&"):
+        name, _, value = part.partition(b"=")
+        if name == key:
+            try:
+                return float(value)
+            except ValueError:
+                return float("nan")
+    return None
 
 
 def _header(scope: Scope, name: bytes) -> bytes | None:
@@ -162,6 +93,7 @@ class Agent:
         self.release_path = release_path or config.current
         self.metrics = AgentMetrics()
         self.active: Served | None = None
+        self.metrics.registry.register(ServedCollector(lambda: self.active))
         self.not_ready_reason = "starting: the model is loading"
         self.draining = False
         self.started = time.time()
@@ -265,7 +197,8 @@ class Agent:
             group_column = (release.profile.group_column if release.profile is not None else None) \
                 or self.cfg.group_column
             drift = DriftCounter(release.profile) if release.profile is not None else None
-            self.active = Served(release=release, group_column=group_column, drift=drift)  # the atomic swap
+            self.active = Served(release=release, group_column=group_column, drift=drift,  # the atomic swap
+                                 snapshot_interval_s=self.cfg.snapshot_interval_s, snapshots=self.cfg.snapshots)
             if old is not None and gc.get_freeze_count():
                 # serve() froze what the startup load allocated, the first release included: thaw it, or what
                 # of that release sits in reference cycles would outlive it for good
@@ -303,6 +236,8 @@ class Agent:
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(0.25)
+            if self.active is not None:
+                self.active.tick()
             now = loop.time()
             for task, deadline in list(self._reading.items()):
                 if deadline <= now and task not in self._timed_out:
@@ -351,7 +286,8 @@ class Agent:
         served = items[idxs[0]].served
         parts = [items[i].parsed for i in idxs]
         try:
-            frame = build_frame(parts)
+            columns = batch_columns(parts)
+            frame = build_frame(parts, columns)
             preds = served.release.model.predict(frame)
             rows = to_jsonable(preds)
             if len(rows) != sum(p.n_rows for p in parts):
@@ -371,7 +307,7 @@ class Agent:
         self.metrics.batches.inc()
         self.metrics.rows.inc(off)
         try:
-            served.record(frame, preds, self.metrics)
+            served.record(frame, preds, self.metrics, columns)
         except Exception:  # statistics must never fail a request
             log.exception("counting predictions failed")
 
@@ -425,7 +361,7 @@ class Agent:
         route = _ROUTES.get(path)
         if route is None:
             await self._error(send, "other", 404, f"no such endpoint {path[:80]!r}; see /health, /invocations, "
-                              "/metrics, /stats, /version")
+                              "/metrics, /stats, /profile, /version")
             return
         want, handler = route
         if method != want and not (want == "GET" and method == "HEAD"):
@@ -533,8 +469,7 @@ class Agent:
         out = json.dumps({"predictions": preds}).encode()
         await self._respond(send, 200, out, JSON, vh)
         dt = loop.time() - t0
-        served.requests += 1
-        served.latency.add(dt)
+        served.observe(dt)
         self.metrics.observe_request("invocations", 200, dt)
 
     # -- simple endpoints -----------------------------------------------------------------------------------
@@ -585,11 +520,27 @@ class Agent:
             await self._respond(send, 503, json.dumps({"status": "unavailable",
                                                        "reason": self.not_ready_reason}).encode())
             return
-        body = s.stats()
+        window = _query_seconds(scope, b"window")
+        if window is not None and not window >= 0:
+            await self._error(send, "stats", 400, "window must be a number of seconds >= 0, e.g. /stats?window=900")
+            return
+        body = s.stats(window)
         body["uptime_s"] = round(time.time() - self.started, 3)
         body["draining"] = self.draining
         self.metrics.observe_request("stats", 200)
         await self._respond(send, 200, json.dumps(body).encode(), JSON, [(b"x-model-version", s.version_header)])
+
+    async def _profile(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The release's reference profile (profile.json as deployed): the bins ``/stats`` counts on."""
+        s = self.active
+        if s is None or s.release.profile is None:
+            reason = self.not_ready_reason if s is None else (s.release.profile_error or "no reference profile")
+            await self._error(send, "profile", 404 if s is not None else 503, reason)
+            return
+        body = s.profile_json()
+        self.metrics.observe_request("profile", 200)
+        await self._respond(send, 200, body, JSON, [(b"x-model-version", s.version_header),
+                                                    (b"x-profile-sha256", (s.profile_sha256 or "").encode())])
 
     async def _admin(self, scope: Scope, send: Send, endpoint: str) -> bool:
         if self.admin_token is None:
@@ -636,6 +587,7 @@ _ROUTES: dict[str, tuple[str, Callable[..., Awaitable[None]]]] = {
     "/version": ("GET", Agent._version),
     "/metrics": ("GET", Agent._metrics),
     "/stats": ("GET", Agent._stats),
+    "/profile": ("GET", Agent._profile),
     "/admin/reload": ("POST", Agent._admin_reload),
     "/admin/drain": ("POST", Agent._admin_drain),
     "/admin/resume": ("POST", Agent._admin_resume),

@@ -27,6 +27,10 @@
     path = "/opt/modelfleet/log/agent-credit-risk.log"   # optional; stderr when absent
     level = "INFO"
 
+    [stats]
+    snapshot_interval_s = 60.0    # the agent keeps a snapshot of its counters this often ...
+    snapshots = 60                # ... this many of them: GET /stats?window=SECONDS returns one as "base"
+
 Token files hold the token on one line; they are re-read on every reload so tokens can be rotated with a SIGHUP.
 """
 
@@ -60,6 +64,8 @@ class AgentConfig:
     request_timeout_s: float = 10.0
     log_path: Path | None = None
     log_level: str = "INFO"
+    snapshot_interval_s: float = 60.0
+    snapshots: int = 60
     source: str = "<defaults>"
 
     def validate(self) -> None:
@@ -81,6 +87,8 @@ class AgentConfig:
                 raise ConfigError(f"{where}: {key} must be positive (got {value})")
         if self.request_timeout_s <= 0:
             raise ConfigError(f"{where}: [limits] request_timeout_s must be positive")
+        if self.snapshot_interval_s <= 0 or self.snapshots < 1:
+            raise ConfigError(f"{where}: [stats] snapshot_interval_s must be positive and snapshots at least 1")
 
 
 def _get(table: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
@@ -105,7 +113,7 @@ def load_config(path: Path) -> AgentConfig:
         raise ConfigError(f"agent config {path} cannot be read: {exc}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"agent config {path} is not valid TOML: {exc}") from exc
-    known = {"server", "model", "auth", "limits", "log"}
+    known = {"server", "model", "auth", "limits", "log", "stats"}
     unknown = set(data) - known
     if unknown:
         raise ConfigError(f"{path}: unknown section(s) {sorted(unknown)}; known: {sorted(known)}")
@@ -116,6 +124,7 @@ def load_config(path: Path) -> AgentConfig:
     auth = data.get("auth", {})
     limits = data.get("limits", {})
     log = data.get("log", {})
+    stats = data.get("stats", {})
 
     def p(v: str | None) -> Path | None:
         return None if not v else (base / v if not Path(v).is_absolute() else Path(v))
@@ -149,6 +158,11 @@ def load_config(path: Path) -> AgentConfig:
     w = f"{path} [log]"
     cfg.log_path = p(_get(log, "path", str, w))
     cfg.log_level = (_get(log, "level", str, w) or "INFO").upper()
+    w = f"{path} [stats]"
+    if (v := _get(stats, "snapshot_interval_s", (int, float), w)) is not None:
+        cfg.snapshot_interval_s = float(v)
+    if (v := _get(stats, "snapshots", int, w)) is not None:
+        cfg.snapshots = v
     cfg.validate()
     return cfg
 

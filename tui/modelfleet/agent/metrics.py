@@ -6,6 +6,21 @@ class}``, ``predictions_by_group_total{version,group,class}``, ``model_info{mode
 ``ready``, ``draining``, ``reloads_total{outcome}``, ``process_*`` and ``host_*`` (psutil) and, when an NVIDIA
 GPU is present, ``gpu_memory_used_bytes{gpu}``, ``gpu_memory_total_bytes{gpu}``, ``gpu_utilization_ratio{gpu}``.
 Label values of classes and groups are bounded (``MAX_LABELS``; the rest is ``other``).
+
+The counters of the version being served (one epoch: they restart at zero on every reload or restart, which
+Prometheus' ``increase()`` handles as a counter reset) come from :class:`ServedCollector`, read at scrape time
+(nothing per request), every family labelled ``{model, version}``:
+
+- ``counter_start_time_seconds`` (gauge): when these counters started;
+- ``scored_requests_total``, ``scoring_errors_total``, ``scored_rows_total``;
+- ``scoring_latency_seconds`` (histogram, bounds ``core.latency.LATENCY_BOUNDS``);
+- ``drift_rows_total{feature, bin, label}``: live rows per reference bin (``bin`` is the bin's index in the
+  profile, ``label`` its range or category, e.g. ``[0.12,0.5)``, ``car``, ``new``);
+- ``drift_predictions_total{bin, label}`` and ``drift_group_predictions_total{group, bin, label}``: predictions
+  per prediction bin, overall and per group bin of the profile's group column;
+- ``profile_info{profile_sha256}`` (gauge 1): which reference profile the counts are on;
+- ``latency_regression`` (gauge: 1 while the node's latency detector says ``regressed``) and
+  ``latency_regression_alarms_total``.
 """
 
 from __future__ import annotations
@@ -14,18 +29,22 @@ import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import psutil
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
+
+from modelfleet.core.latency import LATENCY_BOUNDS
+
+if TYPE_CHECKING:  # pragma: no cover
+    from modelfleet.agent.served import Served
 
 PREFIX = "modelfleet_agent"
 MAX_LABELS = 128
-LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5,
-                   1.0, 2.5, 5.0, 10.0)
+LATENCY_BUCKETS = LATENCY_BOUNDS
 
 
 class ResourceCollector(Collector):
@@ -118,6 +137,81 @@ class ResourceCollector(Collector):
             yield used
             yield total
             yield util
+
+
+class ServedCollector(Collector):
+    """The served version's counters as Prometheus families (see the module docstring), read at scrape time."""
+
+    def __init__(self, active: Callable[[], Served | None]) -> None:
+        self._active = active
+
+    def collect(self) -> Iterator[Any]:
+        s = self._active()
+        if s is None:
+            return
+        r = s.release
+        base = ["model", "version"]
+        key = [r.name, r.version]
+        with s.lock:
+            requests, errors, rows = s.requests, s.errors, s.rows
+            histogram = list(s.histogram)
+            total = s.latency.sum
+            counts = s.drift.snapshot() if s.drift is not None else None
+        start = GaugeMetricFamily(f"{PREFIX}_counter_start_time_seconds",
+                                  "Unix time the counters of the served version started (reload or restart)",
+                                  labels=base)
+        start.add_metric(key, s.window_start)
+        yield start
+        for name, doc, value in (("scored_requests", "Scoring requests answered", requests),
+                                 ("scoring_errors", "Scoring requests refused (4xx/5xx)", errors),
+                                 ("scored_rows", "Rows scored", rows)):
+            fam = CounterMetricFamily(f"{PREFIX}_{name}", doc, labels=base)
+            fam.add_metric(key, value, created=s.window_start)
+            yield fam
+        cumulative = []
+        running = 0
+        for bound, count in zip((*LATENCY_BOUNDS, float("inf")), histogram, strict=True):
+            running += count
+            cumulative.append(("+Inf" if bound == float("inf") else repr(bound), running))
+        hist = HistogramMetricFamily(f"{PREFIX}_scoring_latency_seconds", "Scoring latency of the served version",
+                                     labels=base)
+        hist.add_metric(key, cumulative, total)
+        yield hist
+        reg = GaugeMetricFamily(f"{PREFIX}_latency_regression", "1 while the latency detector says regressed",
+                                labels=base)
+        reg.add_metric(key, 1.0 if s.regression.state == "regressed" else 0.0)
+        yield reg
+        alarms = CounterMetricFamily(f"{PREFIX}_latency_regression_alarms", "Latency regressions detected",
+                                     labels=base)
+        alarms.add_metric(key, s.regression.alarms)
+        yield alarms
+        if counts is None:
+            return
+        info = GaugeMetricFamily(f"{PREFIX}_profile_info", "The reference profile the drift counts are on",
+                                 labels=[*base, "profile_sha256"])
+        info.add_metric([*key, s.profile_sha256 or ""], 1.0)
+        yield info
+        fam = CounterMetricFamily(f"{PREFIX}_drift_rows", "Live rows per reference bin",
+                                  labels=[*base, "feature", "bin", "label"])
+        for feature, data in counts["features"].items():
+            for i, (label, value) in enumerate(zip(data["bins"], data["counts"], strict=True)):
+                fam.add_metric([*key, feature, str(i), label], value)
+        yield fam
+        pred = counts.get("predictions")
+        if pred is None:
+            return
+        fam = CounterMetricFamily(f"{PREFIX}_drift_predictions", "Predictions per prediction bin",
+                                  labels=[*base, "bin", "label"])
+        for i, (label, value) in enumerate(zip(pred["bins"], pred["counts"], strict=True)):
+            fam.add_metric([*key, str(i), label], value)
+        yield fam
+        groups = (counts.get("predictions_by_group") or {}).get("groups") or {}
+        fam = CounterMetricFamily(f"{PREFIX}_drift_group_predictions", "Predictions per group and prediction bin",
+                                  labels=[*base, "group", "bin", "label"])
+        for group, values in groups.items():
+            for i, (label, value) in enumerate(zip(pred["bins"], values, strict=True)):
+                fam.add_metric([*key, group, str(i), label], value)
+        yield fam
 
 
 class BoundedLabels:

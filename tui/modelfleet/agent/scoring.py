@@ -325,17 +325,24 @@ def _enforce(columns: dict[str, list[Any]], schema: list[ColumnSpec]) -> Parsed:
     return Parsed(n_rows=n, columns=out)
 
 
-def build_frame(parts: list[Parsed]) -> Any:
-    """One model input for a batch of requests with equal keys: a DataFrame, or a 2-D array for bare rows."""
+def batch_columns(parts: list[Parsed]) -> dict[str, np.ndarray] | None:
+    """The typed columns of a batch of requests with equal keys (None for bare rows)."""
     first = parts[0]
-    if first.columns is not None:
+    if first.columns is None:
+        return None
+    if len(parts) == 1:
+        return first.columns
+    return {k: np.concatenate([p.columns[k] for p in parts if p.columns is not None]) for k in first.columns}
+
+
+def build_frame(parts: list[Parsed], columns: dict[str, np.ndarray] | None = None) -> Any:
+    """One model input for a batch of requests with equal keys: a DataFrame, or a 2-D array for bare rows.
+
+    ``columns``: the batch's :func:`batch_columns` when the caller has them already."""
+    cols = columns if columns is not None else batch_columns(parts)
+    if cols is not None:
         import pandas as pd
 
-        if len(parts) == 1:
-            cols = first.columns
-        else:
-            cols = {k: np.concatenate([p.columns[k] for p in parts if p.columns is not None])
-                    for k in first.columns}
         return pd.DataFrame(cols, copy=False)
     rows: list[list[Any]] = []
     for p in parts:

@@ -132,6 +132,28 @@ class GovernanceSettings:
 
 
 @dataclass(frozen=True)
+class MonitorSettings:
+    """Drift and latency monitoring (docs/monitoring.md); per-model and per-feature overrides go in
+    ``policy_file`` or in ``[monitor.models.<model>]`` tables here (same keys, see core/monitor_policy.py)."""
+
+    source: str = "agents"  # agents (scrape /stats directly) | prometheus (its HTTP API)
+    prometheus_url: str = "http://127.0.0.1:9090"
+    window: str = "15m"
+    alpha: float = 0.005
+    min_rows: int = 30
+    dataset_drift_share: float = 0.5
+    min_group_rows: int = 30
+    min_rate_shift: float = 0.05
+    min_requests: int = 50
+    policy_file: Path = Path("policy/monitoring.yaml")
+    webhook_url: str = ""
+    action: str = "notify"
+    cooldown: str = "1h"
+    interval_s: float = 30.0
+    models: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Settings:
     project_dir: Path
     source: str
@@ -152,6 +174,7 @@ class Settings:
     def origin_of(self, key: str) -> str:
         """Where ``section.key`` was set: ``MODELFLEET_...``, the config file's path, or ``embedded defaults``."""
         return self.origins.get(key, DEFAULTS_ORIGIN)
+    monitor: MonitorSettings = field(default_factory=MonitorSettings)
 
     @property
     def state_dir(self) -> Path:
@@ -173,6 +196,7 @@ SECTIONS: dict[str, type] = {
     "artifacts": ArtifactsSettings,
     "console": ConsoleSettings,
     "governance": GovernanceSettings,
+    "monitor": MonitorSettings,
 }
 
 # Positive-number keys: a zero or negative value is refused.
@@ -181,6 +205,8 @@ _POSITIVE = {
     "fleet.probe_concurrency", "sim.ssh_port", "deploy.keep_releases", "console.refresh_s",
     "console.slo_p50_ms", "console.slo_p95_ms", "console.slo_p99_ms", "console.stale_after_s",
     "infra.cancel_grace_s", "artifacts.presign_expires_s",
+    "monitor.alpha", "monitor.min_rows", "monitor.dataset_drift_share", "monitor.min_group_rows",
+    "monitor.min_rate_shift", "monitor.min_requests", "monitor.interval_s",
 }
 _PORTS = {"fleet.agent_port", "sim.ssh_port"}
 
@@ -210,6 +236,10 @@ def _coerce(key: str, raw: Any, default: Any, origin: str) -> Any:
     def bad(allowed: str) -> ConfigError:
         return ConfigError(f"{origin}: {key} = {raw!r} is not valid; expected {allowed}", hint=_fix(key, origin))
 
+    if key == "monitor.models":  # per-model tables, checked by core/monitor_policy.py
+        if not isinstance(raw, dict) or not all(isinstance(v, dict) for v in raw.values()):
+            raise bad("tables [monitor.models.<model>] with the keys of a model policy")
+        return dict(raw)
     if isinstance(default, dict):
         if isinstance(raw, str):  # environment form: "fleet=f2;filter=slash,ctrl+f"
             pairs = [p.split("=", 1) for p in raw.split(";") if p.strip()]
@@ -357,6 +387,21 @@ def _check_cross_field(sections: dict[str, Any], origins: Mapping[str, str]) -> 
     where = origin("deploy.waves")
     parse_waves(deploy.waves, origin=f"{where}: deploy.waves",
                 hint=_fix("deploy.waves", where, 'waves look like "1,25%,100%"'))
+    monitor: MonitorSettings = sections["monitor"]
+    if monitor.source not in ("agents", "prometheus"):
+        where = origin("monitor.source")
+        raise ConfigError(f"{where}: monitor.source = {monitor.source!r} must be agents or prometheus",
+                          hint=_fix("monitor.source", where, 'source = "agents" (scrape the agents) or "prometheus"'))
+    for key in ("window", "cooldown"):
+        parse_duration(getattr(monitor, key), origin=f"{origin('monitor.' + key)}: monitor.{key}")
+    for key in ("alpha", "dataset_drift_share", "min_rate_shift"):
+        if not 0 < getattr(monitor, key) < 1:
+            where = origin(f"monitor.{key}")
+            raise ConfigError(f"{where}: monitor.{key} = {getattr(monitor, key)} must be between 0 and 1",
+                              hint=_fix(f"monitor.{key}", where, "a fraction such as 0.05"))
+    from modelfleet.core.monitor_policy import check_models
+
+    check_models(monitor.models, origin=f"{origin('monitor.models')}: [monitor.models]")
     prefix = sections["sim"].address_prefix.split(".")
     if len(prefix) != 3 or prefix[0] != "127" or not all(p.isdigit() and 0 <= int(p) <= 255 for p in prefix):
         where = origin("sim.address_prefix")
@@ -426,3 +471,24 @@ def unknown_variables(env: Mapping[str, str] | None = None) -> list[UnknownVaria
                                           cutoff=0.75)
         out.append(UnknownVariable(name, ENV_PREFIX + close[0] if close else None))
     return out
+
+
+_DURATION_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(text: str | float, *, origin: str = "duration") -> float:
+    """Seconds from ``"90s"``, ``"15m"``, ``"1h"``, ``"2d"`` or a bare number of seconds; ConfigError otherwise."""
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        value = float(text)
+    else:
+        raw = str(text).strip().lower()
+        unit = _DURATION_UNITS.get(raw[-1:]) if raw else None
+        number = raw[:-1] if unit is not None else raw
+        try:
+            value = float(number) * (unit or 1.0)
+        except ValueError:
+            value = -1.0
+    if not value > 0 or value != value or value == float("inf"):
+        raise ConfigError(f"{origin}: {text!r} is not a duration",
+                          hint="write a positive number with s, m, h or d, e.g. 15m or 1h")
+    return value

@@ -106,6 +106,7 @@ def prepare_release(
     so; one built without a probe is rebuilt when a probe can now be made."""
     from modelfleet.core.bundle import build_bundle, find_cached_bundle
     from modelfleet.core.registry import Registry
+    from modelfleet.core.release_profile import has_reference_sample, reference_profile
     from modelfleet.core.signing import key_paths
 
     say = progress or quiet
@@ -130,6 +131,11 @@ def prepare_release(
     if damaged:
         say(f"WARNING: {damaged}: rebuilding it")
         warnings.append(f"{damaged}; rebuilt")
+    if bundle is not None and bundle.manifest.profile is None and has_reference_sample(registry, pinned):
+        # built before releases carried their reference profile: the agents would count nothing
+        say(f"the cached bundle {bundle.path.name} has no reference profile: rebuilding it")
+        bundle = None
+    profile_warnings: list[str] = []
     probe: dict[str, Any] | None = bundle.manifest.probe if bundle is not None else None
     source = str(probe.get("source") or "cached") if probe else "none"
     if probe is None:
@@ -144,16 +150,18 @@ def prepare_release(
         if bundle is not None and probe is not None:
             say(f"the cached bundle {bundle.path.name} has no probe and one can be made now: rebuilding it")
         if bundle is None or probe is not None:
+            profile, profile_warnings = reference_profile(registry, pinned, say, thresholds=thresholds)
             bundle = build_bundle(
                 model=pinned.name, version=pinned.version, digest=pinned.digest, artifact_dir=pinned.path,
                 state_dir=settings.state_dir, private_key=key,
                 probe_request=probe["request"] if probe else None,
                 probe_expected=probe["expected"] if probe else None, probe_source=source if probe else None,
-                thresholds=thresholds, force=True,
+                thresholds=thresholds, profile=profile, force=True,
             )
     assert bundle is not None
     if probe is None:
         warnings.append(NO_PROBE_WARNING.format(ref=text, model=pinned.name, version=pinned.version))
+    warnings.extend(profile_warnings)
     say(f"bundle {bundle.path.name} sha256 {bundle.sha256[:12]}" + (" (cached)" if bundle.cached else " (built)"))
     for warning in warnings:
         if not warning.endswith("; rebuilt"):

@@ -33,6 +33,7 @@ from __future__ import annotations
 EXIT_OK = 0
 EXIT_CHECK_FAILED = 1
 EXIT_USAGE = 2
+EXIT_UNDECIDED = 3  # a check ran but had too little data to decide (drift: INSUFFICIENT_DATA)
 
 
 class ModelfleetError(Exception):

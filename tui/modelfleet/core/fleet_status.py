@@ -14,8 +14,9 @@ What a row holds and where it comes from:
 
 * model, version, digest, health: ``/health`` (503 -> ``unavailable`` with the agent's reason);
 * p50/p95/p99: the latency sketch in ``/stats`` decoded with :mod:`modelfleet.core.latency`, compared with the
-  SLO from ``[console]``; ``history`` keeps the p95 of each interval between probes (the previous sketch's bins
-  subtracted from the current one), bounded;
+  SLO from ``[console]`` once the agent has answered ``monitor.min_requests`` requests (fewer: no SLO state);
+  ``history`` keeps the p95 of each interval between probes (the previous sketch's bins subtracted from the
+  current one), bounded;
 * error rate and requests/s: ``/stats`` counters, as a rate between two probes (first probe: since the agent's
   window start);
 * cpu and memory: ``/metrics`` (agent process CPU seconds as a rate, resident memory, host memory);
@@ -211,30 +212,10 @@ def sketch_delta(current: LatencySketch, previous: LatencySketch | None) -> Late
     When ``previous`` is None, or is not a prefix of ``current`` (the agent restarted or reset its window),
     ``current`` is returned unchanged.
     """
-    if previous is None or previous.count > current.count:
+    if previous is None:
         return current
-    out = LatencySketch(current.relative_accuracy, current.max_buckets, current.min_value)
-    cur = current.to_dict()
-    prev = previous.to_dict()
-    bins = {cur["offset"] + i: c for i, c in enumerate(cur["counts"]) if c}
-    for i, c in enumerate(prev["counts"]):
-        if c:
-            k = prev["offset"] + i
-            left = bins.get(k, 0) - c
-            if left < 0:
-                return current
-            bins[k] = left
-    keys = sorted(k for k, c in bins.items() if c)
-    out.count = current.count - previous.count
-    out.zero_count = max(0, current.zero_count - previous.zero_count)
-    out.sum = max(0.0, current.sum - previous.sum)
-    if out.count <= 0:
-        return out
-    out.min = current.min
-    out.max = current.max
-    for k in keys:
-        out._bins[k] = bins[k]
-    return out
+    delta = current.minus(previous)
+    return current if delta is None else delta
 
 
 def _ms(value: float | None) -> float | None:
@@ -256,6 +237,7 @@ class FleetProber:
         *,
         slo: Slo | None = None,
         stale_after_s: float = 30.0,
+        min_requests: int = 50,
         timeout_s: float = 2.0,
         concurrency: int = 32,
         clock: Callable[[], float] = time.time,
@@ -269,6 +251,7 @@ class FleetProber:
         self.clock = clock
         self.transport = transport
         self.history_len = history_len
+        self.min_requests = min_requests
         self._tls: Any = None
         self._memory: dict[str, _NodeMemory] = {}
         self._lock = threading.Lock()
@@ -277,6 +260,7 @@ class FleetProber:
     def from_settings(cls, settings: Settings, **kwargs: Any) -> FleetProber:
         c = settings.console
         return cls(slo=Slo(c.slo_p50_ms, c.slo_p95_ms, c.slo_p99_ms), stale_after_s=c.stale_after_s,
+                   min_requests=settings.monitor.min_requests,
                    timeout_s=settings.fleet.probe_timeout_s, concurrency=settings.fleet.probe_concurrency, **kwargs)
 
     def _mem(self, name: str) -> _NodeMemory:
@@ -335,7 +319,7 @@ class FleetProber:
                 stats_r = await client.get(f"{base}/stats")
                 metrics_r = await client.get(f"{base}/metrics")
         except (httpx.TimeoutException, httpx.TransportError) as exc:
-            return self._unreachable(node, now, _reason(exc))
+            return self._unreachable(node, now, http_failure_reason(exc))
         try:
             health = health_r.json()
         except ValueError:
@@ -441,8 +425,10 @@ class FleetProber:
         if total and avail is not None:
             fields["host_mem_ratio"] = 1.0 - avail / total
 
-        breaches = tuple(q for q in ("p50", "p95", "p99")
-                         if fields.get(f"{q}_ms") is not None and fields[f"{q}_ms"] > self.slo.budget(q))
+        # an SLO verdict needs enough requests: one 24 ms probe is not a breach (core/latency.py, min_requests)
+        enough = (fields.get("requests") or 0) >= self.min_requests
+        breaches = tuple(q for q in ("p50", "p95", "p99") if enough
+                         and fields.get(f"{q}_ms") is not None and fields[f"{q}_ms"] > self.slo.budget(q))
         if breaches and state == "ok":
             state, reason = "slo", "over SLO: " + ", ".join(
                 f"{q} {fields[f'{q}_ms']:.1f} > {self.slo.budget(q):g} ms" for q in breaches)
@@ -454,7 +440,8 @@ class FleetProber:
         return status
 
 
-def _reason(exc: BaseException) -> str:
+def http_failure_reason(exc: BaseException) -> str:
+    """One line for an httpx failure: 'timed out', 'connection refused' or the error's first line."""
     import httpx
 
     if isinstance(exc, httpx.TimeoutException):

@@ -18,11 +18,18 @@ Values are seconds by convention (any positive unit works). Values <= ``min_valu
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
 
 FORMAT = "ddsketch/1"
+# Upper bounds (seconds) of the scoring-latency histogram every agent keeps, in /stats and on /metrics (plus
+# +Inf). The default SLO budgets (20, 50, 100 ms) are bounds, so SLO verdicts from the histogram are exact.
+LATENCY_BOUNDS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.025, 0.03, 0.04, 0.05, 0.075,
+                  0.1, 0.15, 0.2, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
 class LatencySketch:
@@ -116,6 +123,31 @@ class LatencySketch:
         while len(self._bins) > self.max_buckets:
             self._collapse()
 
+    def minus(self, previous: LatencySketch | None) -> LatencySketch | None:
+        """The observations added since ``previous`` (an earlier state of these same counters): bins subtracted.
+
+        None when ``previous`` is not a prefix of this sketch (a bin or the count went down: counters reset).
+        ``min``/``max`` stay those of the whole sketch (a window cannot recover them).
+        """
+        if previous is None:
+            return self.copy()
+        if previous.count > self.count or not math.isclose(previous.relative_accuracy, self.relative_accuracy):
+            return None
+        out = LatencySketch(self.relative_accuracy, self.max_buckets, self.min_value)
+        bins = dict(self._bins)
+        for k, c in previous._bins.items():
+            left = bins.get(k, 0) - c
+            if left < 0:
+                return None
+            bins[k] = left
+        out._bins = {k: c for k, c in bins.items() if c}
+        out.count = self.count - previous.count
+        out.zero_count = max(0, self.zero_count - previous.zero_count)
+        out.sum = max(0.0, self.sum - previous.sum)
+        if out.count > 0:
+            out.min, out.max = self.min, self.max
+        return out
+
     def copy(self) -> LatencySketch:
         out = LatencySketch(self.relative_accuracy, self.max_buckets, self.min_value)
         out.merge(self)
@@ -199,3 +231,116 @@ def slo_status(sketch: LatencySketch, budget_s: float, quantile: float = 0.99) -
     """Compare the sketch's ``quantile`` with ``budget_s`` (no data -> ok is None)."""
     value = sketch.quantile(quantile)
     return SloStatus(quantile, value, budget_s, None if value is None else value <= budget_s)
+
+
+# -- windows of the scoring-latency histogram and SLO verdicts ------------------------------------------------------
+
+
+def histogram_delta(current: np.ndarray | None, previous: np.ndarray | None) -> np.ndarray | None:
+    """Per-bucket requests between two histogram snapshots of the same counters."""
+    if current is None:
+        return None
+    return current.copy() if previous is None else current - previous
+
+
+def share_over(counts: Sequence[int] | np.ndarray, budget_s: float,
+               bounds: Sequence[float] = LATENCY_BOUNDS) -> float | None:
+    """Share of requests slower than ``budget_s`` from per-bucket counts (``len(bounds) + 1``, +Inf last).
+
+    Exact when ``budget_s`` is a bucket bound; otherwise the bucket holding it is split linearly (as Prometheus'
+    ``histogram_quantile`` assumes). None without requests.
+    """
+    values = [float(c) for c in counts]
+    total = sum(values)
+    if total <= 0:
+        return None
+    slower = 0.0
+    lower = 0.0
+    for i, upper in enumerate(bounds):
+        if budget_s >= upper:
+            lower = upper
+            continue
+        part = values[i] * (upper - budget_s) / (upper - lower) if upper > lower else 0.0
+        slower = part + sum(values[i + 1:])
+        break
+    else:
+        slower = values[-1]
+    return slower / total
+
+
+def histogram_quantile(counts: Sequence[int] | np.ndarray, q: float,
+                       bounds: Sequence[float] = LATENCY_BOUNDS) -> float | None:
+    """The ``q`` quantile from per-bucket counts, interpolated linearly within its bucket (Prometheus'
+    ``histogram_quantile``); the +Inf bucket answers its lower bound. None without requests."""
+    values = [float(c) for c in counts]
+    total = sum(values)
+    if total <= 0:
+        return None
+    rank = q * total
+    seen = 0.0
+    lower = 0.0
+    for i, upper in enumerate(bounds):
+        if values[i] > 0 and seen + values[i] >= rank:
+            return lower + (upper - lower) * (rank - seen) / values[i]
+        seen += values[i]
+        lower = upper
+    return float(bounds[-1])
+
+
+LATENCY_VERDICTS = ("OK", "SLO_BREACH", "INSUFFICIENT_DATA")
+QUANTILES = ("p50", "p95", "p99")
+
+
+@dataclass(frozen=True)
+class LatencyVerdict:
+    """Latency of a window against its SLO: a verdict only with at least ``min_requests`` requests.
+
+    ``over`` maps each quantile to the share of requests slower than its budget; ``p95`` breaches when more than
+    5 % are slower than the p95 budget (and so on). ``pXX_ms`` are read from the sketch, for people.
+    """
+
+    verdict: str  # one of LATENCY_VERDICTS
+    requests: int
+    min_requests: int
+    p50_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+    budgets_ms: dict[str, float]
+    over: dict[str, float | None]
+    breaches: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        return asdict(self)
+
+
+def latency_verdict(histogram: Sequence[int] | np.ndarray | None, sketch: LatencySketch | None,
+                    budgets_ms: dict[str, float], min_requests: int) -> LatencyVerdict:
+    """The SLO verdict of a window from its histogram (verdict) and sketch (figures; from the histogram when there
+    is no sketch)."""
+    requests = int(sum(int(c) for c in histogram)) if histogram is not None else (sketch.count if sketch else 0)
+    if sketch is not None:
+        figures = {q: (sketch.quantile(int(q[1:]) / 100.0) if sketch.count else None) for q in QUANTILES}
+    elif histogram is not None:  # e.g. from Prometheus, which keeps the histogram only: interpolated
+        figures = {q: histogram_quantile(histogram, int(q[1:]) / 100.0) for q in QUANTILES}
+    else:
+        figures = dict.fromkeys(QUANTILES)
+    ms = {q: (None if v is None else round(v * 1000.0, 3)) for q, v in figures.items()}
+    over: dict[str, float | None] = {}
+    breaches: list[str] = []
+    for q in QUANTILES:
+        budget = budgets_ms.get(q)
+        if budget is None or histogram is None:
+            continue
+        share = share_over(histogram, budget / 1000.0)
+        over[q] = share
+        if share is not None and share > 1.0 - int(q[1:]) / 100.0 + 1e-12:
+            breaches.append(q)
+    if requests < min_requests:
+        verdict = "INSUFFICIENT_DATA"
+        breaches = []
+    else:
+        verdict = "SLO_BREACH" if breaches else "OK"
+    return LatencyVerdict(verdict, requests, min_requests, ms["p50"], ms["p95"], ms["p99"], dict(budgets_ms), over,
+                          tuple(breaches))

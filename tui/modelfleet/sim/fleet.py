@@ -288,6 +288,7 @@ class SimFleet:
             state.nodes.remove(node)
             if not state.nodes:
                 procs.stop_tree(state.sshd, timeout=5.0)
+                procs.stop_trees(state.helpers.values(), timeout=5.0)  # the fleet is gone: so are its helpers
                 clear_state(self.state_file)
                 leftovers = procs.listeners_on([node.address])
             else:
@@ -381,6 +382,20 @@ class SimFleet:
             state, known_hosts=ssh.known_hosts, client_key=ssh.client_key, agent_port=self.settings.fleet.agent_port
         )
 
+    def start_helper(self, name: str, argv: list[str], *, cwd: Path) -> Path:
+        """Run ``argv`` beside the fleet, owned by it: a helper of the same name is replaced, and `down` stops
+        it. Its output goes to ``sim/<name>.log`` (returned)."""
+        log = self.sim_dir / f"{name}.log"
+        with fleet_lock(self.sim_dir):
+            state = self._require_up()
+            old = state.helpers.pop(name, None)
+            if procs.stop_tree(old, timeout=5.0):
+                self._say(f"stopped the previous {name} (pid {old.pid if old else '?'})")
+            state.helpers[name] = procs.spawn_detached(argv, log=log, cwd=cwd)
+            save_state(self.state_file, state)
+            self._say(f"{name} running (pid {state.helpers[name].pid}); output in {log}")
+        return log
+
     # -- internals --------------------------------------------------------------------------------------------
 
     def _ssh(self, state: FleetState) -> SshServer:
@@ -407,6 +422,10 @@ class SimFleet:
 
     def _stop_all(self, state: FleetState) -> list[str]:
         stopped: list[str] = []
+        for name, ref in list(state.helpers.items()):
+            if procs.stop_tree(ref, timeout=5.0):
+                stopped.append(name)
+        state.helpers.clear()
         if procs.stop_tree(state.sshd, timeout=5.0):
             stopped.append("sshd")
         state.sshd = None

@@ -12,7 +12,8 @@ Layout (version 1)::
      "sshd": {"pid": 123, "create_time": 1735689600.12, "since_boot": 512.3, "boot": "<boot id>"} | null,
      "nodes": [{"name": "edge-cpu-01", "address": "127.0.10.1", "node_class": "cpu",
                 "root": "/abs/sim/nodes/edge-cpu-01", "killed": false,
-                "supervisord": {"pid": 124, "create_time": 1735689600.3, ...} | null}, ...]}
+                "supervisord": {"pid": 124, "create_time": 1735689600.3, ...} | null}, ...],
+     "helpers": {"traffic": {"pid": 130, ...}}}     (may be missing: no helpers)
     (``since_boot``/``boot`` may be missing in files written before they existed: identity then falls back to
     ``create_time``.)
 """
@@ -93,6 +94,8 @@ class FleetState:
     started_at: str
     sshd: ProcessRef | None = None
     nodes: list[NodeState] = field(default_factory=list)
+    # processes the fleet runs beside its nodes (the demo traffic of `make run`), stopped with the fleet
+    helpers: dict[str, ProcessRef] = field(default_factory=dict)
 
     def node(self, name: str) -> NodeState | None:
         return next((n for n in self.nodes if n.name == name), None)
@@ -108,6 +111,7 @@ class FleetState:
             "started_at": self.started_at,
             "sshd": self.sshd.to_json() if self.sshd else None,
             "nodes": [n.to_json() for n in self.nodes],
+            "helpers": {name: ref.to_json() for name, ref in self.helpers.items()},
         }
 
     @classmethod
@@ -121,6 +125,8 @@ class FleetState:
             started_at=str(d["started_at"]),
             sshd=ProcessRef.from_json(d.get("sshd")),
             nodes=[NodeState.from_json(n) for n in d.get("nodes", [])],
+            helpers={str(k): ref for k, v in (d.get("helpers") or {}).items()
+                     if (ref := ProcessRef.from_json(v)) is not None},
         )
 
 
