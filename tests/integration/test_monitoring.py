@@ -49,7 +49,9 @@ def ctx(make_sim_fleet: Any) -> Iterator[Ctx]:
         group_vars.mkdir(exist_ok=True)
         (group_vars / "edge.yml").write_text("model_release_gate_wait_s: 40\n", encoding="utf-8")
         c = Ctx(running, project)
-        for step in (("demo", "seed"), ("provision", "--yes"), ("deploy", "credit-risk@champion", "--yes")):
+        # credit-risk/1 first: a drift-triggered rollback (the last test) has a release to go back to
+        for step in (("demo", "seed"), ("provision", "--yes"), ("deploy", "credit-risk/1", "--yes"),
+                     ("deploy", "credit-risk@champion", "--yes")):
             proc = c.cli(*step)
             assert proc.returncode == 0, f"{step}: {proc.stdout}\n{proc.stderr}"
         yield c
@@ -243,13 +245,22 @@ def test_monitor_run_posts_the_alert_records_it_and_does_not_repeat(ctx: Ctx) ->
     key = "dataset_drift:credit-risk:2:edge-cpu-01"
     assert first.returncode == 1 and key in one["fired"], one
     rollback = next(a for a in one["actions"] if a["key"] == key)
-    assert (rollback["action"], rollback["outcome"]) == ("rollback", "not_wired")
-    assert key in two["persisting"] and two["fired"] == [] and two["actions"] == []
+    assert (rollback["action"], rollback["outcome"]) == ("rollback", "ok"), rollback
+    run_id = rollback["detail"].removeprefix("run ")
+    assert two["fired"] == [] and two["actions"] == []  # no second rollback while the breach is known
     posted = [a for body in receiver.bodies for a in body["alerts"]]
     assert any(a["labels"]["alertname"] == "ModelfleetDatasetDrift" and a["labels"].get("node") == "edge-cpu-01"
                and a["status"] == "firing" for a in posted)
     assert len([a for a in posted if a["labels"]["alertname"] == "ModelfleetDatasetDrift"]) == 1
     with Ledger(ctx.settings.ledger.url) as ledger:
         actions = [e for e in ledger.events(action="alert_action") if e.details.get("key") == key]
-        assert [e.outcome for e in actions] == ["not_wired"] and actions[0].node == "edge-cpu-01"
+        assert [e.outcome for e in actions] == ["ok"] and actions[0].node == "edge-cpu-01"
+        # the rollback is a run like any other, and the ledger says why it happened
+        start = ledger.events(run_id=run_id, action="run_start")[0]
+        assert start.details["kind"] == "rollback" and start.details["origin"] == "monitor"
+        assert start.details["reason"].startswith("dataset_drift") and start.target == "edge-cpu-01"
+        node = [e for e in ledger.events(run_id=run_id) if e.node]
+        assert [(e.node, e.outcome, e.version) for e in node] == [("edge-cpu-01", "rolled_back", "1")]
         assert ledger.verify().ok
+    health = {n.name: httpx.get(n.agent_url + "/health", timeout=5, trust_env=False).json() for n in ctx.nodes()}
+    assert str(health["edge-cpu-01"]["version"]) == "1" and str(health["edge-cpu-02"]["version"]) == "2"

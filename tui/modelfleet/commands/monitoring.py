@@ -311,9 +311,11 @@ def cmd_monitor_run(args: argparse.Namespace, settings: Settings) -> int:
     from modelfleet.core.alerts import Alerter
     from modelfleet.core.monitor import monitor_status
     from modelfleet.core.monitor_policy import load_policy
+    from modelfleet.runners.monitor_actions import rollback_node
 
     policy = load_policy(settings)
-    alerter = Alerter.from_settings(settings, **({"webhook_url": args.webhook} if args.webhook else {}))
+    alerter = Alerter.from_settings(settings, rollback=rollback_node,
+                                    **({"webhook_url": args.webhook} if args.webhook else {}))
     while True:
         status = monitor_status(settings, limit=args.limit, window_s=args.window, source=args.source,
                                 policy=policy)

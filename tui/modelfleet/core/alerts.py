@@ -63,8 +63,10 @@ def launch_rollback(settings: Settings, model: str, node: str, reason: str) -> s
     """Roll ``model`` back to the previous release on ``node`` through the normal run pipeline; returns the run id.
 
     The single seam between the monitoring loop and the run pipeline: a drift-triggered rollback is a run like
-    any other (one request type, one ``launch()`` in ``runners/``, recorded in the ledger with ``reason``).
-    Not wired yet: it raises :class:`RollbackNotWired`, which the alerter records as the action's outcome.
+    any other (one request type, one ``launch()`` in ``runners/``, recorded in the ledger with ``reason``). The
+    core cannot import ``runners/``, so the front ends inject ``runners.monitor_actions.rollback_node`` into the
+    :class:`Alerter`; this default (an alerter built without it) raises :class:`RollbackNotWired`, which the
+    alerter records as the action's outcome.
     """
     raise RollbackNotWired(
         f"rollback of {model} on {node} is not wired to the run pipeline yet ({reason})",
