@@ -40,7 +40,7 @@ OTHER_VARIABLES: dict[str, str] = {
     "MODELFLEET_ACTOR": "who the ledger records as the actor of a run (default: user@host)",
     "MODELFLEET_ANSIBLE_ROOT": "the checkout whose playbooks/ and roles/ runs use",
     "MODELFLEET_WHEELHOUSE_DIR": "the controller's wheelhouse root (edge_runtime role, molecule, tests)",
-    "MODELFLEET_MOLECULE_DIR": "where a molecule scenario keeps its simulated fleet (default /tmp; tests set their own)",
+    "MODELFLEET_MOLECULE_DIR": "a molecule scenario's state folder (default /tmp)",
     "MODELFLEET_RELEASE_PUBLIC_KEY": "the release public key for plain ansible-playbook runs (roles)",
     "MODELFLEET_RUN_ID": "set by modelfleet for ansible-playbook and its ledger callback",
     "MODELFLEET_RUN_KIND": "set by modelfleet for ansible-playbook and its ledger callback",
