@@ -150,6 +150,7 @@ async def test_drill_down_draws_the_drifted_feature_groups_and_history() -> None
         assert "above" in picture  # live incomes beyond the reference's range
         groups = _static(app, "drift-groups")
         assert "share of '1' per group" in groups and groups.count("├") >= 8  # 4 groups x (reference, now)
+        assert "p95 6.8 · p99 8.2 ms (SLO p50 20 · p95 50 · p99 100 ms)" in _static(app, "drift-detail-summary")
         history = _static(app, "drift-history")
         assert "p95 per refresh interval (ms)" in history and "edge-gpu-04" in history
 

@@ -349,7 +349,11 @@ class DriftDetailScreen(ViewScreen):
         for q in ("p50", "p95", "p99"):
             t.append(f" · {q} ")
             t.append_text(fmt.ms(getattr(lat, f"{q}_ms"), lat.budgets_ms.get(q)))
-        t.append(" ms · errors ")
+        budgets = " · ".join(f"{q} {lat.budgets_ms[q]:g}" for q in ("p50", "p95", "p99") if q in lat.budgets_ms)
+        t.append(" ms")
+        if budgets:
+            t.append(f" (SLO {budgets} ms)", style="dim")
+        t.append(" · errors ")
         t.append_text(fmt.pct(scope.error_rate, warn=0.01))
         t.append(f" · {fmt.rate(scope.rps)} req/s")
         if scope.regressed:
