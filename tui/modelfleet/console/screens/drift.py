@@ -325,10 +325,10 @@ class DriftDetailScreen(ViewScreen):
 
     def _summary(self, v: VersionStatus, scope: Scope) -> Text:
         w = scope.window
-        where = "fleet" if self.scope_key == FLEET else self.scope_key
+        n = len(scope.nodes)
+        where = f"fleet ({n} node{'s' if n != 1 else ''})" if self.scope_key == FLEET else self.scope_key
         t = Text()
-        t.append(f"{self.crumb} · {where} ({len(scope.nodes)} node{'s' if len(scope.nodes) != 1 else ''}) · ",
-                 style="bold")
+        t.append(f"{self.crumb} · {where} · ", style="bold")
         t.append(f"window {w.seconds:.0f}s · {w.rows:,} rows · {w.requests:,} requests · ")
         d = scope.drift
         t.append("dataset ")
@@ -337,7 +337,7 @@ class DriftDetailScreen(ViewScreen):
             t.append(f" ({scope.drift_note})", style="dim")
         else:
             share = "-" if d.drift_share is None else f"{d.drift_share:.2f}"
-            t.append(f" (drift share {share}, threshold {d.dataset_drift_share:g})", style="dim")
+            t.append(f" (share {share}, needs {d.dataset_drift_share:g})", style="dim")
             if d.prediction is not None:
                 t.append(" · predictions ")
                 t.append_text(fmt.verdict(d.prediction.verdict))
