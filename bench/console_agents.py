@@ -1,13 +1,18 @@
 """Many simulated agents in one process: an asyncio HTTP server on each of N loopback addresses.
 
-``python bench/console_agents.py 127.0.96 200 18080`` serves ``/health``, ``/stats`` (with a latency sketch) and
-``/metrics`` on 127.0.96.1..200:18080 (then 127.0.97.x after 250 addresses) until killed; prints READY.
+``python bench/console_agents.py 127.0.96 200 18080`` serves ``/health``, ``/stats`` and ``/metrics`` on
+127.0.96.1..200:18080 (then 127.0.97.x after 250 addresses) until killed; prints READY. ``/stats`` is shaped as
+the agent's (format ``modelfleet-stats/2``): a latency sketch and histogram, drift counts on a reference profile
+(the demo's loan applications; every tenth agent's traffic has its income shifted +25 %), and with ``?window=S``
+the epoch's first snapshot (zeros) as ``base``; ``/profile`` answers the profile. The counters stand still.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
+import hashlib
 import json
 import os
 import random
@@ -16,10 +21,47 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, __file__.rsplit("/bench/", 1)[0] + "/tui")
 
-from modelfleet.core.latency import LatencySketch
+from modelfleet.core.latency import LATENCY_BOUNDS, LatencySketch
+
+ROWS = 1000  # requests (one row each) every agent has answered and counted
+
+
+def drift_counts() -> tuple[bytes, list[dict[str, Any]]]:
+    """The profile's JSON, and drift counts on it: none yet (the epoch's first snapshot), live traffic like the
+    reference, and live traffic with its income shifted +25 %."""
+    from modelfleet.core.drift import DriftCounter, ReferenceProfile
+    from modelfleet.demo.data import INPUT_COLUMNS, make_loans
+
+    def predict(frame: Any) -> Any:
+        return ((frame["credit_score"] < 640) | (frame["debt_to_income"] > 0.45)).to_numpy().astype(int)
+
+    reference = make_loans(4000, seed=1)[list(INPUT_COLUMNS)]
+    profile = ReferenceProfile.build(reference, predict(reference), group_column="applicant_group",
+                                     model="bench-model", version="7")
+    out = [DriftCounter(profile).snapshot()]
+    for shift in (1.0, 1.25):
+        live = make_loans(ROWS, seed=2)[list(INPUT_COLUMNS)]
+        preds = predict(live)
+        live["income"] = live["income"] * shift
+        counter = DriftCounter(profile)
+        counter.update(live, preds)
+        out.append(counter.snapshot())
+    return profile.to_json().encode(), out
+
+
+def latency(values: list[float]) -> dict[str, Any]:
+    """``/stats`` ``latency`` of these answer times: the sketch and the histogram on the agent's bounds."""
+    sketch = LatencySketch()
+    sketch.add_many(values)
+    counts = [0] * (len(LATENCY_BOUNDS) + 1)
+    for v in values:
+        counts[bisect.bisect_left(LATENCY_BOUNDS, v)] += 1
+    return {"unit": "seconds", "sketch": sketch.to_dict(),
+            "histogram": {"le": list(LATENCY_BOUNDS), "counts": counts}}
 
 
 def addresses(prefix: str, n: int) -> list[str]:
@@ -35,11 +77,22 @@ def addresses(prefix: str, n: int) -> list[str]:
 async def main(prefix: str, n: int, port: int) -> None:
     started = time.time()
     rng = random.Random(7)
-    sketches = {}
-    for addr in addresses(prefix, n):
-        s = LatencySketch()
-        s.add_many([rng.lognormvariate(-5, 0.4) for _ in range(200)])
-        sketches[addr] = s
+    profile_json, (zeros, like_reference, shifted) = drift_counts()
+    sha = hashlib.sha256(profile_json).hexdigest()
+    bodies: dict[tuple[str, bool], bytes] = {}  # (address, with a window's base) -> /stats body
+    for i, addr in enumerate(addresses(prefix, n)):
+        stats = {
+            "format": "modelfleet-stats/2", "model": "bench-model", "version": "7", "digest": "d" * 64,
+            "epoch": f"bench{i:011d}", "counter_start": started, "window_start": started, "taken_at": started,
+            "requests": ROWS, "errors": 1, "rows": ROWS,
+            "latency": latency([rng.lognormvariate(-5, 0.4) for _ in range(ROWS)]),
+            "drift": {"available": True, "reason": None, "profile_sha256": sha,
+                      "counts": shifted if i % 10 == 0 else like_reference},
+            "latency_regression": {"state": "watching"}}
+        base = {"taken_at": started, "requests": 0, "errors": 0, "rows": 0, "latency": latency([]),
+                "drift": {"available": True, "reason": None, "profile_sha256": sha, "counts": zeros}}
+        bodies[addr, False] = json.dumps(stats).encode()
+        bodies[addr, True] = json.dumps({**stats, "base": base}).encode()
     metrics = (b"modelfleet_agent_process_cpu_seconds_total 12.5\nmodelfleet_agent_process_resident_memory_bytes "
                b"1.9e+08\nmodelfleet_agent_host_memory_bytes{state=\"total\"} 8e9\n"
                b"modelfleet_agent_host_memory_bytes{state=\"available\"} 5e9\n")
@@ -50,7 +103,8 @@ async def main(prefix: str, n: int, port: int) -> None:
                 line = await reader.readline()
                 if not line:
                     break
-                path = line.split()[1].decode() if len(line.split()) > 1 else "/"
+                target = line.split()[1].decode() if len(line.split()) > 1 else "/"
+                path, _, query = target.partition("?")
                 while (await reader.readline()) not in (b"\r\n", b"\n", b""):
                     pass
                 addr = writer.get_extra_info("sockname")[0]
@@ -59,11 +113,9 @@ async def main(prefix: str, n: int, port: int) -> None:
                                        "uptime_s": time.time() - started}).encode()
                     ctype = b"application/json"
                 elif path == "/stats":
-                    body = json.dumps({"model": "bench-model", "version": "7", "window_start": started,
-                                       "requests": 1000, "errors": 1,
-                                       "latency": {"unit": "seconds", "sketch": sketches[addr].to_dict()},
-                                       "drift": {"available": True}}).encode()
-                    ctype = b"application/json"
+                    body, ctype = bodies[addr, query.startswith("window=")], b"application/json"
+                elif path == "/profile":
+                    body, ctype = profile_json, b"application/json"
                 else:
                     body, ctype = metrics, b"text/plain"
                 writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: " + ctype + b"\r\nContent-Length: "

@@ -14,6 +14,7 @@ from modelfleet.core.errors import NodeNotFound
 from modelfleet.core.fleet import Inventory, Node, NodeClass
 from modelfleet.core.fleet_status import NodeStatus, Release
 from modelfleet.core.ledger import Event, VerifyResult, compute_hash
+from modelfleet.core.monitor_view import MonitorView
 from modelfleet.core.registry import ModelSummary, ModelVersionInfo
 from modelfleet.runners.requests import PreparedRun
 from modelfleet.runners.runstate import RunState, artifact_status, iter_artifact_events
@@ -162,6 +163,12 @@ class FakeServices(ConsoleServices):
 
     def probe(self) -> list[NodeStatus]:
         return statuses()
+
+    def monitor(self) -> MonitorView:
+        """A monitoring pass computed by the real core code from synthetic counts (tests/console/monitor_data.py)."""
+        from tests.console.monitor_data import monitor_view
+
+        return monitor_view()
 
     def releases(self, node_name: str) -> list[Release] | None:
         if node_name not in {n.name for n in NODES}:

@@ -113,3 +113,22 @@ def test_snapshot_read_only_confirm(snap_compare: Any) -> None:
         await pilot.pause()
 
     assert snap_compare(make_app(read_only=True), terminal_size=SIZE, run_before=run_before)
+
+
+def test_snapshot_drift(snap_compare: Any) -> None:
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await settle(pilot)
+        pilot.app.screen.query_one("#drift-versions").select_key("credit-risk@2")  # type: ignore[attr-defined]
+        await settle(pilot)
+
+    assert snap_compare(make_app(start_view="drift"), terminal_size=SIZE, run_before=run_before)
+
+
+def test_snapshot_drift_detail(snap_compare: Any) -> None:
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await settle(pilot)
+        pilot.app.screen.query_one("#drift-versions").select_key("credit-risk@2")  # type: ignore[attr-defined]
+        await pilot.press("enter")
+        await settle(pilot)
+
+    assert snap_compare(make_app(start_view="drift"), terminal_size=SIZE, run_before=run_before)

@@ -1,7 +1,8 @@
 """The fleet probe in a child process (core/probe_worker.py): the same answers as the prober in the calling
 process, memory kept from one probe to the next, a dead child reported and replaced, bad input refused, and
-nothing left running after ``close``. Agents: bench/console_agents.py's simulated agents (one process, real HTTP
-on loopback addresses)."""
+nothing left running after ``close``; the monitoring pass in a child of its own, niced, with the same verdicts as a
+pass in the calling process. Agents: bench/console_agents.py's simulated agents (one process, real HTTP on loopback
+addresses, drift counts on a reference profile)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -21,7 +23,7 @@ from modelfleet.core.config import load_settings
 from modelfleet.core.errors import FleetError
 from modelfleet.core.fleet import Node, NodeClass
 from modelfleet.core.fleet_status import FleetProber
-from modelfleet.core.probe_worker import ProbeWorker, read_frame, write_frame
+from modelfleet.core.probe_worker import MONITOR_NICE, MonitorWorker, ProbeWorker, read_frame, write_frame
 
 PREFIX, PORT = "127.0.94", 18191
 
@@ -147,3 +149,29 @@ def test_the_deadline_grows_with_the_fleet() -> None:
     per_round = 3 * settings.fleet.probe_timeout_s
     one, many = probe_deadline_s(settings, 1), probe_deadline_s(settings, 4 * settings.fleet.probe_concurrency)
     assert one == per_round + 15.0 and many == 4 * per_round + 15.0
+
+
+def test_the_monitor_child_decides_as_a_pass_here_at_a_lower_priority(nodes: list[Node]) -> None:
+    from modelfleet.core.monitor_view import MonitorPass
+
+    settings = load_settings(env={}, cwd=Path("/nonexistent-probe-worker"))
+    here = MonitorPass(settings).run(nodes)
+    worker = MonitorWorker(settings)
+    try:
+        there = worker.monitor(nodes)
+        pid = worker.pid
+        assert pid is not None and pid != os.getpid()
+        assert psutil.Process(pid).nice() == min(19, os.nice(0) + MONITOR_NICE)
+    finally:
+        worker.close()
+    assert pid is not None and _gone(pid)
+
+    def verdicts(view: Any) -> list[tuple[Any, ...]]:
+        return [(v.model, v.version, name, s.drift.verdict, s.drift.drifted, s.latency.verdict, s.window.rows)
+                for v in view.status.versions for name, s in (("*", v.fleet), *sorted(v.nodes.items()))]
+
+    assert verdicts(there) == verdicts(here)
+    # every tenth simulated agent's traffic has its income shifted: sim-0's (diluted in the fleet's window)
+    assert [(name, drifted) for _m, _v, name, _d, drifted, _l, _r in verdicts(there)][1:] == [
+        ("sim-0", ("income",)), ("sim-1", ()), ("sim-2", ())]
+    assert list(there.status.unreachable) == ["down"]

@@ -24,6 +24,7 @@ from modelfleet.console.keys import KEYMAP, check_keys
 from modelfleet.console.messages import ConsoleState, Loaded, LoadFailed, RunEvent, RunFinished, RunStarted
 from modelfleet.console.screens.base import ViewScreen
 from modelfleet.console.screens.confirm import ConfirmScreen
+from modelfleet.console.screens.drift import DriftDetailScreen, DriftScreen
 from modelfleet.console.screens.fleet import FleetScreen
 from modelfleet.console.screens.help import HelpScreen
 from modelfleet.console.screens.ledger import LedgerScreen
@@ -41,7 +42,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 RUN_ACTIONS = ("new_run", "deploy", "healthcheck", "cancel_run")
 VIEWS = {"models": "models", "m": "models", "fleet": "fleet", "f": "fleet", "nodes": "fleet", "runs": "runs",
-         "r": "runs", "ledger": "ledger", "l": "ledger", "events": "ledger"}
+         "r": "runs", "ledger": "ledger", "l": "ledger", "events": "ledger", "drift": "drift", "latency": "drift"}
 RUN_COMMANDS = {"deploy": "deploy", "health": "healthcheck", "healthcheck": "healthcheck",
                 "health-check": "healthcheck", "rollback": "rollback", "provision": "provision", "run": ""}
 
@@ -62,7 +63,8 @@ class ModelfleetApp(App[None]):
     TITLE = "modelfleet"
     CSS_PATH = "app.tcss"
     BINDINGS: ClassVar[list[BindingType]] = _bindings()  # type: ignore[assignment]
-    MODES = {"models": ModelsScreen, "fleet": FleetScreen, "runs": RunsScreen, "ledger": LedgerScreen}
+    MODES = {"models": ModelsScreen, "fleet": FleetScreen, "runs": RunsScreen, "ledger": LedgerScreen,
+             "drift": DriftScreen}
     DEFAULT_MODE = "fleet"
 
     def __init__(
@@ -93,6 +95,7 @@ class ModelfleetApp(App[None]):
         self.periodic_refresh = refresh_s != 0
         self._screens: set[ViewScreen] = set()
         self._fleet_busy = False
+        self._monitor_busy = False
         self._switching = False
         self._held_switches: list[Callable[[], None]] = []
         # Textual 8.2's StylesCache.get_inner_outer is an lru_cache(1024) on an instance method, so it keeps the
@@ -116,6 +119,7 @@ class ModelfleetApp(App[None]):
 
     def _periodic(self) -> None:
         self.refresh_fleet()
+        self.refresh_monitor()
 
     def register_screen(self, screen: ViewScreen) -> None:
         self._screens.add(screen)
@@ -254,6 +258,8 @@ class ModelfleetApp(App[None]):
             self.load_ledger(self.state.ledger_filters)
         elif isinstance(screen, RunsScreen):
             self.load_runs()
+        elif isinstance(screen, (DriftScreen, DriftDetailScreen)):
+            self.refresh_monitor()
         else:
             self.refresh_fleet()
 
@@ -338,6 +344,18 @@ class ModelfleetApp(App[None]):
     def _refresh_fleet(self) -> None:
         self._call("fleet", lambda: (self.services.probe(), self.now()))
 
+    def refresh_monitor(self) -> None:
+        """A monitoring pass (drift and latency verdicts, p95 history): the first after the first fleet probe,
+        then with every refresh. The pass runs in its own niced child process (services.monitor); this worker
+        thread only waits on it and unpickles the answer."""
+        if not self._monitor_busy:
+            self._monitor_busy = True
+            self._refresh_monitor()
+
+    @work(thread=True, exclusive=True, group="monitor")
+    def _refresh_monitor(self) -> None:
+        self._call("monitor", self.services.monitor)
+
     async def on_event(self, event: events.Event) -> None:
         if isinstance(event, events.InputEvent):
             self.idle_gc.input_seen()
@@ -403,6 +421,11 @@ class ModelfleetApp(App[None]):
             self._fleet_busy = False
             s.fleet, s.fleet_at = msg.payload
             s.fleet_error = None
+            if s.monitor is None and not self._monitor_busy and "monitor" not in s.errors:
+                self.refresh_monitor()
+        elif msg.kind == "monitor":
+            self._monitor_busy = False
+            s.monitor, s.monitor_error = msg.payload, None
         elif msg.kind == "releases" and msg.key:
             s.releases[msg.key] = msg.payload
         elif msg.kind == "ledger":
@@ -427,12 +450,17 @@ class ModelfleetApp(App[None]):
 
     @on(LoadFailed)
     def _failed(self, msg: LoadFailed) -> None:
+        again = self.state.errors.get(msg.kind) == msg.message
         self.state.errors[msg.kind] = msg.message
         if msg.kind == "fleet":
             self._fleet_busy = False
             self.state.fleet_error = f"fleet: {msg.message}" + (f" (fix: {msg.hint})" if msg.hint else "")
+        if msg.kind == "monitor":
+            self._monitor_busy = False
+            self.state.monitor_error = f"monitor: {msg.message}" + (f" (fix: {msg.hint})" if msg.hint else "")
         text = msg.message + (f"\nfix: {msg.hint}" if msg.hint else "")
-        self.notify(text, title=f"{msg.kind} failed", severity="error", timeout=8)
+        if not (again and msg.kind == "monitor"):  # (a pass failing every refresh says so once, then in the view)
+            self.notify(text, title=f"{msg.kind} failed", severity="error", timeout=8)
         self._changed(msg.kind)
 
     # -- runs ---------------------------------------------------------------------------------------------

@@ -17,6 +17,25 @@ STATE_LABEL = {"ok": "ok", "slo": "SLO breach", "unavailable": "unavailable", "e
                "unreachable": "UNREACHABLE", "stale": "STALE", "unknown": "…"}
 
 
+# Verdicts of the monitoring loop (core/drift_verdict.py, core/latency.py) as the views show them. The names are
+# core's, spelled here so that drawing a label does not import numpy and the statistics (a test checks they match);
+# UNAVAILABLE is the console's: no verdict can be given (no reference profile, no counts, no answer).
+UNAVAILABLE = "unavailable"
+VERDICT_LABEL = {"DRIFT": "DRIFT", "NO_DRIFT": "no drift", "INSUFFICIENT_DATA": "insufficient data", "SHIFT": "SHIFT",
+                 "OK": "ok", "SLO_BREACH": "SLO breach", UNAVAILABLE: "unavailable"}
+VERDICT_SHORT = {"INSUFFICIENT_DATA": "insufficient"}  # in columns 12-13 wide
+VERDICT_STYLE = {"DRIFT": "bold red", "NO_DRIFT": "green", "INSUFFICIENT_DATA": "yellow", "SHIFT": "bold red",
+                 "OK": "green", "SLO_BREACH": "bold red", UNAVAILABLE: "dim"}
+
+
+def verdict(value: str | None, *, short: bool = False, suffix: str = "", style: str | None = None) -> Text:
+    """A verdict as a coloured label (``None``: not known yet)."""
+    if value is None:
+        return Text("…", style="dim")
+    label = (VERDICT_SHORT.get(value) if short else None) or VERDICT_LABEL.get(value, value.lower())
+    return Text(label + suffix, style=style or VERDICT_STYLE.get(value, ""))
+
+
 def dash(value: object) -> str:
     return "-" if value is None or value == "" else str(value)
 

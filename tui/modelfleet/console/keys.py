@@ -16,6 +16,7 @@ KEYMAP: dict[str, tuple[str, str, str, bool]] = {
     "fleet": ("2", "view('fleet')", "fleet", True),
     "runs": ("3", "view('runs')", "runs", True),
     "ledger": ("4", "view('ledger')", "ledger", True),
+    "drift": ("7", "view('drift')", "drift", True),
     "filter": ("slash", "screen_action('filter')", "filter", True),
     "back": ("escape", "go_back", "back", True),
     "help": ("question_mark", "help", "help", True),

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual.message import Message
 
 from modelfleet.runners.runstate import RunState
+
+if TYPE_CHECKING:  # pragma: no cover (numpy and the statistics: imported with the first monitoring pass's answer)
+    from modelfleet.core.monitor_view import MonitorView
 
 
 class Loaded(Message):
@@ -64,6 +67,8 @@ class ConsoleState:
     fleet: list[Any] | None = None
     fleet_at: float | None = None
     fleet_error: str | None = None
+    monitor: MonitorView | None = None  # the last monitoring pass: verdicts per model version, p95 history
+    monitor_error: str | None = None
     releases: dict[str, Any] = field(default_factory=dict)  # node -> list[Release] | None
     node_events: dict[str, list[Any]] = field(default_factory=dict)
     ledger: list[Any] | None = None

@@ -21,7 +21,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from modelfleet.core.config import Settings
     from modelfleet.core.fleet import Inventory, Node
     from modelfleet.core.fleet_status import FleetProber, NodeStatus, Release
-    from modelfleet.core.probe_worker import ProbeWorker
+    from modelfleet.core.monitor_view import MonitorPass, MonitorView
+    from modelfleet.core.probe_worker import MonitorWorker, ProbeWorker
     from modelfleet.runners import requests as rq
     from modelfleet.runners.pipeline import RunHandle
     from modelfleet.runners.requests import PreparedRun
@@ -202,6 +203,8 @@ class ConsoleServices:
         self._ledger: Any = None
         self._prober: FleetProber | None = None
         self._probe_worker: ProbeWorker | None = None
+        self._monitor_worker: MonitorWorker | None = None
+        self._monitor_pass: MonitorPass | None = None  # (when probe_process is off: passes in the calling thread)
         self._inventory: tuple[float, Inventory] | None = None
         self._lock = threading.Lock()
 
@@ -299,12 +302,34 @@ class ConsoleServices:
             worker = self._probe_worker
         return worker.probe(self.nodes())
 
-    async def aclose(self) -> None:
-        """Stop the probe's child process (no connection is held open between refreshes)."""
-        worker, self._probe_worker = self._probe_worker, None
-        if worker is not None:
-            import asyncio
+    def monitor(self) -> MonitorView:
+        """One monitoring pass over the inventory's agents (blocking): drift and latency verdicts per model version,
+        fleet and node, over ``monitor.window``, and the p95 history of the passes so far. In a child process of
+        its own, niced (core/probe_worker.py), unless ``probe_process`` is off: then in the calling thread."""
+        nodes = self.nodes()
+        if not self.probe_process:
+            with self._lock:
+                if self._monitor_pass is None:
+                    from modelfleet.core.monitor_view import MonitorPass
 
+                    self._monitor_pass = MonitorPass(self.settings)
+                monitor = self._monitor_pass
+            return monitor.run(nodes)
+        with self._lock:
+            if self._monitor_worker is None:
+                from modelfleet.core.probe_worker import MonitorWorker
+
+                self._monitor_worker = MonitorWorker(self.settings)
+            worker = self._monitor_worker
+        return worker.monitor(nodes)
+
+    async def aclose(self) -> None:
+        """Stop the child processes (no connection is held open between refreshes)."""
+        import asyncio
+
+        workers = [w for w in (self._probe_worker, self._monitor_worker) if w is not None]
+        self._probe_worker = self._monitor_worker = None
+        for worker in workers:
             await asyncio.to_thread(worker.close)
 
     def releases(self, node_name: str) -> list[Release] | None:

@@ -21,7 +21,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from modelfleet.console.app import ModelfleetApp
     from modelfleet.console.messages import ConsoleState
 
-COMMANDS = ["models", "fleet", "runs", "ledger", "help", "deploy", "health", "rollback", "provision", "quit", "q"]
+COMMANDS = ["models", "fleet", "runs", "ledger", "drift", "help", "deploy", "health", "rollback", "provision", "quit",
+            "q"]
 
 
 class ViewScreen(Screen[None]):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 from textual import on
@@ -12,20 +12,25 @@ from textual.widgets import Static
 
 from modelfleet.console import fmt
 from modelfleet.console.screens.base import ViewScreen
+from modelfleet.console.screens.drift import drift_tally, node_drift_cell
 from modelfleet.console.widgets.filterable_table import FilterableTable, Row
 from modelfleet.console.widgets.quiet_update import update_static
 from modelfleet.console.widgets.sparkline import LatencySparkline
 from modelfleet.console.widgets.tiled import TiledHorizontal
 from modelfleet.core.fleet_status import NodeStatus, summarize
 
+if TYPE_CHECKING:  # pragma: no cover
+    from modelfleet.core.monitor_view import MonitorView
+
 COLUMNS: list[tuple[str, int]] = [
-    ("node", 14), ("address", 13), ("class", 5), ("env", 10), ("model@version", 18), ("health", 11),
-    ("p50 ms", 6), ("p95 ms", 6), ("p99 ms", 6), ("err %", 6), ("req/s", 6), ("cpu", 5), ("mem", 9),
+    ("node", 14), ("address", 12), ("class", 5), ("env", 10), ("model@version", 16), ("health", 11),
+    ("drift", 13), ("p50 ms", 6), ("p95 ms", 6), ("p99 ms", 6), ("err %", 6), ("req/s", 5), ("cpu", 4), ("mem", 7),
     ("last seen", 9)]
 EMPTY = ("",) * (len(COLUMNS) - 2)
 
 
-def fleet_rows(statuses: list[NodeStatus], slo: Any, now: float) -> list[Row]:
+def fleet_rows(statuses: list[NodeStatus], slo: Any, now: float, monitor: MonitorView | None = None,
+               monitor_failed: bool = False) -> list[Row]:
     groups: dict[tuple[str, str], list[NodeStatus]] = {}
     for s in statuses:
         groups.setdefault((s.node_class, s.environment or "-"), []).append(s)
@@ -41,8 +46,9 @@ def fleet_rows(statuses: list[NodeStatus], slo: Any, now: float) -> list[Row]:
             seen = fmt.age(now - s.last_seen) if s.last_seen is not None else "never"
             rows.append(Row(s.name, (
                 s.name, s.address, s.node_class, s.environment or "-", fmt.dash(s.target),
-                fmt.state(s.state), fmt.ms(s.p50_ms, slo.p50_ms), fmt.ms(s.p95_ms, slo.p95_ms),
-                fmt.ms(s.p99_ms, slo.p99_ms), fmt.pct(s.error_rate, warn=0.01), fmt.rate(s.rps),
+                fmt.state(s.state), node_drift_cell(monitor, s, failed=monitor_failed),
+                fmt.ms(s.p50_ms, slo.p50_ms), fmt.ms(s.p95_ms, slo.p95_ms), fmt.ms(s.p99_ms, slo.p99_ms),
+                fmt.pct(s.error_rate, warn=0.01), fmt.rate(s.rps),
                 "-" if s.cpu is None else f"{s.cpu * 100:.0f}%", fmt.size(s.mem_bytes),
                 Text(seen, style="bold magenta" if s.state in ("stale", "unreachable") else ""),
             ), group=gkey))
@@ -51,7 +57,7 @@ def fleet_rows(statuses: list[NodeStatus], slo: Any, now: float) -> list[Row]:
 
 class FleetScreen(ViewScreen):
     crumb = "Fleet"
-    kinds = ("fleet",)
+    kinds = ("fleet", "monitor")
 
     def body(self) -> ComposeResult:
         yield Static(id="fleet-summary", classes="summary")
@@ -81,11 +87,13 @@ class FleetScreen(ViewScreen):
                 text.append(f"{counts[key]} {fmt.STATE_LABEL[key]}  ", style=fmt.STATE_STYLE[key])
         text.append(f"· SLO p50 {slo.p50_ms:g} / p95 {slo.p95_ms:g} / p99 {slo.p99_ms:g} ms"
                     f" · refresh every {self.mf.refresh_s:g}s", style="dim")
+        text.append_text(drift_tally(self.state.monitor, statuses, self.state.monitor_error))
         if self.state.fleet_error:
             text.append(f"\n{self.state.fleet_error}", style="red")
         update_static(summary, text)
         now = self.state.fleet_at or self.mf.now()
-        self.query_one(FilterableTable).set_rows(fleet_rows(statuses, slo, now))
+        self.query_one(FilterableTable).set_rows(fleet_rows(statuses, slo, now, self.state.monitor,
+                                                            self.state.monitor_error is not None))
 
     @on(FilterableTable.Selected)
     def _open(self, event: FilterableTable.Selected) -> None:
@@ -94,7 +102,7 @@ class FleetScreen(ViewScreen):
 
 
 class NodeScreen(ViewScreen):
-    kinds = ("fleet", "releases")
+    kinds = ("fleet", "releases", "monitor")
 
     def __init__(self, node: str) -> None:
         super().__init__()
@@ -145,7 +153,9 @@ class NodeScreen(ViewScreen):
                         f"cpu       {'-' if s.cpu is None else f'{s.cpu * 100:.0f}% of a core'}\n"
                         f"memory    {fmt.size(s.mem_bytes)} agent"
                         f"{'' if s.host_mem_ratio is None else f', host {s.host_mem_ratio * 100:.0f}% used'}\n"
-                        f"drift     {_drift(s.drift_available)}\n\n")
+                        f"drift     ")
+            text.append_text(node_drift_cell(self.state.monitor, s, failed=self.state.monitor_error is not None))
+            text.append(f"  {_drift(s.drift_available)} · 7: drift view\n\n", style="dim")
             update_static(self.query_one("#node-text", Static), text)
             self.query_one(LatencySparkline).show(list(s.history), slo.p95_ms)
         rel = Text("releases on disk\n", style="bold")

@@ -10,13 +10,14 @@ from textual.widgets import Static
 BARS = "▁▂▃▄▅▆▇█"
 
 
-def spark(values: Sequence[float], width: int | None = None, *, budget: float | None = None) -> Text:
-    """One line of bars scaled from 0 to max(values, budget); bars over ``budget`` are red."""
+def spark(values: Sequence[float], width: int | None = None, *, budget: float | None = None,
+          top: float | None = None) -> Text:
+    """One line of bars scaled from 0 to ``top`` (default max(values, budget)); bars over ``budget`` are red."""
     vals = list(values)[-width:] if width else list(values)
     out = Text()
     if not vals:
         return out
-    top = max([*vals, budget or 0.0]) or 1.0
+    top = top or max([*vals, budget or 0.0]) or 1.0
     for v in vals:
         idx = min(len(BARS) - 1, max(0, round(v / top * (len(BARS) - 1))))
         out.append(BARS[idx], style="red" if budget is not None and v > budget else "green")
