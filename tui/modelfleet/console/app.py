@@ -203,6 +203,8 @@ class ModelfleetApp(App[None]):
         other: composing and mounting a view on the key press cost its first visit 40-80 ms more. Textual has no
         public way to build a mode's screen without showing it: this is App._init_mode without the resume (recheck
         on a Textual upgrade; tests/console/test_view_switch.py fails when it stops working)."""
+        if not self.is_running:  # shutting down: Textual is closing every stack (a new one breaks its loop)
+            return
         stacks = self._screen_stacks
         for mode, factory in self.MODES.items():
             if mode != self.current_mode and not stacks.get(mode) and isinstance(factory, type):
