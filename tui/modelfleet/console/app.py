@@ -20,28 +20,35 @@ from textual.widget import AwaitMount
 from textual.widgets import Input
 
 from modelfleet.console.idle_gc import IdleCollector
-from modelfleet.console.keys import KEYMAP, check_keys
+from modelfleet.console.keys import KEYMAP, VIEW_KEYMAP, VIEW_KEYS, check_keys
 from modelfleet.console.messages import ConsoleState, Loaded, LoadFailed, RunEvent, RunFinished, RunStarted
+from modelfleet.console.screens.approvals import ApprovalsScreen, describe_request
 from modelfleet.console.screens.base import ViewScreen
 from modelfleet.console.screens.confirm import ConfirmScreen
 from modelfleet.console.screens.fleet import FleetScreen
 from modelfleet.console.screens.help import HelpScreen
+from modelfleet.console.screens.infra import InfraRunScreen, InfraScreen
+from modelfleet.console.screens.infra import confirmation as infra_confirmation
 from modelfleet.console.screens.ledger import LedgerScreen
 from modelfleet.console.screens.models import ModelsScreen, VersionsScreen
 from modelfleet.console.screens.run_live import RunLiveScreen
 from modelfleet.console.screens.runs import RunFormScreen, RunsScreen
 from modelfleet.console.services import NEEDS_MODEL, ConsoleServices, RunForm
-from modelfleet.core.errors import ModelfleetError
+from modelfleet.core.errors import GovernanceError, ModelfleetError
 from modelfleet.core.fleet_status import Slo, alias_mismatches, placements
+from modelfleet.runners.infra_state import InfraState
 from modelfleet.runners.runstate import RunState
 
 if TYPE_CHECKING:  # pragma: no cover
+    from modelfleet.console.services import ApprovalRow
     from modelfleet.core.config import Settings
+    from modelfleet.core.governance import RequestView
     from modelfleet.runners.requests import PreparedRun
 
 RUN_ACTIONS = ("new_run", "deploy", "healthcheck", "cancel_run")
 VIEWS = {"models": "models", "m": "models", "fleet": "fleet", "f": "fleet", "nodes": "fleet", "runs": "runs",
-         "r": "runs", "ledger": "ledger", "l": "ledger", "events": "ledger"}
+         "r": "runs", "ledger": "ledger", "l": "ledger", "events": "ledger", "infra": "infra", "i": "infra",
+         "terraform": "infra", "approvals": "approvals", "a": "approvals"}
 RUN_COMMANDS = {"deploy": "deploy", "health": "healthcheck", "healthcheck": "healthcheck",
                 "health-check": "healthcheck", "rollback": "rollback", "provision": "provision", "run": ""}
 
@@ -62,7 +69,8 @@ class ModelfleetApp(App[None]):
     TITLE = "modelfleet"
     CSS_PATH = "app.tcss"
     BINDINGS: ClassVar[list[BindingType]] = _bindings()  # type: ignore[assignment]
-    MODES = {"models": ModelsScreen, "fleet": FleetScreen, "runs": RunsScreen, "ledger": LedgerScreen}
+    MODES = {"models": ModelsScreen, "fleet": FleetScreen, "runs": RunsScreen, "ledger": LedgerScreen,
+             "infra": InfraScreen, "approvals": ApprovalsScreen}
     DEFAULT_MODE = "fleet"
 
     def __init__(
@@ -95,6 +103,7 @@ class ModelfleetApp(App[None]):
         self._fleet_busy = False
         self._switching = False
         self._held_switches: list[Callable[[], None]] = []
+        self._then_apply: set[str] = set()  # destroy plans started here: their apply is asked for when they end
         # Textual 8.2's StylesCache.get_inner_outer is an lru_cache(1024) on an instance method, so it keeps the
         # StylesCache of up to 1,024 widgets reachable, with every line it rendered, after their screen is gone:
         # ~1,300 Strips (16,000 objects) more per minute of drill-downs and view changes in bench/console.py,
@@ -238,14 +247,18 @@ class ModelfleetApp(App[None]):
 
     def key_help(self) -> list[tuple[str, str]]:
         out = []
-        for bid, (keys, _action, desc, _show) in KEYMAP.items():
+        in_view = {bid: view for view, ids in VIEW_KEYS.items() for bid in ids}
+        for bid, (keys, _action, desc, _show) in [*KEYMAP.items(), *VIEW_KEYMAP.items()]:
             out.append((self._keymap.get(bid, keys).replace("question_mark", "?").replace("slash", "/")
-                        .replace("colon", ":"), desc + (" (disabled: read-only)" if self.read_only
-                                                         and bid in RUN_ACTIONS else "")))
+                        .replace("colon", ":"), desc + (f" (in :{in_view[bid]})" if bid in in_view else "")
+                        + (" (disabled: read-only)" if self.read_only and (bid in RUN_ACTIONS or bid in in_view)
+                           else "")))
         return out
 
     def action_refresh(self) -> None:
         screen = self.screen
+        if isinstance(screen, ViewScreen) and screen.reload():
+            return
         if isinstance(screen, FleetScreen) or not isinstance(screen, ViewScreen):
             self.refresh_fleet()
         elif isinstance(screen, ModelsScreen):
@@ -285,7 +298,8 @@ class ModelfleetApp(App[None]):
         elif word in RUN_COMMANDS:
             self.action_run_form(RUN_COMMANDS[word])
         elif word:
-            self.notify(f"unknown command :{word}; try :fleet, :models, :runs, :ledger, :help", severity="warning")
+            self.notify(f"unknown command :{word}; try :fleet, :models, :runs, :ledger, :infra, :approvals, :help",
+                        severity="warning")
 
     # -- workers: loading ---------------------------------------------------------------------------------
     def _call(self, kind: str, fn: Callable[[], Any], key: str | None = None) -> None:
@@ -319,7 +333,12 @@ class ModelfleetApp(App[None]):
                 events = []
             places = placements(model, events, fleet)
             aliases = {a: v.version for v in versions for a in v.aliases}
-            return {"versions": versions, "placements": places, "flags": alias_mismatches(aliases, places)}
+            try:
+                governance, governance_error = self.services.version_governance(model, versions), None
+            except ModelfleetError as exc:
+                governance, governance_error = {}, exc.message
+            return {"versions": versions, "placements": places, "flags": alias_mismatches(aliases, places),
+                    "governance": governance, "governance_error": governance_error}
 
         self._call("versions", load, model)
 
@@ -416,10 +435,22 @@ class ModelfleetApp(App[None]):
         elif msg.kind == "replay" and msg.key:
             s.live[msg.key] = msg.payload
             self._changed("live")
-            self.push_screen(RunLiveScreen(msg.key))
+            self.push_screen(self.live_screen(msg.key))
             return
         elif msg.kind == "prepared":
             self._prepared(msg.payload)
+            return
+        elif msg.kind in ("infra", "approvals"):  # (ConsoleState fields of the same names)
+            setattr(s, msg.kind, msg.payload)
+        elif msg.kind in ("infra_details", "infra_inventory") and msg.key:
+            getattr(s, msg.kind)[msg.key] = msg.payload
+            if msg.kind == "infra_inventory":  # written after an apply: the Fleet view reads it again
+                self.refresh_fleet()
+        elif msg.kind == "infra_prepared":
+            self._infra_prepared(*msg.payload)
+            return
+        elif msg.kind == "decided":
+            self._decided(msg.payload)
             return
         elif msg.kind == "pinned":
             form, model, ref, version, digest = msg.payload
@@ -466,16 +497,28 @@ class ModelfleetApp(App[None]):
 
     @work(thread=True, exclusive=True, group="prepare")
     def _prepare(self, req: RunForm) -> None:
-        """The run pipeline's checks, pin and bundle; nothing is written until the operator confirms."""
+        """The run pipeline's checks, pin and bundle; nothing is written until the operator confirms. A deploy to
+        a protected environment without its gate and approvals is refused here, with what is missing."""
 
-        def prepare() -> tuple[RunForm, PreparedRun, bool]:
-            prepared = self.services.prepare(req)
+        def prepare() -> tuple[RunForm, PreparedRun | GovernanceError, bool]:
+            try:
+                prepared = self.services.prepare(req)
+                self.services.check_governance(prepared)  # until the pipeline's prepare does it: then delete
+            except GovernanceError as exc:
+                return req, exc, False
             return req, prepared, self.services.is_fleet_wide(req.target)
 
         self._call("prepared", prepare)
 
-    def _prepared(self, payload: tuple[RunForm, PreparedRun, bool]) -> None:
+    def _prepared(self, payload: tuple[RunForm, PreparedRun | GovernanceError, bool]) -> None:
         req, prepared, fleet_wide = payload
+        if isinstance(prepared, GovernanceError):
+            missing = "\n".join(f"  ✘ {m}" for m in prepared.missing) or f"  ✘ {prepared.message}"
+            self.push_screen(ConfirmScreen(
+                f"{req.kind} refused: the target is a protected environment", f"Missing:\n{missing}\n\n"
+                + (f"fix: {prepared.hint}\n\n" if prepared.hint else "") + "Nothing was started.",
+                confirm_label=None, dismiss_label="Close"))
+            return
         hosts = prepared.hosts
         body = (f"{prepared.summary}\n{len(hosts)} host(s): {', '.join(hosts[:8])}{' …' if len(hosts) > 8 else ''}"
                 f"\n\n$ {RunForm.shell(req.cli_command())}\n\n"
@@ -493,13 +536,26 @@ class ModelfleetApp(App[None]):
                                        typed=req.target if fleet_wide else None), done)
 
     def _launch(self, prepared: PreparedRun) -> None:
+        """Start ``prepared`` and show it live: a playbook run over the Runs view, a Terraform run over the view
+        it was started from (it is in the Runs list too)."""
         run_id = prepared.run_id
-        self.state.live[run_id] = RunState(run_id, kind=prepared.kind, hosts=prepared.hosts)
+        if prepared.executor == "terraform":
+            st = InfraState(run_id, kind=prepared.kind)
+            # an apply's resources are its saved plan's: counted from the start (the apply prints no plan)
+            plan = prepared.details.get("plan") or {}
+            st.planned.update({r["address"]: r["action"] for r in plan.get("resources", [])})
+            self.state.live[run_id] = st
+        else:
+            self.state.live[run_id] = RunState(run_id, kind=prepared.kind, hosts=prepared.hosts)
         self.state.handles[run_id] = None
         self._changed("live")
-        self.switch_mode("runs")
-        self.push_screen(RunLiveScreen(run_id))
+        if prepared.executor != "terraform":
+            self.switch_mode("runs")
+        self.push_screen(self.live_screen(run_id))
         self._run_worker(prepared)
+
+    def live_screen(self, run_id: str) -> RunLiveScreen:
+        return InfraRunScreen(run_id) if isinstance(self.state.live.get(run_id), InfraState) else RunLiveScreen(run_id)
 
     @work(thread=True, group="run")
     def _run_worker(self, prepared: PreparedRun) -> None:
@@ -521,7 +577,7 @@ class ModelfleetApp(App[None]):
         self.state.handles[run_id] = handle
         self.post_message(RunStarted(run_id))
         result = handle.wait()
-        self.post_message(RunFinished(run_id, result.status, result.rc, result.problem))
+        self.post_message(RunFinished(run_id, result.status, result.rc, result.problem, result.executor_result))
 
     @on(RunStarted)
     def _run_started(self, msg: RunStarted) -> None:
@@ -546,10 +602,12 @@ class ModelfleetApp(App[None]):
         self.notify(text, title="run finished", severity=severity, timeout=10)
         self.load_runs()
         self.refresh_fleet()
+        if isinstance(st, InfraState):
+            self._infra_finished(msg.run_id, st, msg.result)
 
     def open_run(self, run_id: str) -> None:
         if run_id in self.state.live:
-            self.push_screen(RunLiveScreen(run_id))
+            self.push_screen(self.live_screen(run_id))
             return
         run = next((r for r in self.state.runs or [] if r.run_id == run_id), None)
         if run is None:
@@ -577,7 +635,106 @@ class ModelfleetApp(App[None]):
             else:
                 handle.resume()
 
-        self.push_screen(ConfirmScreen(f"Cancel {run_id}?", "The run is held: hosts in the current wave finish "
-                                       "their task, and no further wave starts while you decide. Cancel stops it "
-                                       "there; Keep going lets it continue.", confirm_label="Cancel run",
+        body = ("The run is held: hosts in the current wave finish their task, and no further wave starts while "
+                "you decide. Cancel stops it there; Keep going lets it continue.")
+        if isinstance(st, InfraState):
+            body = ("Cancel stops Terraform: it finishes the resource operations in flight and saves its state; "
+                    "a later plan shows what is left. Keep going lets it continue.")
+        self.push_screen(ConfirmScreen(f"Cancel {run_id}?", body, confirm_label="Cancel run",
                                        dismiss_label="Keep going"), done)
+
+    # -- infrastructure: Terraform environments (screens/infra.py) --------------------------------------------
+    @work(thread=True, exclusive=True, group="infra")
+    def load_infra(self) -> None:
+        self._call("infra", self.services.infra_envs)
+
+    @work(thread=True, exclusive=True, group="infra_detail")
+    def load_infra_detail(self, env: str) -> None:
+        self._call("infra_details", lambda: self.services.infra_detail(env), env)
+
+    def request_infra(self, action: str, env: str) -> None:
+        """Plan, apply the saved plan, or destroy (a destroy plan, then its apply): prepared by the run pipeline
+        (refused with the reason before anything is written), confirmed, then launched as any run."""
+        if self.read_only:
+            self.notify("read-only mode: Terraform runs are disabled", severity="warning")
+            return
+        self.notify(f"preparing {action} of {env}…", timeout=3)
+        self._prepare_infra(action, env)
+
+    @work(thread=True, exclusive=True, group="infra_prepare")
+    def _prepare_infra(self, action: str, env: str) -> None:
+        self._call("infra_prepared", lambda: (action, self.services.prepare_infra(action, env)))
+
+    def _infra_prepared(self, action: str, prepared: PreparedRun) -> None:
+        title, body, typed, prompt = infra_confirmation(action, prepared)
+
+        def done(ok: bool | None) -> None:
+            if ok:
+                if action == "destroy":
+                    self._then_apply.add(prepared.run_id)
+                self._launch(prepared)
+
+        self.push_screen(ConfirmScreen(title, body, typed=typed, typed_prompt=prompt,
+                                       confirm_label="Apply" if action == "apply" else "Run"), done)
+
+    def _infra_finished(self, run_id: str, st: InfraState, result: Any) -> None:
+        env = getattr(result, "env", None)
+        if not env:
+            return
+        self.state.infra_details.pop(env, None)
+        self.load_infra()
+        if st.outcome() != "ok":
+            return
+        if st.kind == "infra_apply":
+            self._write_inventory(env)
+        elif run_id in self._then_apply:
+            self._then_apply.discard(run_id)
+            plan = getattr(result, "plan", None)
+            if plan is not None and not plan.no_changes:
+                self.request_infra("apply", env)
+            else:
+                self.notify(f"{env}: nothing to destroy")
+
+    @work(thread=True, exclusive=True, group="infra_inventory")
+    def _write_inventory(self, env: str) -> None:
+        """After an apply: the environment's inventory from its ``nodes`` output; then the Fleet view re-reads its
+        inventory and probes (``_loaded``)."""
+        self._call("infra_inventory", lambda: self.services.infra_inventory(env), env)
+
+    # -- governance: approvals (screens/approvals.py) -------------------------------------------------------
+    @work(thread=True, exclusive=True, group="approvals")
+    def load_approvals(self) -> None:
+        self._call("approvals", self.services.approvals)
+
+    def request_decision(self, row: ApprovalRow, decision: str) -> None:
+        """Approve or reject ``row`` as the current user, after typing the request's id (and, to reject, a
+        reason)."""
+        if self.read_only:
+            self.notify("read-only mode: approving and rejecting are disabled", severity="warning")
+            return
+        rid = row.view.id
+        verb = "Approve" if decision == "approve" else "Reject"
+        screen = ConfirmScreen(
+            f"{verb} request {rid} {row.you}?", str(describe_request(row).plain), typed=rid,
+            typed_prompt=f"Your decision is signed with your key and recorded in the ledger. Type [b]{rid}[/b] to "
+                         "confirm:", confirm_label=verb,
+            reason="reason (required)" if decision == "reject" else "reason (optional)",
+            reason_required=decision == "reject")
+
+        def done(ok: bool | None) -> None:
+            if ok:
+                self._decide(rid, decision, screen.reason_text)
+
+        self.push_screen(screen, done)
+
+    @work(thread=True, exclusive=True, group="decide")
+    def _decide(self, request_id: str, decision: str, reason: str) -> None:
+        self._call("decided", lambda: self.services.decide(request_id, decision, reason), request_id)
+
+    def _decided(self, view: RequestView) -> None:
+        state = view.to_dict()
+        self.notify(f"request {view.id} is {state['status']}" + (
+            f"; still needs {', '.join(state['missing_roles'])}" if state["status"] == "pending"
+            and state["missing_roles"] else ""), title="decision recorded")
+        self.state.versions.pop(view.subject.model, None)  # its gate and approval tags changed
+        self.load_approvals()
