@@ -19,16 +19,17 @@ from textual.binding import Binding, BindingType
 from textual.widget import AwaitMount
 from textual.widgets import Input
 
+from modelfleet.console.approval_actions import ApprovalActions
 from modelfleet.console.idle_gc import IdleCollector
+from modelfleet.console.infra_actions import InfraActions
 from modelfleet.console.keys import KEYMAP, VIEW_KEYMAP, VIEW_KEYS, check_keys
 from modelfleet.console.messages import ConsoleState, Loaded, LoadFailed, RunEvent, RunFinished, RunStarted
-from modelfleet.console.screens.approvals import ApprovalsScreen, describe_request
+from modelfleet.console.screens.approvals import ApprovalsScreen
 from modelfleet.console.screens.base import ViewScreen
 from modelfleet.console.screens.confirm import ConfirmScreen
 from modelfleet.console.screens.fleet import FleetScreen
 from modelfleet.console.screens.help import HelpScreen
 from modelfleet.console.screens.infra import InfraRunScreen, InfraScreen
-from modelfleet.console.screens.infra import confirmation as infra_confirmation
 from modelfleet.console.screens.ledger import LedgerScreen
 from modelfleet.console.screens.models import ModelsScreen, VersionsScreen
 from modelfleet.console.screens.run_live import RunLiveScreen
@@ -40,9 +41,7 @@ from modelfleet.runners.infra_state import InfraState
 from modelfleet.runners.runstate import RunState
 
 if TYPE_CHECKING:  # pragma: no cover
-    from modelfleet.console.services import ApprovalRow
     from modelfleet.core.config import Settings
-    from modelfleet.core.governance import RequestView
     from modelfleet.runners.requests import PreparedRun
 
 RUN_ACTIONS = ("new_run", "deploy", "healthcheck", "cancel_run")
@@ -63,7 +62,7 @@ def _bindings() -> list[Binding]:
             for bid, (keys, action, desc, show) in KEYMAP.items()]
 
 
-class ModelfleetApp(App[None]):
+class ModelfleetApp(InfraActions, ApprovalActions, App[None]):
     """``ModelfleetApp(settings)`` for the real thing; tests pass ``services`` with fixed data."""
 
     TITLE = "modelfleet"
@@ -642,99 +641,3 @@ class ModelfleetApp(App[None]):
                     "a later plan shows what is left. Keep going lets it continue.")
         self.push_screen(ConfirmScreen(f"Cancel {run_id}?", body, confirm_label="Cancel run",
                                        dismiss_label="Keep going"), done)
-
-    # -- infrastructure: Terraform environments (screens/infra.py) --------------------------------------------
-    @work(thread=True, exclusive=True, group="infra")
-    def load_infra(self) -> None:
-        self._call("infra", self.services.infra_envs)
-
-    @work(thread=True, exclusive=True, group="infra_detail")
-    def load_infra_detail(self, env: str) -> None:
-        self._call("infra_details", lambda: self.services.infra_detail(env), env)
-
-    def request_infra(self, action: str, env: str) -> None:
-        """Plan, apply the saved plan, or destroy (a destroy plan, then its apply): prepared by the run pipeline
-        (refused with the reason before anything is written), confirmed, then launched as any run."""
-        if self.read_only:
-            self.notify("read-only mode: Terraform runs are disabled", severity="warning")
-            return
-        self.notify(f"preparing {action} of {env}…", timeout=3)
-        self._prepare_infra(action, env)
-
-    @work(thread=True, exclusive=True, group="infra_prepare")
-    def _prepare_infra(self, action: str, env: str) -> None:
-        self._call("infra_prepared", lambda: (action, self.services.prepare_infra(action, env)))
-
-    def _infra_prepared(self, action: str, prepared: PreparedRun) -> None:
-        title, body, typed, prompt = infra_confirmation(action, prepared)
-
-        def done(ok: bool | None) -> None:
-            if ok:
-                if action == "destroy":
-                    self._then_apply.add(prepared.run_id)
-                self._launch(prepared)
-
-        self.push_screen(ConfirmScreen(title, body, typed=typed, typed_prompt=prompt,
-                                       confirm_label="Apply" if action == "apply" else "Run"), done)
-
-    def _infra_finished(self, run_id: str, st: InfraState, result: Any) -> None:
-        env = getattr(result, "env", None)
-        if not env:
-            return
-        self.state.infra_details.pop(env, None)
-        self.load_infra()
-        if st.outcome() != "ok":
-            return
-        if st.kind == "infra_apply":
-            self._write_inventory(env)
-        elif run_id in self._then_apply:
-            self._then_apply.discard(run_id)
-            plan = getattr(result, "plan", None)
-            if plan is not None and not plan.no_changes:
-                self.request_infra("apply", env)
-            else:
-                self.notify(f"{env}: nothing to destroy")
-
-    @work(thread=True, exclusive=True, group="infra_inventory")
-    def _write_inventory(self, env: str) -> None:
-        """After an apply: the environment's inventory from its ``nodes`` output; then the Fleet view re-reads its
-        inventory and probes (``_loaded``)."""
-        self._call("infra_inventory", lambda: self.services.infra_inventory(env), env)
-
-    # -- governance: approvals (screens/approvals.py) -------------------------------------------------------
-    @work(thread=True, exclusive=True, group="approvals")
-    def load_approvals(self) -> None:
-        self._call("approvals", self.services.approvals)
-
-    def request_decision(self, row: ApprovalRow, decision: str) -> None:
-        """Approve or reject ``row`` as the current user, after typing the request's id (and, to reject, a
-        reason)."""
-        if self.read_only:
-            self.notify("read-only mode: approving and rejecting are disabled", severity="warning")
-            return
-        rid = row.view.id
-        verb = "Approve" if decision == "approve" else "Reject"
-        screen = ConfirmScreen(
-            f"{verb} request {rid} {row.you}?", str(describe_request(row).plain), typed=rid,
-            typed_prompt=f"Your decision is signed with your key and recorded in the ledger. Type [b]{rid}[/b] to "
-                         "confirm:", confirm_label=verb,
-            reason="reason (required)" if decision == "reject" else "reason (optional)",
-            reason_required=decision == "reject")
-
-        def done(ok: bool | None) -> None:
-            if ok:
-                self._decide(rid, decision, screen.reason_text)
-
-        self.push_screen(screen, done)
-
-    @work(thread=True, exclusive=True, group="decide")
-    def _decide(self, request_id: str, decision: str, reason: str) -> None:
-        self._call("decided", lambda: self.services.decide(request_id, decision, reason), request_id)
-
-    def _decided(self, view: RequestView) -> None:
-        state = view.to_dict()
-        self.notify(f"request {view.id} is {state['status']}" + (
-            f"; still needs {', '.join(state['missing_roles'])}" if state["status"] == "pending"
-            and state["missing_roles"] else ""), title="decision recorded")
-        self.state.versions.pop(view.subject.model, None)  # its gate and approval tags changed
-        self.load_approvals()
