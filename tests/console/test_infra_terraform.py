@@ -143,5 +143,5 @@ async def test_plan_apply_destroy_from_the_console(tf: Settings) -> None:
         replayed = app.state.live[first_apply]
         assert isinstance(replayed, InfraState) and replayed.outcome() == "ok"
         assert replayed.applied == {NODE: "created"}
-        await pilot.pause(0.3)
-        assert "(replayed from its events)" in screen_text(app) and "terraform apply demo" in screen_text(app)
+        await until(pilot, lambda: "(replayed from its events)" in screen_text(app), "the replay's summary")
+        assert "terraform apply demo" in screen_text(app)

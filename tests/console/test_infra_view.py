@@ -63,10 +63,10 @@ async def test_apply_the_saved_plan_after_typing_apply_then_destroy_naming_the_e
         assert st.outcome() == "ok" and st.counts() == {"created": 1} and st.planned == {ARM_NODE: "create"}
         await until(pilot, lambda: "local" in app.state.infra_inventory, "the inventory written after the apply")
         assert app.state.infra_inventory["local"].not_in_fleet == ("edge-arm-01",)
-        await pilot.pause(0.3)  # the live view redraws at most 4 times a second
+        # the live view redraws at most 4 times a second
+        await until(pilot, lambda: "1 created" in screen_text(app), "the live view's counts")
         text = screen_text(app)
-        assert "terraform apply local" in text and "1 created" in text and f"{ARM_NODE} terraform_data create created" \
-            in text
+        assert "terraform apply local" in text and f"{ARM_NODE} terraform_data create created" in text
         await pilot.press("escape")
         await settle(pilot)
         assert isinstance(app.screen, InfraScreen)
