@@ -9,22 +9,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from modelfleet.console.services import (
+from modelfleet.console.governance_services import (
     ApprovalRow,
     ApprovalsData,
     BreakGlassMark,
-    ConsoleServices,
     GateMark,
-    InfraEnvDetail,
-    InfraEnvInfo,
-    InfraInventory,
-    RunForm,
-    RunInfo,
-    VersionDetail,
     VersionGovernance,
     Who,
     _may_decide,
 )
+from modelfleet.console.infra_services import InfraEnvDetail, InfraEnvInfo, InfraInventory
+from modelfleet.console.services import ConsoleServices, RunForm, RunInfo, VersionDetail
 from modelfleet.core.approvals import ApprovalState, Signed
 from modelfleet.core.config import Settings, load_settings
 from modelfleet.core.errors import GovernanceError, NodeNotFound, RunError

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from modelfleet.console.services import ConsoleServices, protected_environments
+from modelfleet.console.governance_services import protected_environments
+from modelfleet.console.services import ConsoleServices
 from modelfleet.core.approvals import Requirement, Trust
 from modelfleet.core.config import Settings
 from modelfleet.core.fleet import Node, NodeClass

@@ -13,7 +13,7 @@ from modelfleet.console.screens.approvals import describe_request
 from modelfleet.console.screens.confirm import ConfirmScreen
 
 if TYPE_CHECKING:  # pragma: no cover
-    from modelfleet.console.services import ApprovalRow
+    from modelfleet.console.governance_services import ApprovalRow
     from modelfleet.core.governance import RequestView
 
 

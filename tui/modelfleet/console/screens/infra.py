@@ -15,10 +15,10 @@ from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import Input, Log, ProgressBar, Static
 
+from modelfleet.console.infra_services import InfraEnvInfo
 from modelfleet.console.screens.base import ViewScreen, view_bindings
 from modelfleet.console.screens.run_live import RunLiveScreen
 from modelfleet.console.screens.runs import KIND_LABELS
-from modelfleet.console.services import InfraEnvInfo
 from modelfleet.console.widgets.filterable_table import FilterableTable, Row
 from modelfleet.console.widgets.quiet_update import update_static
 from modelfleet.console.widgets.tiled import TiledHorizontal

@@ -12,8 +12,8 @@ from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from modelfleet.console import fmt
+from modelfleet.console.governance_services import VersionGovernance
 from modelfleet.console.screens.base import ViewScreen
-from modelfleet.console.services import VersionGovernance
 from modelfleet.console.widgets.filterable_table import FilterableTable, Row
 from modelfleet.console.widgets.quiet_update import update_static
 from modelfleet.console.widgets.tiled import TiledHorizontal
