@@ -75,6 +75,9 @@ class BenchServices(ConsoleServices):
     def placement_events(self, model: str) -> list[Any]:
         return []
 
+    def version_governance(self, model: str, versions: list[Any]) -> dict[str, Any]:
+        return {}  # no ledger behind this bench (the real one would open one under /nonexistent-bench)
+
     def version_detail(self, model: str, version: int) -> Any:
         # synthetic like the versions (the real one pins from the registry: MLflow is not behind this bench)
         from modelfleet.console.services import VersionDetail

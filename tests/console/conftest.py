@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any
 
 from textual.pilot import Pilot
@@ -24,6 +26,15 @@ async def settle(pilot: Pilot[Any], rounds: int = 3) -> None:
         await pilot.pause()
         await pilot.app.workers.wait_for_complete()
         await pilot.pause()
+
+
+async def until(pilot: Pilot[Any], cond: Callable[[], object], what: str, timeout: float = 30.0) -> None:
+    """Pause until ``cond()`` is true (workers and runs in threads post their results meanwhile)."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+        await pilot.pause(0.05)
 
 
 def screen_text(app: ModelfleetApp) -> str:

@@ -2,22 +2,37 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from modelfleet.console.governance_services import (
+    ApprovalRow,
+    ApprovalsData,
+    BreakGlassMark,
+    GateMark,
+    VersionGovernance,
+    Who,
+    _may_decide,
+)
+from modelfleet.console.infra_services import InfraEnvDetail, InfraEnvInfo, InfraInventory
 from modelfleet.console.services import ConsoleServices, RunForm, RunInfo, VersionDetail
+from modelfleet.core.approvals import ApprovalState, Signed
 from modelfleet.core.config import Settings, load_settings
-from modelfleet.core.errors import NodeNotFound
+from modelfleet.core.errors import GovernanceError, NodeNotFound, RunError
 from modelfleet.core.fleet import Inventory, Node, NodeClass
 from modelfleet.core.fleet_status import NodeStatus, Release
+from modelfleet.core.governance import RequestView
+from modelfleet.core.infra import InfraNode, PlanSummary, ResourceChange, SavedPlan
 from modelfleet.core.ledger import Event, VerifyResult, compute_hash
 from modelfleet.core.monitor_view import MonitorView
 from modelfleet.core.registry import ModelSummary, ModelVersionInfo
 from modelfleet.runners.requests import PreparedRun
 from modelfleet.runners.runstate import RunState, artifact_status, iter_artifact_events
+from modelfleet.runners.terraform import InfraRunResult
 
 NOW = 1_750_000_000.0  # fixed clock: 2025-06-15 15:06:40 UTC
 T0 = datetime.fromtimestamp(NOW - 86400 * 3, UTC)
@@ -120,6 +135,88 @@ def runner_events(hosts: list[str], *, fail: str | None = None) -> list[dict[str
     return evs
 
 
+ARM_NODE = 'terraform_data.node["edge-arm-01"]'
+CPU_NODE = 'terraform_data.node["edge-cpu-01"]'
+LOCAL_PLAN = PlanSummary((ResourceChange(ARM_NODE, "create", "terraform_data"),))
+
+
+def saved_plan(env: str, run_id: str, summary: PlanSummary, *, destroy: bool = False) -> SavedPlan:
+    return SavedPlan(env=env, run_id=run_id, plan_file=f"/state/runs/{run_id}/plan.tfplan",
+                     digest="sha256:" + "ab" * 32,
+                     engine={"kind": "binary", "name": "terraform", "path": "/usr/local/bin/terraform",
+                             "label": "terraform (/usr/local/bin/terraform)"},
+                     config_digest="sha256:" + "cd" * 32, destroy=destroy, created="2025-06-15T14:00:00+00:00",
+                     actor="console:ops", summary=summary.to_dict())
+
+
+def infra_nodes(*names: str) -> tuple[InfraNode, ...]:
+    out = []
+    for name in names:
+        cls = NodeClass.ARM if "arm" in name else NodeClass.CPU
+        out.append(InfraNode(name, f"127.0.10.{161 if cls is NodeClass.ARM else 1}", cls,
+                             "aarch64" if cls is NodeClass.ARM else "x86_64", "staging", "ops", 2222))
+    return tuple(out)
+
+
+def infra_records(kind: str, changes: tuple[ResourceChange, ...]) -> list[dict[str, Any]]:
+    """A plausible stream of a Terraform run's raw records (``{"step", "line"}``, as events.jsonl keeps them)."""
+    step = "apply" if kind == "infra_apply" else "plan"
+    out: list[dict[str, Any]] = [{"step": step, "line": {"type": "version", "@message": "Terraform 1.9.8"}}]
+    for c in changes:
+        resource = {"addr": c.address}
+        if step == "plan":
+            out.append({"step": step, "line": {"type": "planned_change", "@message": f"{c.address}: Plan to {c.action}",
+                                               "change": {"resource": resource, "action": c.action}}})
+        else:
+            for phase in ("start", "complete"):
+                out.append({"step": step, "line": {"type": f"apply_{phase}",
+                                                   "@message": f"{c.address}: {phase}",
+                                                   "hook": {"resource": resource, "action": c.action}}})
+    adds = sum(1 for c in changes if c.action == "create")
+    removes = sum(1 for c in changes if c.action == "delete")
+    out.append({"step": step, "line": {"type": "change_summary", "@message": f"{step}: {adds} to add",
+                                       "changes": {"operation": step, "add": adds, "change": 0, "remove": removes}}})
+    return out
+
+
+def _request(rid: str, version: int, env: str, seq: int, reason: str) -> Signed:
+    return Signed({"format": "modelfleet-approval-request/1", "id": rid, "model": "credit-risk",
+                   "version": str(version), "digest": f"{version:02d}" * 32, "environment": env,
+                   "thresholds_sha256": None, "reason": reason, "by": "dana", "key_id": "da" * 8,
+                   "issued_at": f"2025-06-1{seq}T09:00:00Z"}, "sig")
+
+
+def _decision(rid: str, version: int, by: str, decision: str, reason: str = "") -> Signed:
+    return Signed({"format": "modelfleet-approval/1", "request_id": rid, "model": "credit-risk",
+                   "version": str(version), "digest": f"{version:02d}" * 32, "environment": "prod",
+                   "thresholds_sha256": None, "decision": decision, "reason": reason, "by": by, "key_id": "ab" * 8,
+                   "issued_at": "2025-06-15T10:00:00Z", "expires_at": "2025-06-16T10:00:00Z",
+                   "gate": {"verdict": "passed"}}, "sig")
+
+
+def request_views(decided: dict[str, list[Signed]] | None = None) -> list[RequestView]:
+    """Three prod requests by dana: v3 (quinn approved as QA), v2 (gate failed), v1 (rejected by sam)."""
+    decided = decided or {}
+    specs = [("3a7c19e2", 3, 7, "quarterly retrain", [_decision("3a7c19e2", 3, "quinn", "approve")]),
+             ("b2e4d6f8", 2, 8, "fairer thresholds", []),
+             ("c0ffee01", 1, 6, "rollback candidate", [_decision("c0ffee01", 1, "sam", "reject", "too old")])]
+    out = []
+    for rid, version, seq, reason, decisions in specs:
+        mine = tuple(decisions + decided.get(rid, []))
+        approvers = {(d.record["by"], "qa" if d.record["by"] == "quinn" else "manager") for d in mine
+                     if d.record["decision"] == "approve"}
+        rejected = next((d.record["by"] for d in mine if d.record["decision"] == "reject"), None)
+        missing = tuple(r for r in ("manager", "qa") if r not in {role for _, role in approvers})
+        state = ApprovalState(not missing and rejected is None, tuple(sorted(approvers)), missing, (), rejected,
+                              datetime(2025, 6, 16, 10, tzinfo=UTC) if approvers else None)
+        status = "rejected" if rejected else "approved" if not missing else "pending"
+        out.append(RequestView(_request(rid, version, "prod", seq, reason), seq, mine, state, status))
+    return out
+
+
+GATE_FAILED = "the gate failed for credit-risk/2 (020202020202) for prod (ledger #8: Equal opportunity (FPR gap))"
+
+
 class FakeServices(ConsoleServices):
     """Fixed data, a fixed clock, and a launcher that plays runner events (optionally gated by an Event)."""
 
@@ -132,6 +229,10 @@ class FakeServices(ConsoleServices):
         self.prepared: list[PreparedRun] = []
         self.artifacts = artifacts
         self.canceled = threading.Event()
+        self.saved_plans: dict[str, SavedPlan] = {"local": saved_plan("local", "20250615T140000Z-cccccc", LOCAL_PLAN)}
+        self.in_state: dict[str, list[str]] = {"local": [CPU_NODE], "aws": []}
+        self.decided: dict[str, list[Signed]] = {}
+        self.who_am_i = Who("mona", ("manager",))
 
     def context(self) -> dict[str, str]:
         return {"registry": "sqlite:///.modelfleet/mlflow.db", "inventory": ".modelfleet/sim/inventory.yml",
@@ -223,22 +324,132 @@ class FakeServices(ConsoleServices):
         return prepared
 
     def launch(self, prepared: PreparedRun, on_event: Callable[[dict[str, Any]], None]) -> PlayedRun:  # type: ignore[override]
+        if prepared.executor == "terraform":
+            played = PlayedRun([], on_event, gate=self.gate, fail=None, canceled=self.canceled,
+                               events=self._play_infra(prepared))
+            played.prepared = prepared  # as a RunHandle has it
+            return played
         self.launched.append(self._forms[prepared.run_id])
         return PlayedRun(list(prepared.hosts), on_event, gate=self.gate, fail=self.fail_host, canceled=self.canceled)
+
+    # -- infrastructure: two environments, `local` with a saved plan that adds a node --------------------------
+    def infra_envs(self) -> list[InfraEnvInfo]:
+        return [InfraEnvInfo("aws", Path("terraform/envs/aws"), "s3", False),
+                InfraEnvInfo("local", Path("terraform/envs/local"), "local", True, self.saved_plans.get("local"))]
+
+    def infra_detail(self, env_name: str) -> InfraEnvDetail:
+        if env_name != "local":
+            return InfraEnvDetail(env_name, problem="never initialised here: plan it first (p)")
+        names = tuple(a.split('"')[1] for a in self.in_state["local"])
+        return InfraEnvDetail("local", tuple(self.in_state["local"]),
+                              {"connection": "modelfleet-sim", "nodes": [n.to_dict() for n in infra_nodes(*names)]},
+                              infra_nodes(*names))
+
+    def prepare_infra(self, action: str, env: str) -> PreparedRun:
+        from modelfleet.runners.terraform import InfraApplyRequest, InfraPlanRequest
+
+        run_id = self.new_run_id()
+        details: dict[str, Any] = {"origin": "console", "env": env, "engine": "terraform (/usr/local/bin/terraform)"}
+        if action == "apply":
+            saved = self.saved_plans.get(env)
+            if saved is None or saved.applied_by:
+                raise RunError(f"environment {env} has no saved plan to apply",
+                               hint=f"make a new plan: modelfleet infra plan --env {env}")
+            request: Any = InfraApplyRequest(env, actor=self.actor, origin="console")
+            details.update(plan_digest=saved.digest, plan=saved.summary)
+            summary = f"apply the saved plan of {env} ({saved.plan_summary.line()})"
+        else:
+            request = InfraPlanRequest(env, destroy=action == "destroy", actor=self.actor, origin="console")
+            summary = f"{'destroy plan' if action == 'destroy' else 'plan'} of {env} (terraform)"
+        prepared = PreparedRun(request=request, run_id=run_id, kind=request.kind, summary=summary, hosts=(),
+                               inventory=Path(), playbook="", extra_vars={}, details=details, executor="terraform")
+        self.prepared.append(prepared)
+        return prepared
+
+    def _play_infra(self, prepared: PreparedRun) -> tuple[list[dict[str, Any]], InfraRunResult]:
+        """What a Terraform run of ``prepared`` prints, and its result; the fake's environment changes as a real
+        one would (a plan is saved, an apply creates or destroys what its plan said)."""
+        env = str(prepared.details["env"])
+        destroy = bool(getattr(prepared.request, "destroy", False))
+        if prepared.kind == "infra_apply":
+            saved = self.saved_plans[env]
+            changes = saved.plan_summary.changes
+            self.saved_plans[env] = dataclasses.replace(saved, applied_by=prepared.run_id)
+            for c in changes:
+                (self.in_state[env].append if c.action == "create" else self.in_state[env].remove)(c.address)
+            plan = saved.plan_summary
+        else:
+            changes = (tuple(ResourceChange(a, "delete", "terraform_data") for a in self.in_state[env]) if destroy
+                       else tuple(ResourceChange(a, "create", "terraform_data")
+                                  for a in (CPU_NODE, ARM_NODE) if a not in self.in_state[env]))
+            plan = PlanSummary(changes, destroy=destroy)
+            self.saved_plans[env] = saved_plan(env, prepared.run_id, plan, destroy=destroy)
+        result = InfraRunResult(status="successful", rc=0, started=datetime(2025, 6, 15, tzinfo=UTC),
+                                ended=datetime(2025, 6, 15, tzinfo=UTC), artifact_dir=Path("/state/runs"),
+                                run_id=prepared.run_id, kind=prepared.kind, env=env, plan=plan)
+        return infra_records(prepared.kind, changes), result
+
+    def infra_inventory(self, env: str) -> InfraInventory:
+        names = tuple(a.split('"')[1] for a in self.in_state[env])
+        fleet = {n.name for n in NODES}
+        return InfraInventory(env, Path(f".modelfleet/infra/{env}/inventory.yml"), names,
+                              Path(".modelfleet/sim/inventory.yml"), tuple(n for n in names if n not in fleet))
+
+    # -- governance: mona (manager) looks at three prod requests -------------------------------------------------
+    def approvals(self) -> ApprovalsData:
+        rows = []
+        for view in sorted(request_views(self.decided), key=lambda v: (v.status != "pending", -v.seq)):
+            may, you = _may_decide(self.who_am_i, view, ("manager", "qa"))
+            rows.append(ApprovalRow(view, GATE_FAILED if view.id == "b2e4d6f8" else None, may, you))
+        return ApprovalsData(self.who_am_i, tuple(rows), {"prod": ("manager", "qa")})
+
+    def decide(self, request_id: str, decision: str, reason: str) -> RequestView:
+        if request_id == "b2e4d6f8" and decision == "approve":
+            raise GovernanceError(f"cannot approve request {request_id}: {GATE_FAILED}",
+                                  hint="approvals attest a passed gate; run the gate first")
+        view = next(v for v in request_views(self.decided) if v.id == request_id)
+        version = int(view.subject.version)
+        self.decided.setdefault(request_id, []).append(_decision(request_id, version, "mona", decision, reason))
+        return next(v for v in request_views(self.decided) if v.id == request_id)
+
+    def version_governance(self, model: str, versions: list[ModelVersionInfo]) -> dict[str, VersionGovernance]:
+        if model != "credit-risk":
+            return {}
+        when = datetime(2025, 6, 12, 10, tzinfo=UTC)
+        return {
+            "3": VersionGovernance((GateMark("prod", "passed", 7, when), GateMark("staging", "passed", 9, when)),
+                                   {"prod": "pending"}),
+            "2": VersionGovernance((GateMark("prod", "failed", 8, when, ("Equal opportunity (FPR gap)",)),),
+                                   break_glass=(BreakGlassMark("prod", "omar", "fraud spike: roll now", 10, when),)),
+        }
+
+    def check_governance(self, prepared: PreparedRun) -> None:
+        """As the real check, on fixed data: a deploy that reaches a production node lacks its approvals."""
+        if prepared.kind == "deploy" and not prepared.check and any(
+                n.environment == "production" for n in NODES if n.name in prepared.hosts):
+            raise GovernanceError(
+                f"deploy of credit-risk/{prepared.version} refused",
+                missing=("production: request 3a7c19e2 still needs approval by manager (modelfleet approve 3a7c19e2)",
+                         "production: no gate verdict for credit-risk/3 (run: modelfleet gate credit-risk/3 --env "
+                         "production)"),
+                hint="fix each missing piece, or an ops person may --break-glass \"reason\"")
 
 
 class PlayedRun:
     """Plays a fixed runner event stream like a run handle does (``wait`` -> result, ``cancel``)."""
 
     def __init__(self, hosts: list[str], on_event: Callable[[dict[str, Any]], None], *,
-                 gate: threading.Event | None, fail: str | None, canceled: threading.Event) -> None:
+                 gate: threading.Event | None, fail: str | None, canceled: threading.Event,
+                 events: tuple[list[dict[str, Any]], InfraRunResult] | None = None) -> None:
         self.status, self.rc, self.problem = "running", None, None
+        self.executor_result = events[1] if events else None
+        self.prepared: PreparedRun | None = None
         self.held = False
         self._cancel = threading.Event()
         self._done = threading.Event()
 
         def play() -> None:
-            evs = runner_events(hosts, fail=fail)
+            evs = events[0] if events else runner_events(hosts, fail=fail)
             for i, ev in enumerate(evs):
                 if gate is not None and i == len(evs) // 2:
                     while not gate.wait(0.05):

@@ -132,3 +132,40 @@ def test_snapshot_drift_detail(snap_compare: Any) -> None:
         await settle(pilot)
 
     assert snap_compare(make_app(start_view="drift"), terminal_size=SIZE, run_before=run_before)
+
+
+def test_snapshot_infra(snap_compare: Any) -> None:
+    """Two environments: `local` with a saved plan that adds a node (its detail pane: plan, state, outputs)."""
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await settle(pilot)
+        await pilot.press("down")
+        await settle(pilot)
+
+    assert snap_compare(make_app(start_view="infra"), terminal_size=SIZE, run_before=run_before)
+
+
+def test_snapshot_infra_run(snap_compare: Any) -> None:
+    """A Terraform apply from the Infra view, live view at its end: resources created, the inventory written."""
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await settle(pilot)
+        await pilot.press("down", "a")  # local: apply its saved plan
+        await settle(pilot)
+        await pilot.press(*"apply", "enter")
+        await settle(pilot)
+        await pilot.pause(0.4)
+        await settle(pilot)
+
+    assert snap_compare(make_app(start_view="infra"), terminal_size=SIZE, run_before=run_before)
+
+
+def test_snapshot_approvals(snap_compare: Any) -> None:
+    assert snap_compare(make_app(start_view="approvals"), terminal_size=SIZE, run_before=_settled)
+
+
+def test_snapshot_approve_confirm(snap_compare: Any) -> None:
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await settle(pilot)
+        await pilot.press("a")
+        await pilot.pause()
+
+    assert snap_compare(make_app(start_view="approvals"), terminal_size=SIZE, run_before=run_before)

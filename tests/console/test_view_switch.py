@@ -97,3 +97,19 @@ async def test_views_are_composed_hidden_after_start_and_a_first_visit_uses_them
         await settle(pilot)
         assert app.screen is ledger and resumes[ledger] == 1
         assert "node_deploy" in screen_text(app)  # its data loaded on the visit, as for one composed on the key press
+
+
+async def test_no_view_is_composed_once_the_app_is_shutting_down() -> None:
+    """Textual closes every mode's stack as it shuts down; a view composed then (the timer of
+    _prepare_next_view, firing while it awaits) broke that loop ('dictionary changed size during iteration')."""
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        modes = set(app._screen_stacks)
+        assert modes != set(app.MODES)  # views are still waiting to be composed
+        app._running = False  # what App._shutdown sets first
+        try:
+            app._prepare_next_view()
+            assert set(app._screen_stacks) == modes
+        finally:
+            app._running = True

@@ -148,6 +148,23 @@ def test_plan_then_apply_exactly_that_plan(tf: Settings, engine: str) -> None:
     assert again.plan is not None and again.plan.no_changes
 
 
+def test_resources_in_state_and_a_past_run_replayed_from_its_events(tf: Settings) -> None:
+    from modelfleet.runners.infra_outputs import read_outputs, read_resources
+    from modelfleet.runners.infra_state import InfraState
+    from modelfleet.runners.pipeline import replay_any
+
+    env = get_env(tf, "demo")
+    plan, _ = _run(tf, InfraPlanRequest("demo"))
+    assert read_resources(tf, env) == [] and read_outputs(tf, env) == {}  # initialised, nothing applied
+    applied, _ = _run(tf, InfraApplyRequest("demo"))
+    assert read_resources(tf, env) == ['terraform_data.item["a"]', 'terraform_data.item["b"]']
+    replayed = replay_any(tf, applied.run_id)
+    assert isinstance(replayed, InfraState) and replayed.kind == "infra_apply" and replayed.outcome() == "ok"
+    assert replayed.counts() == {"created": 2} and any("made a" in line for line in replayed.lines)
+    planned = replay_any(tf, plan.run_id)
+    assert isinstance(planned, InfraState) and planned.counts() == {"to create": 2}
+
+
 def test_both_engines_give_the_same_events(tf: Settings, tmp_path: Path) -> None:
     if len(ENGINES) < 2:
         pytest.skip("no terraform binary on PATH: only the embedded engine to compare")

@@ -19,21 +19,26 @@ from textual.binding import Binding, BindingType
 from textual.widget import AwaitMount
 from textual.widgets import Input
 
+from modelfleet.console.approval_actions import ApprovalActions
 from modelfleet.console.idle_gc import IdleCollector
-from modelfleet.console.keys import KEYMAP, check_keys
+from modelfleet.console.infra_actions import InfraActions
+from modelfleet.console.keys import KEYMAP, VIEW_KEYMAP, VIEW_KEYS, check_keys
 from modelfleet.console.messages import ConsoleState, Loaded, LoadFailed, RunEvent, RunFinished, RunStarted
+from modelfleet.console.screens.approvals import ApprovalsScreen
 from modelfleet.console.screens.base import ViewScreen
 from modelfleet.console.screens.confirm import ConfirmScreen
 from modelfleet.console.screens.drift import DriftDetailScreen, DriftScreen
 from modelfleet.console.screens.fleet import FleetScreen
 from modelfleet.console.screens.help import HelpScreen
+from modelfleet.console.screens.infra import InfraRunScreen, InfraScreen
 from modelfleet.console.screens.ledger import LedgerScreen
 from modelfleet.console.screens.models import ModelsScreen, VersionsScreen
 from modelfleet.console.screens.run_live import RunLiveScreen
 from modelfleet.console.screens.runs import RunFormScreen, RunsScreen
 from modelfleet.console.services import NEEDS_MODEL, ConsoleServices, RunForm
-from modelfleet.core.errors import ModelfleetError
+from modelfleet.core.errors import GovernanceError, ModelfleetError
 from modelfleet.core.fleet_status import Slo, alias_mismatches, placements
+from modelfleet.runners.infra_state import InfraState
 from modelfleet.runners.runstate import RunState
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -42,7 +47,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 RUN_ACTIONS = ("new_run", "deploy", "healthcheck", "cancel_run")
 VIEWS = {"models": "models", "m": "models", "fleet": "fleet", "f": "fleet", "nodes": "fleet", "runs": "runs",
-         "r": "runs", "ledger": "ledger", "l": "ledger", "events": "ledger", "drift": "drift", "latency": "drift"}
+         "r": "runs", "ledger": "ledger", "l": "ledger", "events": "ledger", "infra": "infra", "i": "infra",
+         "terraform": "infra", "approvals": "approvals", "a": "approvals", "drift": "drift", "latency": "drift"}
 RUN_COMMANDS = {"deploy": "deploy", "health": "healthcheck", "healthcheck": "healthcheck",
                 "health-check": "healthcheck", "rollback": "rollback", "provision": "provision", "run": ""}
 
@@ -57,14 +63,14 @@ def _bindings() -> list[Binding]:
             for bid, (keys, action, desc, show) in KEYMAP.items()]
 
 
-class ModelfleetApp(App[None]):
+class ModelfleetApp(InfraActions, ApprovalActions, App[None]):
     """``ModelfleetApp(settings)`` for the real thing; tests pass ``services`` with fixed data."""
 
     TITLE = "modelfleet"
     CSS_PATH = "app.tcss"
     BINDINGS: ClassVar[list[BindingType]] = _bindings()  # type: ignore[assignment]
     MODES = {"models": ModelsScreen, "fleet": FleetScreen, "runs": RunsScreen, "ledger": LedgerScreen,
-             "drift": DriftScreen}
+             "infra": InfraScreen, "approvals": ApprovalsScreen, "drift": DriftScreen}
     DEFAULT_MODE = "fleet"
 
     def __init__(
@@ -98,6 +104,7 @@ class ModelfleetApp(App[None]):
         self._monitor_busy = False
         self._switching = False
         self._held_switches: list[Callable[[], None]] = []
+        self._then_apply: set[str] = set()  # destroy plans started here: their apply is asked for when they end
         # Textual 8.2's StylesCache.get_inner_outer is an lru_cache(1024) on an instance method, so it keeps the
         # StylesCache of up to 1,024 widgets reachable, with every line it rendered, after their screen is gone:
         # ~1,300 Strips (16,000 objects) more per minute of drill-downs and view changes in bench/console.py,
@@ -207,6 +214,8 @@ class ModelfleetApp(App[None]):
         other: composing and mounting a view on the key press cost its first visit 40-80 ms more. Textual has no
         public way to build a mode's screen without showing it: this is App._init_mode without the resume (recheck
         on a Textual upgrade; tests/console/test_view_switch.py fails when it stops working)."""
+        if not self.is_running:  # shutting down: Textual is closing every stack (a new one breaks its loop)
+            return
         stacks = self._screen_stacks
         for mode, factory in self.MODES.items():
             if mode != self.current_mode and not stacks.get(mode) and isinstance(factory, type):
@@ -240,14 +249,18 @@ class ModelfleetApp(App[None]):
 
     def key_help(self) -> list[tuple[str, str]]:
         out = []
-        for bid, (keys, _action, desc, _show) in KEYMAP.items():
+        in_view = {bid: view for view, ids in VIEW_KEYS.items() for bid in ids}
+        for bid, (keys, _action, desc, _show) in [*KEYMAP.items(), *VIEW_KEYMAP.items()]:
             out.append((self._keymap.get(bid, keys).replace("question_mark", "?").replace("slash", "/")
-                        .replace("colon", ":"), desc + (" (disabled: read-only)" if self.read_only
-                                                         and bid in RUN_ACTIONS else "")))
+                        .replace("colon", ":"), desc + (f" (in :{in_view[bid]})" if bid in in_view else "")
+                        + (" (disabled: read-only)" if self.read_only and (bid in RUN_ACTIONS or bid in in_view)
+                           else "")))
         return out
 
     def action_refresh(self) -> None:
         screen = self.screen
+        if isinstance(screen, ViewScreen) and screen.reload():
+            return
         if isinstance(screen, FleetScreen) or not isinstance(screen, ViewScreen):
             self.refresh_fleet()
         elif isinstance(screen, ModelsScreen):
@@ -289,7 +302,8 @@ class ModelfleetApp(App[None]):
         elif word in RUN_COMMANDS:
             self.action_run_form(RUN_COMMANDS[word])
         elif word:
-            self.notify(f"unknown command :{word}; try :fleet, :models, :runs, :ledger, :help", severity="warning")
+            self.notify(f"unknown command :{word}; try :fleet, :models, :runs, :ledger, :infra, :approvals, :help",
+                        severity="warning")
 
     # -- workers: loading ---------------------------------------------------------------------------------
     def _call(self, kind: str, fn: Callable[[], Any], key: str | None = None) -> None:
@@ -323,7 +337,12 @@ class ModelfleetApp(App[None]):
                 events = []
             places = placements(model, events, fleet)
             aliases = {a: v.version for v in versions for a in v.aliases}
-            return {"versions": versions, "placements": places, "flags": alias_mismatches(aliases, places)}
+            try:
+                governance, governance_error = self.services.version_governance(model, versions), None
+            except ModelfleetError as exc:
+                governance, governance_error = {}, exc.message
+            return {"versions": versions, "placements": places, "flags": alias_mismatches(aliases, places),
+                    "governance": governance, "governance_error": governance_error}
 
         self._call("versions", load, model)
 
@@ -437,10 +456,22 @@ class ModelfleetApp(App[None]):
         elif msg.kind == "replay" and msg.key:
             s.live[msg.key] = msg.payload
             self._changed("live")
-            self.push_screen(RunLiveScreen(msg.key))
+            self.push_screen(self.live_screen(msg.key))
             return
         elif msg.kind == "prepared":
             self._prepared(msg.payload)
+            return
+        elif msg.kind in ("infra", "approvals"):  # (ConsoleState fields of the same names)
+            setattr(s, msg.kind, msg.payload)
+        elif msg.kind in ("infra_details", "infra_inventory") and msg.key:
+            getattr(s, msg.kind)[msg.key] = msg.payload
+            if msg.kind == "infra_inventory":  # written after an apply: the Fleet view reads it again
+                self.refresh_fleet()
+        elif msg.kind == "infra_prepared":
+            self._infra_prepared(*msg.payload)
+            return
+        elif msg.kind == "decided":
+            self._decided(msg.payload)
             return
         elif msg.kind == "pinned":
             form, model, ref, version, digest = msg.payload
@@ -492,16 +523,28 @@ class ModelfleetApp(App[None]):
 
     @work(thread=True, exclusive=True, group="prepare")
     def _prepare(self, req: RunForm) -> None:
-        """The run pipeline's checks, pin and bundle; nothing is written until the operator confirms."""
+        """The run pipeline's checks, pin and bundle; nothing is written until the operator confirms. A deploy to
+        a protected environment without its gate and approvals is refused here, with what is missing."""
 
-        def prepare() -> tuple[RunForm, PreparedRun, bool]:
-            prepared = self.services.prepare(req)
+        def prepare() -> tuple[RunForm, PreparedRun | GovernanceError, bool]:
+            try:
+                prepared = self.services.prepare(req)
+                self.services.check_governance(prepared)  # until the pipeline's prepare does it: then delete
+            except GovernanceError as exc:
+                return req, exc, False
             return req, prepared, self.services.is_fleet_wide(req.target)
 
         self._call("prepared", prepare)
 
-    def _prepared(self, payload: tuple[RunForm, PreparedRun, bool]) -> None:
+    def _prepared(self, payload: tuple[RunForm, PreparedRun | GovernanceError, bool]) -> None:
         req, prepared, fleet_wide = payload
+        if isinstance(prepared, GovernanceError):
+            missing = "\n".join(f"  ✘ {m}" for m in prepared.missing) or f"  ✘ {prepared.message}"
+            self.push_screen(ConfirmScreen(
+                f"{req.kind} refused: the target is a protected environment", f"Missing:\n{missing}\n\n"
+                + (f"fix: {prepared.hint}\n\n" if prepared.hint else "") + "Nothing was started.",
+                confirm_label=None, dismiss_label="Close"))
+            return
         hosts = prepared.hosts
         body = (f"{prepared.summary}\n{len(hosts)} host(s): {', '.join(hosts[:8])}{' …' if len(hosts) > 8 else ''}"
                 f"\n\n$ {RunForm.shell(req.cli_command())}\n\n"
@@ -519,13 +562,26 @@ class ModelfleetApp(App[None]):
                                        typed=req.target if fleet_wide else None), done)
 
     def _launch(self, prepared: PreparedRun) -> None:
+        """Start ``prepared`` and show it live: a playbook run over the Runs view, a Terraform run over the view
+        it was started from (it is in the Runs list too)."""
         run_id = prepared.run_id
-        self.state.live[run_id] = RunState(run_id, kind=prepared.kind, hosts=prepared.hosts)
+        if prepared.executor == "terraform":
+            st = InfraState(run_id, kind=prepared.kind)
+            # an apply's resources are its saved plan's: counted from the start (the apply prints no plan)
+            plan = prepared.details.get("plan") or {}
+            st.planned.update({r["address"]: r["action"] for r in plan.get("resources", [])})
+            self.state.live[run_id] = st
+        else:
+            self.state.live[run_id] = RunState(run_id, kind=prepared.kind, hosts=prepared.hosts)
         self.state.handles[run_id] = None
         self._changed("live")
-        self.switch_mode("runs")
-        self.push_screen(RunLiveScreen(run_id))
+        if prepared.executor != "terraform":
+            self.switch_mode("runs")
+        self.push_screen(self.live_screen(run_id))
         self._run_worker(prepared)
+
+    def live_screen(self, run_id: str) -> RunLiveScreen:
+        return InfraRunScreen(run_id) if isinstance(self.state.live.get(run_id), InfraState) else RunLiveScreen(run_id)
 
     @work(thread=True, group="run")
     def _run_worker(self, prepared: PreparedRun) -> None:
@@ -547,7 +603,7 @@ class ModelfleetApp(App[None]):
         self.state.handles[run_id] = handle
         self.post_message(RunStarted(run_id))
         result = handle.wait()
-        self.post_message(RunFinished(run_id, result.status, result.rc, result.problem))
+        self.post_message(RunFinished(run_id, result.status, result.rc, result.problem, result.executor_result))
 
     @on(RunStarted)
     def _run_started(self, msg: RunStarted) -> None:
@@ -572,10 +628,12 @@ class ModelfleetApp(App[None]):
         self.notify(text, title="run finished", severity=severity, timeout=10)
         self.load_runs()
         self.refresh_fleet()
+        if isinstance(st, InfraState):
+            self._infra_finished(msg.run_id, st, msg.result)
 
     def open_run(self, run_id: str) -> None:
         if run_id in self.state.live:
-            self.push_screen(RunLiveScreen(run_id))
+            self.push_screen(self.live_screen(run_id))
             return
         run = next((r for r in self.state.runs or [] if r.run_id == run_id), None)
         if run is None:
@@ -603,7 +661,10 @@ class ModelfleetApp(App[None]):
             else:
                 handle.resume()
 
-        self.push_screen(ConfirmScreen(f"Cancel {run_id}?", "The run is held: hosts in the current wave finish "
-                                       "their task, and no further wave starts while you decide. Cancel stops it "
-                                       "there; Keep going lets it continue.", confirm_label="Cancel run",
+        body = ("The run is held: hosts in the current wave finish their task, and no further wave starts while "
+                "you decide. Cancel stops it there; Keep going lets it continue.")
+        if isinstance(st, InfraState):
+            body = ("Cancel stops Terraform: it finishes the resource operations in flight and saves its state; "
+                    "a later plan shows what is left. Keep going lets it continue.")
+        self.push_screen(ConfirmScreen(f"Cancel {run_id}?", body, confirm_label="Cancel run",
                                        dismiss_label="Keep going"), done)

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from textual.message import Message
 
+from modelfleet.runners.infra_state import InfraState
 from modelfleet.runners.runstate import RunState
 
 if TYPE_CHECKING:  # pragma: no cover (numpy and the statistics: imported with the first monitoring pass's answer)
@@ -48,12 +49,16 @@ class RunStarted(Message):
 
 
 class RunFinished(Message):
-    def __init__(self, run_id: str, status: str, rc: int | None, error: str | None = None) -> None:
+    """A run ended; ``result`` is what its executor returned (a Terraform run's InfraRunResult), when known."""
+
+    def __init__(self, run_id: str, status: str, rc: int | None, error: str | None = None,
+                 result: Any = None) -> None:
         super().__init__()
         self.run_id = run_id
         self.status = status
         self.rc = rc
         self.error = error
+        self.result = result
 
 
 @dataclass
@@ -75,6 +80,10 @@ class ConsoleState:
     ledger_filters: dict[str, str] = field(default_factory=dict)
     verify: Any = None
     runs: list[Any] | None = None
-    live: dict[str, RunState] = field(default_factory=dict)  # run_id -> state (live and replayed)
+    live: dict[str, RunState | InfraState] = field(default_factory=dict)  # run_id -> state (live and replayed)
     handles: dict[str, Any] = field(default_factory=dict)  # run_id -> RunHandle of runs started here
     errors: dict[str, str] = field(default_factory=dict)  # kind -> last error
+    infra: list[Any] | None = None  # InfraEnvInfo per Terraform environment
+    infra_details: dict[str, Any] = field(default_factory=dict)  # env -> InfraEnvDetail
+    infra_inventory: dict[str, Any] = field(default_factory=dict)  # env -> InfraInventory written after an apply
+    approvals: Any = None  # ApprovalsData

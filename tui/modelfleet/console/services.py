@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from modelfleet.console.governance_services import GovernanceServices
+from modelfleet.console.infra_services import InfraServices
 from modelfleet.core.errors import ModelfleetError, RunError, UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -24,6 +26,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from modelfleet.core.monitor_view import MonitorPass, MonitorView
     from modelfleet.core.probe_worker import MonitorWorker, ProbeWorker
     from modelfleet.runners import requests as rq
+    from modelfleet.runners.infra_state import InfraState
     from modelfleet.runners.pipeline import RunHandle
     from modelfleet.runners.requests import PreparedRun
     from modelfleet.runners.runstate import RunState
@@ -189,7 +192,7 @@ class VersionDetail:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-class ConsoleServices:
+class ConsoleServices(InfraServices, GovernanceServices):
     """Real services on the configured registry, inventory, agents and ledger."""
 
     def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.time,
@@ -388,16 +391,17 @@ class ConsoleServices:
             if info is None:
                 info = out[past.run_id] = RunInfo(past.run_id, past.kind or "run", _timestamp(past.started),
                                                   _outcome_of_status(past.status))
-            info.replayable = (past.run_dir / "artifacts" / past.run_id / "job_events").is_dir()
+            info.replayable = ((past.run_dir / "artifacts" / past.run_id / "job_events").is_dir()
+                               or (past.run_dir / "events.jsonl").is_file())  # (a Terraform run's)
         return sorted(out.values(), key=lambda r: (r.started or 0.0, r.run_id), reverse=True)
 
-    def replay(self, run: RunInfo) -> RunState:
-        from modelfleet.runners.pipeline import replay
+    def replay(self, run: RunInfo) -> RunState | InfraState:
+        from modelfleet.runners.pipeline import replay_any
 
         if not run.replayable:
             raise RunError(f"run {run.run_id} has no events to replay",
-                           hint="only runs started from this machine keep ansible-runner artifacts")
-        return replay(self.settings, run.run_id)
+                           hint="only runs started from this machine keep their events (artifacts)")
+        return replay_any(self.settings, run.run_id)
 
     def prepare(self, form: RunForm, *, progress: Callable[[str], None] | None = None) -> PreparedRun:
         """Check, pin and bundle what the form asks for (blocking; writes nothing): what the confirmation

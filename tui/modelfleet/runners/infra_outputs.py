@@ -25,6 +25,7 @@ from modelfleet.runners.terraform import engine_environment
 from modelfleet.runners.terraform_engine import Engine, find_engine, flag
 
 SIM_CONNECTION = "modelfleet-sim"
+NO_STATE = "No state file was found"  # `terraform state list` before anything was applied
 # host variables the simulated fleet's inventory sets that Terraform's nodes output already gives
 _FROM_NODES = {"ansible_host", "ansible_port", "ansible_user", "modelfleet_node_class", "modelfleet_agent_address"}
 
@@ -40,21 +41,36 @@ class WrittenInventory:
 def read_outputs(settings: Any, env: InfraEnv, *, engine: Engine | None = None,
                  environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """``{name: value}`` of the environment's root outputs (empty when nothing was applied yet)."""
+    raw = json.loads(_engine_stdout(settings, env, "output", engine, environ, json=flag(), no_color=flag()) or "{}")
+    return {name: item.get("value") for name, item in raw.items() if isinstance(item, dict)}
+
+
+def read_resources(settings: Any, env: InfraEnv, *, engine: Engine | None = None,
+                   environ: Mapping[str, str] | None = None) -> list[str]:
+    """Addresses of the resources in the environment's state (``terraform state list``; empty before an apply)."""
+    text = _engine_stdout(settings, env, "state", engine, environ, "list", no_state_ok=True)
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def _engine_stdout(settings: Any, env: InfraEnv, command: str, engine: Engine | None,
+                   environ: Mapping[str, str] | None, *args: str, no_state_ok: bool = False, **options: Any) -> str:
+    """Run one read-only engine command in the environment (as a run's engine runs) and return its stdout."""
     if not env.initialized:
-        raise ConfigError(f"environment {env.name} was never initialised here, so it has no outputs",
+        raise ConfigError(f"environment {env.name} was never initialised here, so it has no state or outputs",
                           hint=f"run `modelfleet infra plan --env {env.name}` and `infra apply --env {env.name}`")
     engine = engine or find_engine(settings.infra.engine, environ=environ)
     proc = subprocess.run(
-        engine.argv("output", json=flag(), no_color=flag()), cwd=env.path, capture_output=True, text=True,
+        engine.argv(command, *args, **options), cwd=env.path, capture_output=True, text=True,
         env=engine_environment(settings, env, new_run_id(), environ), stdin=subprocess.DEVNULL, timeout=300,
         check=False,
     )
     if proc.returncode != 0:
+        if no_state_ok and NO_STATE in proc.stderr + proc.stdout:
+            return ""
         first = next((line.strip() for line in proc.stderr.splitlines() if line.strip()), f"exit {proc.returncode}")
-        raise RunError(f"terraform output for {env.name} failed: {first}",
+        raise RunError(f"terraform {command} for {env.name} failed: {first}",
                        hint=f"run `modelfleet infra init --env {env.name}` and check its state backend")
-    raw = json.loads(proc.stdout or "{}")
-    return {name: item.get("value") for name, item in raw.items() if isinstance(item, dict)}
+    return proc.stdout
 
 
 def sim_extras(settings: Any, nodes: list[InfraNode], env: str) -> InventoryExtras:

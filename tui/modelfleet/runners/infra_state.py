@@ -11,8 +11,11 @@ error diagnostic was printed; else ``ok``.
 
 from __future__ import annotations
 
+import contextlib
+import json
 from collections import deque
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from modelfleet.runners.runstate import FINISHED, INCOMPLETE_STATUSES, MAX_LINES
@@ -26,6 +29,7 @@ from modelfleet.runners.terraform_events import (
     parse_ui_line,
 )
 
+EVENTS = "events.jsonl"  # every engine line of a run, as runners/terraform.py writes it
 #: what an applied resource's last action becomes in the counts
 APPLIED = {"create": "created", "update": "updated", "delete": "destroyed", "replace": "replaced",
            "read": "read"}
@@ -152,3 +156,20 @@ class InfraState:
         return {"run_id": self.run_id, "kind": self.kind, "outcome": self.outcome(), "status": self.status,
                 "rc": self.rc, "problem": self.problem(), "counts": self.counts(), "planned": dict(self.planned),
                 "drift": dict(self.drift), "applied": dict(self.applied)}
+
+
+def replay_infra(run_dir: Path, meta: Mapping[str, Any]) -> InfraState:
+    """A past Terraform run folded again from its ``events.jsonl`` (what its live view showed) and ``run.json``'s
+    ``meta`` (kind, how it ended)."""
+    state = InfraState(run_dir.name, kind=str(meta.get("kind") or ""))
+    with contextlib.suppress(OSError), open(run_dir / EVENTS, encoding="utf-8") as log:
+        for line in log:
+            with contextlib.suppress(ValueError):
+                record = json.loads(line)
+                if isinstance(record, dict):
+                    state.feed(record)
+    ended = meta.get("result")
+    result: Mapping[str, Any] = ended if isinstance(ended, Mapping) else {}
+    state.finish(str(result.get("status") or meta.get("status") or "incomplete"), result.get("rc"),
+                 result.get("error"))
+    return state

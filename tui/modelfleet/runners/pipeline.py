@@ -339,14 +339,8 @@ def launch(
 
 
 def replay(settings: Settings, run_id: str, on_raw_event: RawEventCallback | None = None) -> RunState:
-    """A past run folded again from its artifact folder: what its live view showed."""
-    run_dir = Path(settings.state_dir) / "runs" / run_id
-    if not run_dir.is_dir():
-        raise RunError(f"no run {run_id} under {run_dir.parent}",
-                       hint="only runs started from this machine keep their events; see modelfleet ledger runs")
-    meta: dict[str, Any] = {}
-    with contextlib.suppress(OSError, ValueError):
-        meta = json.loads((run_dir / RUN_META).read_text(encoding="utf-8"))
+    """A past playbook run folded again from its artifact folder: what its live view showed."""
+    run_dir, meta = _past_run(settings, run_id)
     state = RunState(run_id, kind=str(meta.get("kind") or ""), hosts=meta.get("hosts") or (),
                      addresses=inventory_addresses(Path(meta.get("inventory") or "")))
     artifacts = run_dir / "artifacts" / run_id
@@ -359,3 +353,26 @@ def replay(settings: Settings, run_id: str, on_raw_event: RawEventCallback | Non
     result: dict[str, Any] = ended if isinstance(ended, dict) else {}
     state.finish(str(result.get("status") or status), result.get("rc", rc), result.get("error"))
     return state
+
+
+def replay_any(settings: Settings, run_id: str) -> RunState | InfraState:
+    """A past run of either executor folded again: a Terraform run from its ``events.jsonl``, a playbook run from
+    its artifact folder (:func:`replay`)."""
+    from modelfleet.runners.infra_state import EVENTS, replay_infra
+
+    run_dir, meta = _past_run(settings, run_id)
+    if (run_dir / EVENTS).is_file() and meta.get("env"):
+        return replay_infra(run_dir, meta)
+    return replay(settings, run_id)
+
+
+def _past_run(settings: Settings, run_id: str) -> tuple[Path, dict[str, Any]]:
+    """The folder of a past run and its ``run.json`` (empty when unreadable); RunError when there is none."""
+    run_dir = Path(settings.state_dir) / "runs" / run_id
+    if not run_dir.is_dir():
+        raise RunError(f"no run {run_id} under {run_dir.parent}",
+                       hint="only runs started from this machine keep their events; see modelfleet ledger runs")
+    meta: dict[str, Any] = {}
+    with contextlib.suppress(OSError, ValueError):
+        meta = json.loads((run_dir / RUN_META).read_text(encoding="utf-8"))
+    return run_dir, meta

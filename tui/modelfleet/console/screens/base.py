@@ -7,10 +7,12 @@ from typing import TYPE_CHECKING, Any, cast
 
 from textual import events
 from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
 from textual.geometry import Region
 from textual.screen import Screen
 from textual.strip import Strip
 
+from modelfleet.console.keys import VIEW_KEYMAP, VIEW_KEYS
 from modelfleet.console.widgets.command_bar import CommandBar
 from modelfleet.console.widgets.filterable_table import FilterableTable
 from modelfleet.console.widgets.header import ContextHeader
@@ -21,8 +23,14 @@ if TYPE_CHECKING:  # pragma: no cover
     from modelfleet.console.app import ModelfleetApp
     from modelfleet.console.messages import ConsoleState
 
-COMMANDS = ["models", "fleet", "runs", "ledger", "drift", "help", "deploy", "health", "rollback", "provision", "quit",
-            "q"]
+COMMANDS = ["models", "fleet", "runs", "ledger", "infra", "approvals", "drift", "help", "deploy", "health", "rollback",
+            "provision", "quit", "q"]
+
+
+def view_bindings(view: str) -> list[BindingType]:
+    """The own keys of ``view`` (``keys.VIEW_KEYS``), remapped by ``[console.keys]`` like the app's."""
+    return [Binding(VIEW_KEYMAP[bid][0], VIEW_KEYMAP[bid][1], VIEW_KEYMAP[bid][2], show=VIEW_KEYMAP[bid][3], id=bid)
+            for bid in VIEW_KEYS[view]]
 
 
 class ViewScreen(Screen[None]):
@@ -96,6 +104,16 @@ class ViewScreen(Screen[None]):
 
     def on_view_shown(self) -> None:
         """Hook: the view became active (e.g. ask the app to load data)."""
+
+    def reload(self) -> bool:
+        """Hook for ``r``: ask the app to load this view's data again; False leaves it to the app."""
+        return False
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """A view's own keys (``keys.VIEW_KEYMAP``) all change something: shown disabled in read-only mode."""
+        if self.mf.read_only and action in {spec[1] for spec in VIEW_KEYMAP.values()}:
+            return None
+        return True
 
     def update_header(self, status: str | None = None) -> None:
         self.query_one(ContextHeader).show(crumbs=self.mf.crumbs(self), context=self.state.context,

@@ -14,6 +14,8 @@ COMMAND_HELP = [
     (":fleet  :f", "every node, latency vs SLO, health"),
     (":runs  :r", "past and live runs"),
     (":ledger  :l", "deployment ledger and its integrity"),
+    (":infra  :i", "Terraform environments: plan, apply the saved plan, destroy"),
+    (":approvals  :a", "approval requests: approve or reject within your roles"),
     (":deploy / :health / :rollback / :provision", "open the run form for that kind"),
     (":help", "this screen"),
     (":q  :quit", "leave the console"),

@@ -12,6 +12,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from modelfleet.console import fmt
+from modelfleet.console.governance_services import VersionGovernance
 from modelfleet.console.screens.base import ViewScreen
 from modelfleet.console.widgets.filterable_table import FilterableTable, Row
 from modelfleet.console.widgets.quiet_update import update_static
@@ -67,8 +68,9 @@ class VersionsScreen(ViewScreen):
     def body(self) -> ComposeResult:
         yield Static(id="versions-summary", classes="summary")
         with TiledHorizontal(classes="split"):
-            yield FilterableTable([("version", 7), ("aliases", 16), ("created", 16), ("key metrics", 34),
-                                   ("runs on", 9), ("groups", 22), ("check", 44)], id="versions")
+            yield FilterableTable([("version", 7), ("aliases", 16), ("gates", 18), ("created", 16),
+                                   ("key metrics", 34), ("runs on", 9), ("groups", 22), ("check", 44)],
+                                  id="versions")
             with VerticalScroll(id="version-detail", classes="detail"):
                 yield Static(id="version-detail-text")
 
@@ -93,6 +95,7 @@ class VersionsScreen(ViewScreen):
             return
         versions = data["versions"]
         places = data["placements"]
+        governance = data.get("governance", {})
         flags: dict[str, str] = data["flags"]
         n_flag = len(flags)
         update_static(summary, Text.assemble(
@@ -116,8 +119,8 @@ class VersionsScreen(ViewScreen):
                 check = Text("⚠ " + flags[key], style="bold yellow")
             elif p is not None and p.disagreeing:
                 check = Text("⚠ ledger≠agent: " + ", ".join(p.disagreeing), style="yellow")
-            rows.append(Row(key, (f"v{v.version}", ", ".join(v.aliases) or "-", fmt.when(v.created),
-                                  key_metrics(v.metrics), where, groups, check)))
+            rows.append(Row(key, (f"v{v.version}", ", ".join(v.aliases) or "-", gate_cell(governance.get(key)),
+                                  fmt.when(v.created), key_metrics(v.metrics), where, groups, check)))
         table = self.query_one(FilterableTable)
         table.set_rows(rows)
         if self.current is None and rows:
@@ -167,6 +170,7 @@ class VersionsScreen(ViewScreen):
         flag = data["flags"].get(str(info.version))
         if flag:
             t.append(f"\n⚠ {flag}\n", style="bold yellow")
+        describe_governance(t, data.get("governance", {}).get(str(info.version)), data.get("governance_error"))
         for title, values in (("metrics", {k: f"{v:.4g}" for k, v in sorted(info.metrics.items())}),
                               ("parameters", dict(sorted(info.params.items()))),
                               ("tags", dict(sorted(info.tags.items())))):
@@ -181,3 +185,36 @@ class VersionsScreen(ViewScreen):
         else:
             t.append(json.dumps(detail.signature, indent=1)[:1500] + "\n")
         update_static(out, t)
+
+
+def gate_cell(gov: VersionGovernance | None) -> Text:
+    """``‼prod prod✔ staging✘``: an open break-glass first (red), then each environment's newest gate verdict."""
+    t = Text()
+    if gov is None:
+        return Text("-", style="dim")
+    for env in dict.fromkeys(b.environment for b in gov.break_glass):
+        t.append(f"‼{env} ", style="bold white on red")
+    for mark in gov.gates:
+        t.append(f"{mark.environment or 'any'}{'✔' if mark.verdict == 'passed' else '✘'} ",
+                 style="green" if mark.verdict == "passed" else "bold red")
+    return t if t.plain else Text("-", style="dim")
+
+
+def describe_governance(t: Text, gov: VersionGovernance | None, error: str | None) -> None:
+    """The detail pane's governance part: gate verdicts, approval state, open break-glass deploys."""
+    t.append("\ngovernance\n", style="bold")
+    if error:
+        t.append(f"  unavailable: {error}\n", style="yellow")
+    if gov is None:
+        t.append("  no gate verdict yet (modelfleet gate MODEL/VERSION --env ENV)\n", style="dim")
+        return
+    for b in gov.break_glass:
+        t.append(f"  ‼ BREAK-GLASS OPEN on {b.environment}: {b.actor}, {fmt.when(b.when)}, ledger #{b.seq}: "
+                 f"{b.reason}; approvals are due after the fact\n", style="bold red")
+    for mark in gov.gates:
+        t.append(f"  gate {mark.environment or 'any':<9} ")
+        t.append(mark.verdict, style="green" if mark.verdict == "passed" else "bold red")
+        source = f"ledger #{mark.seq}, {fmt.when(mark.when)}" if mark.seq is not None else "MLflow tag"
+        t.append(f"  ({source})" + (f" failed: {', '.join(mark.failed)}" if mark.failed else "") + "\n")
+    for env, status in sorted(gov.approvals.items()):
+        t.append(f"  approval {env:<5} {status}\n", style="green" if status == "approved" else "")

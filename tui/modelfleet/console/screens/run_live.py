@@ -13,6 +13,7 @@ from modelfleet.console.screens.base import ViewScreen
 from modelfleet.console.widgets.filterable_table import FilterableTable, Row
 from modelfleet.console.widgets.quiet_update import update_static
 from modelfleet.console.widgets.tiled import TiledHorizontal
+from modelfleet.runners.infra_state import InfraState
 from modelfleet.runners.runstate import RunState
 
 HOST_COLUMNS = ["host", "outcome", "wave", "ok", "changed", "failed", "unreachable", "node says", "last task"]
@@ -20,6 +21,7 @@ HOST_COLUMNS = ["host", "outcome", "wave", "ok", "changed", "failed", "unreachab
 
 class RunLiveScreen(ViewScreen):
     kinds = ("live",)
+    FOCUS_TABLE = "#hosts"  # the table the cursor starts in
 
     def __init__(self, run_id: str) -> None:
         super().__init__()
@@ -40,7 +42,7 @@ class RunLiveScreen(ViewScreen):
     def on_mount(self) -> None:
         super().on_mount()
         self.set_interval(0.25, self._tick)
-        self.query_one("#hosts", FilterableTable).table.focus()
+        self.query_one(self.FOCUS_TABLE, FilterableTable).table.focus()
 
     def _tick(self) -> None:
         if self._dirty and self.is_current:
@@ -52,37 +54,22 @@ class RunLiveScreen(ViewScreen):
             self._dirty = True  # throttled: redrawn by _tick at most 4 times a second
 
     @property
-    def run(self) -> RunState | None:
+    def run(self) -> RunState | InfraState | None:
         return self.state.live.get(self.run_id)
 
     def refresh_view(self) -> None:
         st = self.run
-        summary = self.query_one("#run-summary", Static)
-        if st is None:
-            update_static(summary, f"loading {self.run_id}…")
+        if isinstance(st, InfraState):  # (a Terraform run has its own view: screens/infra.py)
             return
-        c = st.counts()
-        live = self.run_id in self.state.handles and not st.finished
-        t = Text()
-        t.append(f"{st.kind or 'run'} {st.run_id}  ", style="bold")
-        t.append_text(fmt.state(st.outcome()))
-        t.append("  live" if live else "  (replayed from artifacts)" if self.run_id not in self.state.handles else "",
-                 style="dim")
-        t.append("\n")
-        for key, n in c.items():
+        if st is None:
+            update_static(self.query_one("#run-summary", Static), f"loading {self.run_id}…")
+            return
+        counts = Text()
+        for key, n in st.counts().items():
             if n:
-                t.append(f"{n} {key.replace('_', ' ')}  ", style=fmt.STATE_STYLE.get(key, ""))
-        if st.current_task and not st.finished:
-            t.append(f"· task: {st.current_task}", style="dim")
-        if live:
-            t.append("  · c: cancel", style="dim")
-        problem = st.problem()
-        if problem:
-            t.append(f"\n{problem}", style="red")
-        update_static(summary, t)
-        done, total = st.progress()
-        bar = self.query_one(ProgressBar)
-        bar.update(total=total or None, progress=done)
+                counts.append(f"{n} {key.replace('_', ' ')}  ", style=fmt.STATE_STYLE.get(key, ""))
+        self.show_status(st, f"{st.kind or 'run'} {st.run_id}", counts, step="task",
+                         replayed="replayed from artifacts")
         self.query_one("#plays", FilterableTable).set_rows([
             Row(p.uuid + f":{i}", (p.name, str(len(p.hosts)), str(p.tasks), "done" if p.done else "running"))
             for i, p in enumerate(st.plays)])
@@ -95,7 +82,28 @@ class RunLiveScreen(ViewScreen):
         self.query_one("#hosts", FilterableTable).set_rows(rows)
         self._show_output(st)
 
-    def _show_output(self, st: RunState) -> None:
+    def show_status(self, st: RunState | InfraState, title: str, counts: Text, *, step: str, replayed: str) -> None:
+        """The summary (what, outcome, live or replayed, ``counts``, the current step, the problem) and progress."""
+        live = self.run_id in self.state.handles and not st.finished
+        t = Text()
+        t.append(f"{title}  ", style="bold")
+        t.append_text(fmt.state(st.outcome()))
+        t.append("  live" if live else f"  ({replayed})" if self.run_id not in self.state.handles else "",
+                 style="dim")
+        t.append("\n")
+        t.append_text(counts)
+        if st.current_task and not st.finished:
+            t.append(f"· {step}: {st.current_task}", style="dim")
+        if live:
+            t.append("  · c: cancel", style="dim")
+        problem = st.problem()
+        if problem:
+            t.append(f"\n{problem}", style="red")
+        update_static(self.query_one("#run-summary", Static), t)
+        done, total = st.progress()
+        self.query_one(ProgressBar).update(total=total or None, progress=done)
+
+    def _show_output(self, st: RunState | InfraState) -> None:
         log = self.query_one(Log)
         lines = st.search(self.search)
         marker = (len(lines), st.events, self.search)

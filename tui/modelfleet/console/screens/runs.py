@@ -19,7 +19,8 @@ from modelfleet.console.widgets.quiet_update import update_static
 from modelfleet.console.widgets.tiled import TiledHorizontal
 from modelfleet.core.errors import ModelfleetError
 
-KIND_LABELS = {"deploy": "deploy", "rollback": "rollback", "healthcheck": "health-check", "provision": "provision"}
+KIND_LABELS = {"deploy": "deploy", "rollback": "rollback", "healthcheck": "health-check", "provision": "provision",
+               "infra_plan": "terraform plan", "infra_apply": "terraform apply", "infra_init": "terraform init"}
 
 
 class RunsScreen(ViewScreen):
