@@ -26,8 +26,11 @@ def _watch(project: Path, args: list[str], *, blocks: int, env: dict[str, str] |
         out_fd, stdout = leader, follower
     else:
         out_fd, stdout = -1, subprocess.PIPE
+    # Ctrl+C is what the test sends: a runner started in the background (nohup, `make test &`) ignores SIGINT and
+    # its children inherit that, so the watch gets the default disposition back as a terminal would give it.
     proc = subprocess.Popen([MODELFLEET, *args], cwd=project, env=clean_env(**(env or {})), stdout=stdout,
-                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     if tty:
         os.close(follower)
     else:
