@@ -54,17 +54,21 @@ class Release:
     probe_source: str  # "input_example" | "reference_sample" | "none"
     bundle_cached: bool = False
     warnings: tuple[str, ...] = ()
+    thresholds_sha256: str | None = None  # the per-group thresholds the release carries (None: none)
 
     @property
     def release_name(self) -> str:
-        return f"{self.version}-{self.digest[:12]}"
+        """The node's release folder name (core/release_names.py)."""
+        from modelfleet.core.release_names import release_name
+
+        return release_name(self.version, self.digest, self.thresholds_sha256)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "ref": self.ref, "model": self.model, "version": self.version, "digest": self.digest,
             "bundle": str(self.bundle), "sha256": self.bundle_sha256, "public_key": str(self.public_key),
             "release": self.release_name, "probe": self.probe_source, "cached": self.bundle_cached,
-            "warnings": list(self.warnings),
+            "warnings": list(self.warnings), "thresholds_sha256": self.thresholds_sha256,
         }
 
 
@@ -169,7 +173,7 @@ def prepare_release(
     return Release(
         ref=text, model=pinned.name, version=str(pinned.version), digest=pinned.digest, bundle=bundle.path,
         bundle_sha256=bundle.sha256, public_key=key_paths(settings.state_dir)[1], probe_source=source,
-        bundle_cached=bundle.cached, warnings=tuple(warnings),
+        bundle_cached=bundle.cached, warnings=tuple(warnings), thresholds_sha256=bundle.manifest.thresholds_sha256,
     )
 
 
