@@ -31,6 +31,9 @@ Clearance (what travels with a deploy)::
      "mode": "approvals" | "break_glass" | "unprotected", "request": {"record", "signature"} | null,
      "approvals": [{"record", "signature"}, ...], "break_glass": {"record", "signature"} | null}
 
+A clearance file holds one such document or a JSON list of them, one per environment
+(:func:`select_clearance` picks the one for the verifier's environment).
+
 Rule (:func:`evaluate`): an environment with no requirement is unprotected. Otherwise the request must be signed by
 a person with the ``data_scientist`` role; each approval must be signed by its ``by`` person, name the request and
 its exact subject, decide ``approve``, attest a passed gate, be issued no later than ``now`` (plus
@@ -193,7 +196,8 @@ class Trust:
         """Parse a trust document; GovernanceError names what is wrong."""
         def bad(what: str) -> GovernanceError:
             return GovernanceError(f"trust file: {what}",
-                                   hint="recompile it on the controller (modelfleet approvals trust -o FILE)")
+                                   hint="compile it again on the controller (modelfleet trust -o FILE) and provision "
+                                   "the node again")
 
         if not isinstance(raw, Mapping) or raw.get("format") != TRUST_FORMAT:
             raise bad(f"not a {TRUST_FORMAT} document")
@@ -437,6 +441,17 @@ class Verdict:
     def to_dict(self) -> dict[str, Any]:
         return {"ok": True, "mode": self.mode, "environment": self.environment,
                 "people": [{"name": n, "role": r} for n, r in self.people]}
+
+
+def select_clearance(raw: Any, environment: str) -> Mapping[str, Any] | None:
+    """The clearance for ``environment`` out of what came with a deploy: one document (returned as it is: the
+    signed records inside say which environment it is for), or a list of documents, one per environment (what
+    the run pipeline writes when a run spans several protected environments). None when there is none."""
+    if isinstance(raw, Mapping):
+        return raw or None
+    if isinstance(raw, list):
+        return next((d for d in raw if isinstance(d, Mapping) and d.get("environment") == environment), None)
+    return None
 
 
 def verify_clearance(trust: Trust, clearance: Mapping[str, Any], *, environment: str, digest: str,

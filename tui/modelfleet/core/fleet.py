@@ -66,8 +66,21 @@ class Node:
 
     @property
     def environment(self) -> str | None:
-        """``staging`` / ``production`` (the first environment group the node is in), else None."""
-        return next((g for g in ENVIRONMENT_GROUPS if g in self.groups), None)
+        """The node's environment (:func:`environment_of`): ``modelfleet_environment``, else its environment group."""
+        return environment_of(self.vars.get("modelfleet_environment"), self.groups)
+
+
+def environment_of(variable: object, groups: Iterable[str]) -> str | None:
+    """A node's environment: its inventory variable ``modelfleet_environment`` (usually a group variable of its
+    environment group, e.g. ``group_vars/prod.yml``), else the first of the groups ``staging``, ``production`` it
+    is in, else None. policy/approvals.yaml names the protected ones (docs/governance.md, "Enforcement").
+
+    The same rule is the Jinja default of ``edge_runtime_environment`` (installed on the node at provisioning)
+    and ``model_release_environment`` (what a deploy tells the node the inventory says)."""
+    if variable not in (None, ""):
+        return str(variable)
+    names = set(groups)
+    return next((g for g in ENVIRONMENT_GROUPS if g in names), None)
 
 
 @dataclass
