@@ -464,9 +464,14 @@ def verify_clearance(trust: Trust, clearance: Mapping[str, Any], *, environment:
     requirement = trust.requirement(environment)
     if requirement is None:
         return Verdict("unprotected", environment)
-    if not isinstance(clearance, Mapping) or clearance.get("format") != CLEARANCE_FORMAT:
+    if not isinstance(clearance, Mapping) or not clearance:
         raise GovernanceError(f"{environment} is protected and no {CLEARANCE_FORMAT} document came with the deploy",
                               hint="deploy through modelfleet (it attaches the approvals), or pass the clearance file")
+    if clearance.get("format") != CLEARANCE_FORMAT:
+        raise GovernanceError(f"{environment} is protected and the clearance that came with the deploy is not a "
+                              f"{CLEARANCE_FORMAT} document (format {clearance.get('format')!r})",
+                              hint=f"write it with `modelfleet clearance MODEL/VERSION --env {environment} -o "
+                                   "clearance.json` and pass it unchanged")
     subject = Subject(str(clearance.get("model")), str(clearance.get("version")), digest, environment,
                       thresholds_sha256)
     if clearance.get("break_glass"):
@@ -481,7 +486,11 @@ def verify_clearance(trust: Trust, clearance: Mapping[str, Any], *, environment:
     if differs:
         raise GovernanceError(f"the approval request is for another release or environment: {differs}",
                               hint=f"request approval for {subject.label}")
-    decisions = [Signed.from_dict(a, "approval") for a in clearance.get("approvals") or []]
+    approvals = clearance.get("approvals") or []
+    if not isinstance(approvals, list):
+        raise GovernanceError(f"the clearance's approvals must be a list of signed records, not "
+                              f"{type(approvals).__name__}", hint="pass the clearance as modelfleet clearance wrote it")
+    decisions = [Signed.from_dict(a, "approval") for a in approvals]
     state = evaluate(trust, request, decisions, now)
     if state.rejected_by:
         raise GovernanceError(f"{subject.label} was rejected by {state.rejected_by}")
