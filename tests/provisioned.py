@@ -8,8 +8,9 @@ Contract (what :meth:`ProvisionedFleet.reset` guarantees, and what every user ge
 
 * six nodes (``cpu=3,gpu=1,arm=2`` on 127.0.78.1-6, sshd on port 2278), none dark, provisioned once;
 * the demo registry seeded in the project (``credit-risk`` versions 1-3, champion -> 2, challenger -> 3);
-* every node on the **base release** ``credit-risk/1``: ``current`` points at it, the agent's ``/health`` answers
-  version 1, no node holds a deploy lock, and no test override (host_vars) is left in the inventory;
+* every node on the **base release** ``credit-risk/1``: ``current`` points at it and no other release is unpacked
+  there (a deploy of another version transfers its bundle), the agent's ``/health`` answers version 1, no node
+  holds a deploy lock, and no test override (host_vars) is left in the inventory;
 * the project's ledger (its ``modelfleet.toml``) says so: every node's placement (``core/placement.py``) is
   version 1 and none is behind. A user that asks for a ledger of its own (``reset(ledger="name")``) gets a
   fresh file, which the reset fills with one run that deploys the base release (changing nothing on the nodes).
@@ -164,6 +165,19 @@ class ProvisionedFleet(ProjectCtx):
 
     # -- the reset -------------------------------------------------------------------------------------------
 
+    def prune_releases(self, node: str) -> None:
+        """Remove the node's unpacked releases other than the one ``current`` points at, and a ``previous`` link
+        left dangling (a node that holds a release switches to it without a transfer, so a case that breaks the
+        transfer would test nothing)."""
+        current = self.current(node)
+        releases = self.model_dir(node) / "releases"
+        for release in releases.iterdir() if current and releases.is_dir() else []:
+            if release.name != current and release.is_dir() and not release.is_symlink():
+                shutil.rmtree(release)
+        previous = self.model_dir(node) / "previous"
+        if previous.is_symlink() and not previous.exists():
+            previous.unlink()
+
     def off_base(self) -> list[str]:
         """Nodes not as the contract says: another release current, or an agent that does not answer version 1."""
         off = []
@@ -203,6 +217,8 @@ class ProvisionedFleet(ProjectCtx):
                                                          reason="shared test fleet reset")).wait(600)
             assert result.ok, f"reset: unlock {result.outcome}: {result.problem}"
             report.unlocked, report.run_ids = locked, [*report.run_ids, result.run_id]
+        for node in self.nodes:
+            self.prune_releases(node)
         redeploy = sorted(set(self.off_base()) | set(self.unplaced()), key=self.nodes.index)
         if redeploy:
             result = launch(self.settings, DeployRequest(ref=BASE_REF, limit=",".join(redeploy), waves="100%",
