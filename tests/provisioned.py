@@ -21,8 +21,7 @@ wave, only those nodes). When the fleet is as promised it costs a few file reads
 
 Users run one after the other in one xdist unit (``PINNED_FIXTURES`` in tests/conftest.py), so a test may
 change the fleet freely; it must stop what it started (processes, mounts) and call :meth:`reset` (or rely on the
-next user's) to hand the fleet back. Users: tests/faults/, tests/integration/test_rollout.py,
-tests/console/test_deploy_live.py.
+next user's) to hand the fleet back. Users: tests/faults/, tests/integration/test_rollout.py.
 """
 
 from __future__ import annotations
