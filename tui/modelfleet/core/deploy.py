@@ -208,15 +208,29 @@ def _missing_key_error(settings: Settings, trusted: tuple[str, str]) -> BundleEr
         "the nodes trust a new key")
 
 
+def _foreign_key_error(settings: Settings, found: str, trusted: tuple[str, str]) -> BundleError:
+    from modelfleet.core.signing import key_paths
+
+    private, _ = key_paths(settings.state_dir)
+    return BundleError(
+        f"the release signing key {private} is key {found}, but the fleet trusts key {trusted[0]} (provisioned by "
+        f"run {trusted[1]}): every node would refuse its bundles; nothing was signed or shipped",
+        hint=f"restore the trusted key into {private.parent} from a backup, or run `modelfleet provision "
+        "--new-signing-key` to make the nodes trust this one")
+
+
 def release_key(settings: Settings, *, progress: Progress | None = None) -> Ed25519PrivateKey:
     """The controller's release signing key for a deploy. Never created here: when it is missing, the error
-    says whether the fleet trusts a key that was lost (restore it) or was never provisioned (provision)."""
-    from modelfleet.core.signing import key_paths, load_signing_key
+    says whether the fleet trusts a key that was lost (restore it) or was never provisioned (provision); a key
+    other than the one the fleet was last provisioned with is refused before anything is signed."""
+    from modelfleet.core.signing import key_id, key_paths, load_signing_key
 
     key = load_signing_key(settings.state_dir)
-    if key is not None:
-        return key
     trusted = trusted_key(settings)
+    if key is not None:
+        if trusted is not None and key_id(key.public_key()) != trusted[0]:
+            raise _foreign_key_error(settings, key_id(key.public_key()), trusted)
+        return key
     if trusted is not None:
         raise _missing_key_error(settings, trusted)
     raise BundleError(f"no release signing key at {key_paths(settings.state_dir)[0]}",
