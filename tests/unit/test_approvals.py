@@ -256,3 +256,23 @@ def test_an_unknown_approver_role_a_role_that_cannot_approve_or_another_digest_d
     out = _verify_cli(tmp_path, trust, json.dumps(other))
     assert out.returncode == 1, out.stdout
     assert f"not counted: approve by quinn: for another subject: digest '{OTHER}'" in out.stdout
+
+
+def test_a_person_whose_key_file_is_not_there_yet_is_left_out_and_named(tmp_path: Path,
+                                                                         keys: dict[str, Ed25519PrivateKey]) -> None:
+    """A project that has not run `demo seed` (whose identities the shipped roles.yaml names) still provisions and
+    deploys: the person without a key file is left out of the trust (nobody can sign as them) and named; a key
+    file that is there but unreadable or malformed is still an error."""
+    mona = a.public_key_text(keys["mona"].public_key())
+    (tmp_path / "approvals.yaml").write_text("environments:\n  prod:\n    require: [manager]\n")
+    (tmp_path / "roles.yaml").write_text(
+        "people:\n  - name: dana\n    roles: [data_scientist]\n    public_key_file: '{state_dir}/dana.pub'\n"
+        f"  - name: mona\n    roles: [manager]\n    public_key: {mona}\n")
+    trust = load_trust(tmp_path, state_dir=tmp_path / "state")
+    assert [p.name for p in trust.people] == ["mona"]
+    assert len(trust.left_out) == 1 and "person 'dana' left out: " in trust.left_out[0]
+    assert "roles.yaml:4" in trust.left_out[0] and "modelfleet demo seed" in trust.left_out[0]
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "dana.pub").write_text("not a key\n")
+    with pytest.raises(PolicyError, match=r"roles.yaml:4: person 'dana': bad public key"):
+        load_trust(tmp_path, state_dir=tmp_path / "state")

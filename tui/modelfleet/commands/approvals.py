@@ -8,6 +8,7 @@ nothing. Standard library only at import time; the work is in ``core/governance.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -208,6 +209,8 @@ def cmd_trust(args: argparse.Namespace, settings: Settings) -> int:
     from modelfleet.core.governance import enforced_trust
 
     trust = enforced_trust(settings)
+    for why in trust.left_out:
+        print(f"modelfleet: warning: {why}", file=sys.stderr)
     text = trust.to_json()
     if args.output is None:
         print(text, end="")

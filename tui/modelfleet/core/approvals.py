@@ -166,6 +166,8 @@ class Trust:
     environments: dict[str, Requirement]
     default_ttl_s: int = 72 * 3600
     break_glass_ttl_s: int = 4 * 3600
+    #: people of roles.yaml left out because their public_key_file does not exist (yet): "name: why (fix)"
+    left_out: tuple[str, ...] = ()
 
     def by_key_id(self, kid: str) -> Person | None:
         return next((p for p in self.people if p.key_id == kid), None)

@@ -54,6 +54,10 @@ APPROVALS_EXAMPLE = "environments: {prod: {require: [manager, qa]}}"
 STATE_DIR_MARK = "{state_dir}"
 
 
+class _MissingKey(Exception):
+    """A person's public_key_file does not exist: :func:`load_trust` leaves them out and says so."""
+
+
 def _person(doc: PolicyText, node: object, index: int, people: LineList, state_dir: Path | None) -> Person:
     if not isinstance(node, LineDict):
         raise PolicyError(f"{where(doc, people, index)}: person {index + 1} must be a mapping", hint=ROLES_EXAMPLE)
@@ -87,6 +91,11 @@ def _person(doc: PolicyText, node: object, index: int, people: LineList, state_d
                                   "folder is known here", hint="write the path relative to the roles file")
             name_text = str(state_dir) + name_text[len(STATE_DIR_MARK):]
         path = (doc.path.parent / name_text).resolve()
+        if not path.exists():
+            # Fail closed, and do not stop a project that has not made this person's key yet (the demo's are made
+            # by `modelfleet demo seed`): the person is left out of the trust, so nobody can sign as them.
+            raise _MissingKey(f"{what} left out: {origin}: no public_key_file {path} (create it, e.g. the demo's "
+                              "with modelfleet demo seed, or use public_key: ed25519:...)")
         try:
             key_text = path.read_text(encoding="ascii")
         except (OSError, UnicodeDecodeError) as exc:
@@ -154,7 +163,13 @@ def load_trust(policy_dir: Path, *, state_dir: Path | None = None) -> Trust:
     people_node = roles.data["people"]
     if not isinstance(people_node, LineList):
         raise PolicyError(f"{where(roles, roles.data, 'people')}: people must be a list", hint=ROLES_EXAMPLE)
-    people = [_person(roles, node, i, people_node, state_dir) for i, node in enumerate(people_node)]
+    people: list[Person] = []
+    left_out: list[str] = []
+    for i, node in enumerate(people_node):
+        try:
+            people.append(_person(roles, node, i, people_node, state_dir))
+        except _MissingKey as missing:
+            left_out.append(str(missing))
     seen: dict[str, Person] = {}
     for i, person in enumerate(people):
         other = seen.get(person.name) or next((p for p in seen.values() if p.key_id == person.key_id), None)
@@ -169,4 +184,4 @@ def load_trust(policy_dir: Path, *, state_dir: Path | None = None) -> Trust:
                    if "default_ttl" in approvals.data else 72 * 3600)
     glass_ttl = (parse_duration(approvals, approvals.data, "break_glass_ttl", "approvals policy")
                  if "break_glass_ttl" in approvals.data else 4 * 3600)
-    return Trust(tuple(people), _requirements(approvals, default_ttl), default_ttl, glass_ttl)
+    return Trust(tuple(people), _requirements(approvals, default_ttl), default_ttl, glass_ttl, tuple(left_out))
