@@ -42,6 +42,7 @@ OTHER_VARIABLES: dict[str, str] = {
     "MODELFLEET_WHEELHOUSE_DIR": "the controller's wheelhouse root (edge_runtime role, molecule, tests)",
     "MODELFLEET_MOLECULE_DIR": "a molecule scenario's state folder (default /tmp)",
     "MODELFLEET_RELEASE_PUBLIC_KEY": "the release public key for plain ansible-playbook runs (roles)",
+    "MODELFLEET_GOVERNANCE_TRUST": "the trust file edge_runtime installs for plain ansible-playbook runs (roles)",
     "MODELFLEET_RUN_ID": "set by modelfleet for ansible-playbook and its ledger callback",
     "MODELFLEET_RUN_KIND": "set by modelfleet for ansible-playbook and its ledger callback",
     "MODELFLEET_LEDGER_RUN_OWNER": "set by modelfleet for ansible-playbook and its ledger callback",
