@@ -97,6 +97,29 @@ async def test_the_palette_finds_views_actions_and_commands_with_their_keys() ->
         assert isinstance(app.screen, EventsScreen)
 
 
+async def test_an_unknown_command_says_what_exists_and_changes_nothing() -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("colon", *"deplyo", "enter")
+        await pilot.pause()
+        assert isinstance(app.screen, FleetScreen) and not app.screen_stack[1:]
+        note = next(n for n in _notes(app) if "deplyo" in n)
+        assert note.startswith("unknown command :deplyo; try :models, :fleet") and "Ctrl+P lists everything" in note
+        await pilot.press("ctrl+p")
+        await pilot.pause()
+        app.screen.query_one(Input).value = "zzqx"
+
+        def says_no_match() -> bool:
+            hits = app.screen.query_one(CommandList)
+            return bool(hits.option_count) and "No matches found" in str(hits.get_option_at_index(0).prompt)
+
+        await _until(pilot, says_no_match, "the palette saying no match")
+        await pilot.press("escape")
+        await pilot.pause()
+        assert isinstance(app.screen, FleetScreen)
+
+
 async def test_a_view_added_to_the_registry_is_in_the_palette_keys_and_help(monkeypatch: pytest.MonkeyPatch) -> None:
     """Generic: the palette and help come from KEYMAP / VIEWS, not from a list of their own."""
     from modelfleet.console import palette
