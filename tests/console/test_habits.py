@@ -479,3 +479,40 @@ async def test_the_events_view_lists_what_needs_attention_newest_first_and_live(
         await pilot.press("l")
         await pilot.pause()
         assert isinstance(app.screen, EventsScreen) and any("names no node" in n for n in _notes(app))
+
+
+async def test_the_infra_approvals_and_drift_views_come_from_the_registry_with_their_own_keys() -> None:
+    """Keys 5/6/7 and their ``:`` words (``:a`` is approvals); a view's own keys (p/a/x) are in its palette with
+    their key, nowhere else, and leave the palette and the key bar in read-only mode."""
+    from modelfleet.console.screens.approvals import ApprovalsScreen
+    from modelfleet.console.screens.drift import DriftScreen
+    from modelfleet.console.screens.infra import InfraScreen
+
+    app = make_app(start_view="infra")
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        assert isinstance(app.screen, InfraScreen)
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        for expected in ("Terraform plan…  (p)", "Apply the saved plan…  (a)", "Destroy the environment…  (x)",
+                         "Infrastructure view  (5, :infra)", "Approvals view  (6, :approvals)",
+                         "Drift and latency view  (7, :drift)"):
+            assert expected in titles, titles
+        assert not any(t.startswith("Approve") for t in titles)
+        for word, screen in (("a", ApprovalsScreen), ("latency", DriftScreen), ("terraform", InfraScreen),
+                             ("i", InfraScreen), ("approvals", ApprovalsScreen)):
+            await pilot.press("colon", *word, "enter")
+            await settle(pilot)
+            assert isinstance(app.screen, screen), word
+        for key, screen in (("7", DriftScreen), ("6", ApprovalsScreen), ("8", EventsScreen), ("5", InfraScreen)):
+            await pilot.press(key)
+            await settle(pilot)
+            assert isinstance(app.screen, screen), key
+        help_keys = dict((d, k) for k, d in app.key_help())
+        assert help_keys["plan… (in :infra)"] == "p" and help_keys["approve… (in :approvals)"] == "a"
+    app = make_app(start_view="approvals", read_only=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        titles = " ".join(c.title for c in app.get_system_commands(app.screen))
+        assert "Approve" not in titles and "Reject" not in titles
+        shown = {d for *_k, d, _on in app.screen.query_one(KeyBar).keys}
+        assert not shown & {"approve…", "reject…"} and "filter" in shown

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from textual.app import SystemCommand
 
-from modelfleet.console.keys import HELP, KEYMAP
+from modelfleet.console.keys import HELP, KEYMAP, VIEW_KEYMAP
 from modelfleet.console.views import VIEWS
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -27,6 +27,8 @@ TITLES = {
     "refresh": "Refresh", "new_run": "New run…", "deploy": "Deploy…", "healthcheck": "Health check…",
     "cancel_run": "Cancel the run…", "verify": "Verify the ledger", "logs": "Logs of the node",
     "shell": "Shell on the node", "copy": "Copy", "quit": "Quit",
+    "plan": "Terraform plan…", "apply": "Apply the saved plan…", "destroy": "Destroy the environment…",
+    "approve": "Approve the request…", "reject": "Reject the request…",
 }
 NOT_IN_PALETTE = {"close"}  # q: the palette's "Quit" says it (with Ctrl+Q)
 KEYLESS_RUNS = (("rollback", "Rollback…", "the rollback form: back to each node's previous release, or a version"),
@@ -47,7 +49,11 @@ def console_commands(app: ModelfleetApp, screen: Screen[object]) -> Iterator[Sys
         keys = app.key_labels(bid) + ([":" + bid] if bid in {v.name for v in VIEWS} else [])
         yield SystemCommand(f"{TITLES.get(bid, description)}  ({', '.join(keys)})", HELP.get(bid, description),
                             partial(app.run_action, action))
-    if not app.read_only:  # (the run forms are disabled in read-only mode)
+    if not app.read_only:  # (the run forms and a view's own keys are disabled in read-only mode)
+        for bid, (_keys, action, description, _show) in VIEW_KEYMAP.items():
+            if hasattr(screen, f"action_{action}"):
+                yield SystemCommand(f"{TITLES.get(bid, description)}  ({', '.join(app.key_labels(bid))})",
+                                    description, partial(screen.run_action, action))
         for kind, title, text in KEYLESS_RUNS:
             yield SystemCommand(f"{title}  (:{kind})", text, partial(app.action_run_form, kind))
     from modelfleet.console.screens.base import ViewScreen
