@@ -90,7 +90,9 @@ class LedgerScreen(ViewScreen):
 
     def on_mount(self) -> None:
         super().on_mount()
-        self.query_one("#ledger", FilterableTable).table.focus()
+        # (composed hidden ahead of its first visit, it can mount while the app shuts down and removes its parts)
+        for table in self.query("#ledger").results(FilterableTable):
+            table.table.focus()
 
     def on_view_shown(self) -> None:
         if self.state.ledger is None:
