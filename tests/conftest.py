@@ -5,9 +5,9 @@ one unit of work (one worker runs all of it, in file order), so module- and sess
 fleet on fixed addresses, a seeded registry, an agent) are set up once, in one worker, and never twice at the
 same addresses. A module whose tests are independent of each other and each expensive can split itself: give
 its tests ``pytest.mark.xdist_group(name)`` markers of their own (tests/integration/test_molecule.py does, one
-group per scenario). Tests that use a session-scoped fleet on fixed addresses (``PINNED_FIXTURES``, e.g.
-``sim_fleet``) share one unit, whatever module they are in. Units holding tests marked ``slow`` start first
-(those with more ``integration`` tests first), then the other ``integration`` ones, then the rest, so that a
+group per scenario). Tests that use a session-scoped fleet on fixed addresses (``PINNED_FIXTURES``: ``sim_fleet``,
+``provisioned_fleet``) share one unit, whatever module they are in. Units holding tests marked ``slow`` start
+first (those with more ``integration`` tests first), then the other ``integration`` ones, then the rest, so that a
 long one does not start last and leave the other worker idle at the end: mark a module with a fleet ``slow``.
 """
 
@@ -16,17 +16,21 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from modelfleet.core.config import Settings, load_settings
+
+if TYPE_CHECKING:  # the fleet helpers import httpx and the sim: only the tests that use the fleet load them
+    from tests.provisioned import ProvisionedFleet
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 # Session-scoped fixtures bound to fixed addresses: every module that uses one runs in the same worker (one
 # unit of work for all of them), or a second worker would bring up a second copy on the same addresses.
-PINNED_FIXTURES = ("sim_fleet",)
+PINNED_FIXTURES = ("sim_fleet", "provisioned_fleet")
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's worker reads the groups
@@ -72,3 +76,12 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pa
 def settings(isolated_env: Path) -> Settings:
     """Embedded-default settings rooted in a fresh temporary project folder."""
     return load_settings(cwd=isolated_env)
+
+
+@pytest.fixture(scope="session")
+def provisioned_fleet() -> Iterator[ProvisionedFleet]:
+    """The shared provisioned 6-node fleet on 127.0.78.x (tests/provisioned.py): seeded, provisioned and on
+    ``credit-risk/1`` once per session; a user calls ``provisioned_fleet.reset()`` first and hands it back."""
+    from tests.provisioned import provisioned_fleet_session
+
+    yield from provisioned_fleet_session()

@@ -383,6 +383,7 @@ class FakeServices(ConsoleServices):
                                inventory=Path("inventory.yml"), playbook=f"{form.kind}.yml", extra_vars={},
                                model=form.model, version=None if form.version is None else str(form.version),
                                digest=form.digest)
+        self.check_governance(prepared)  # the pipeline's prepare refuses an ungoverned deploy
         self.prepared.append(prepared)
         self._forms = {**getattr(self, "_forms", {}), prepared.run_id: form}
         return prepared
@@ -488,7 +489,8 @@ class FakeServices(ConsoleServices):
         }
 
     def check_governance(self, prepared: PreparedRun) -> None:
-        """As the real check, on fixed data: a deploy that reaches a production node lacks its approvals."""
+        """As the pipeline's governance check (runners/deploy_governance.py), on fixed data: a deploy that reaches
+        a production node lacks its approvals."""
         if prepared.kind == "deploy" and not prepared.check and any(
                 n.environment == "production" for n in NODES if n.name in prepared.hosts):
             raise GovernanceError(

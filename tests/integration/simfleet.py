@@ -116,3 +116,22 @@ class ProjectCtx:
 
     def cli(self, *args: str, timeout: float = 1500) -> subprocess.CompletedProcess[str]:
         return run_cli(self.project, *args, timeout=timeout)
+
+
+def run_processes(run_id: str) -> list[str]:
+    """Command lines of the processes still working for a run: ansible-playbook, its forks and ssh clients.
+
+    OpenSSH's ControlPersist masters (``ssh: <socket> [mux]``) are left out: they are idle connection caches
+    that inherited the run's environment and expire on their own (ansible.cfg's ControlPersist), not work."""
+    alive = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if f"MODELFLEET_RUN_ID={run_id}".encode() not in (proc / "environ").read_bytes():
+                continue
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            continue
+        if cmdline.startswith("ssh:") and cmdline.endswith("[mux]"):
+            continue
+        alive.append(cmdline)
+    return alive

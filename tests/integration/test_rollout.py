@@ -1,8 +1,8 @@
 """Pin -> bundle -> run -> record on the simulated fleet: real ansible-playbook over SSH, real agents.
 
-One 6-node fleet (127.0.90.1-6, ssh port 2290) and one seeded registry for the whole module; the tests run in
-file order and each starts from the fleet the previous one left (provisioning costs minutes, so it happens
-once). Waves are the default ``[1, "25%", "100%"]``: on 6 nodes, batches of 1, 1 and 4.
+On the session's shared provisioned fleet (tests/provisioned.py: 6 nodes on 127.0.78.1-6, seeded, provisioned
+and on ``credit-risk/1``, reset once before the first test); the tests run in file order and each starts from
+the fleet the previous one left. Waves are the default ``[1, "25%", "100%"]``: on 6 nodes, batches of 1, 1 and 4.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ from modelfleet.core.ledger import Ledger
 from modelfleet.runners.events import EventKind
 from modelfleet.runners.pipeline import replay
 from tests.conftest import REPO_ROOT
-from tests.integration.simfleet import ProjectCtx, write_project
+from tests.integration.simfleet import ProjectCtx, run_processes
+from tests.provisioned import ProvisionedFleet
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(3000)]
 
@@ -95,21 +96,11 @@ class Ctx(ProjectCtx):
 
 
 @pytest.fixture(scope="module")
-def ctx(make_sim_fleet: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ctx]:
-    with make_sim_fleet("127.0.90", 2290, "cpu=3,gpu=1,arm=2") as running:
-        project = write_project(running, "cpu=3,gpu=1,arm=2")
-        # A first agent start on 2 loaded cores (the whole suite running beside) can take longer than the
-        # gate's default 16 s.
-        group_vars = Path(running.inventory).parent / "group_vars"
-        group_vars.mkdir(exist_ok=True)
-        (group_vars / "edge.yml").write_text("model_release_gate_wait_s: 40\n", encoding="utf-8")
-        c = Ctx(running, project)
-        seed = c.cli("demo", "seed")
-        assert seed.returncode == 0, seed.stderr
-        prov = c.cli("provision", "--yes")
-        assert prov.returncode == 0, prov.stdout + prov.stderr
-        yield c
-        c.clear_bad_probes()
+def ctx(provisioned_fleet: ProvisionedFleet) -> Iterator[Ctx]:
+    provisioned_fleet.reset()
+    c = Ctx(provisioned_fleet.running, provisioned_fleet.project)
+    yield c
+    c.clear_bad_probes()
 
 
 def test_deploy_champion_every_agent_answers_the_probe(ctx: Ctx) -> None:
@@ -241,27 +232,8 @@ def test_node_killed_mid_run_is_unreachable_and_rerun_converges(ctx: Ctx) -> Non
     assert set(ctx.versions().values()) == {"3"}
 
 
-def _run_processes(run_id: str) -> list[str]:
-    """Command lines of the processes still working for a run: ansible-playbook, its forks and ssh clients.
-
-    OpenSSH's ControlPersist masters (``ssh: <socket> [mux]``) are left out: they are idle connection caches
-    that inherited the run's environment and expire on their own (ansible.cfg's ControlPersist), not work."""
-    alive = []
-    for proc in Path("/proc").glob("[0-9]*"):
-        try:
-            if f"MODELFLEET_RUN_ID={run_id}".encode() not in (proc / "environ").read_bytes():
-                continue
-            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
-        except OSError:
-            continue
-        if cmdline.startswith("ssh:") and cmdline.endswith("[mux]"):
-            continue
-        alive.append(cmdline)
-    return alive
-
-
 def _run_alive(run_id: str) -> bool:
-    return bool(_run_processes(run_id))
+    return bool(run_processes(run_id))
 
 
 def test_controller_killed_mid_rollout_then_rerun_converges(ctx: Ctx) -> None:
@@ -285,7 +257,7 @@ def test_controller_killed_mid_rollout_then_rerun_converges(ctx: Ctx) -> None:
     deadline = time.monotonic() + 60
     while _run_alive(run_id) and time.monotonic() < deadline:
         time.sleep(0.5)
-    assert not _run_alive(run_id), f"ansible-playbook outlived its controller: {_run_processes(run_id)}"
+    assert not _run_alive(run_id), f"ansible-playbook outlived its controller: {run_processes(run_id)}"
     rerun, data = ctx.deploy("credit-risk/1")
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     assert set(ctx.versions().values()) == {"1"}

@@ -62,7 +62,8 @@ class PlayRun:
 
 
 def run_playbook_locally(playbook: Path, tmp: Path, extra_vars: dict[str, Any], *, check: bool = False,
-                         limit: str | None = None, inventory: str = "localhost,", host: str = "localhost") -> PlayRun:
+                         limit: str | None = None, inventory: str = "localhost,", host: str = "localhost",
+                         args: list[str] | None = None) -> PlayRun:
     """``ansible-playbook`` with the repository's roles on localhost (local connection), minimal callback: every
     task prints ``<host> | STATUS => {result}``; ``host``'s are read back into :class:`PlayRun`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ANSIBLE_", "MODELFLEET_"))}
@@ -75,6 +76,7 @@ def run_playbook_locally(playbook: Path, tmp: Path, extra_vars: dict[str, Any], 
            "-e", json.dumps(extra_vars)]
     if limit:
         cmd += ["--limit", limit]
+    cmd += args or []
     proc = subprocess.run(cmd + (["--check"] if check else []), capture_output=True, text=True, env=env, cwd=tmp,
                           timeout=300, check=False)
     decoder = json.JSONDecoder()
@@ -92,3 +94,13 @@ def role_entry_playbook(tmp: Path, role: str, tasks_from: str) -> Path:
                                  "tasks": [{"name": "entry", "ansible.builtin.include_role": {
                                      "name": role, "tasks_from": tasks_from}}]}]), encoding="utf-8")
     return path
+
+
+def install_governance(root: Path, trust: dict[str, Any] | None = None, environment: str = "") -> None:
+    """What provisioning installs under a node root for governance (edge_runtime): the trust file (default: one
+    that protects nothing) and the node's environment."""
+    folder = root / "etc" / "governance"
+    folder.mkdir(parents=True, exist_ok=True)
+    doc = trust or {"format": "modelfleet-trust/1", "people": [], "environments": {}}
+    (folder / "trust.json").write_text(json.dumps(doc) + "\n", encoding="utf-8")
+    (folder / "environment").write_text(environment + "\n", encoding="utf-8")

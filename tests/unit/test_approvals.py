@@ -7,6 +7,7 @@ import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -211,3 +212,67 @@ def test_node_verifier_reads_digest_and_thresholds_from_the_release_manifest(tmp
     (release / "manifest.json").write_text(json.dumps(manifest))
     out = subprocess.run(argv, capture_output=True, text=True, cwd=REPO_ROOT, check=False)
     assert out.returncode == 0, out.stdout
+
+
+def _verify_cli(tmp_path: Path, trust: a.Trust, clearance_text: str) -> subprocess.CompletedProcess[str]:
+    (tmp_path / "trust.json").write_text(trust.to_json())
+    (tmp_path / "clearance.json").write_text(clearance_text)
+    argv = [sys.executable, "-m", "modelfleet.governance_verify", "--trust", str(tmp_path / "trust.json"),
+            "--environment", "prod", "--digest", DIGEST, "--clearance", str(tmp_path / "clearance.json"),
+            "--now", a.format_time(NOW)]
+    return subprocess.run(argv, capture_output=True, text=True, cwd=REPO_ROOT, check=False)
+
+
+@pytest.mark.parametrize(("mangle", "fragment"), [
+    (lambda doc: "{not json", "is not valid JSON"),
+    (lambda doc: json.dumps([{**doc, "environment": "staging"}]), "no modelfleet-clearance/1 document came"),
+    (lambda doc: json.dumps({**doc, "format": "something/9"}),
+     "is not a modelfleet-clearance/1 document (format 'something/9')"),
+    (lambda doc: json.dumps({**doc, "approvals": "mona, quinn"}),
+     "approvals must be a list of signed records, not str"),
+    (lambda doc: json.dumps({**doc, "approvals": [{"record": {}, "signature": "x"}]}),
+     "not counted: decision by None: format '' is not modelfleet-approval/1"),
+])
+def test_a_malformed_clearance_is_refused_naming_what_is_wrong(tmp_path: Path, keys: dict, trust: a.Trust,
+                                                               mangle: Any, fragment: str) -> None:
+    doc = _clearance(_request(keys), [_approval(keys, "mona"), _approval(keys, "quinn")])
+    out = _verify_cli(tmp_path, trust, mangle(doc))
+    assert out.returncode == 1, (out.stdout, out.stderr)
+    assert fragment in out.stdout, out.stdout + out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_an_unknown_approver_role_a_role_that_cannot_approve_or_another_digest_does_not_count(
+        tmp_path: Path, keys: dict, trust: a.Trust) -> None:
+    (tmp_path / "roles.yaml").write_text("people: []\n")
+    (tmp_path / "approvals.yaml").write_text("environments:\n  prod:\n    require: [manager, auditor]\n")
+    with pytest.raises(PolicyError, match=r"approvals.yaml:3: environment 'prod': 'auditor' cannot approve"):
+        load_trust(tmp_path)
+    by_ops = _clearance(_request(keys), [_approval(keys, "mona"), _approval(keys, "omar")])
+    out = _verify_cli(tmp_path, trust, json.dumps(by_ops))
+    assert out.returncode == 1, out.stdout
+    assert "not counted: approve by omar: omar holds none of the roles manager, qa" in out.stdout
+    other = _clearance(_request(keys), [_approval(keys, "mona"), _approval(keys, "quinn", digest=OTHER)])
+    out = _verify_cli(tmp_path, trust, json.dumps(other))
+    assert out.returncode == 1, out.stdout
+    assert f"not counted: approve by quinn: for another subject: digest '{OTHER}'" in out.stdout
+
+
+def test_a_person_whose_key_file_is_not_there_yet_is_left_out_and_named(tmp_path: Path,
+                                                                         keys: dict[str, Ed25519PrivateKey]) -> None:
+    """A project that has not run `demo seed` (whose identities the shipped roles.yaml names) still provisions and
+    deploys: the person without a key file is left out of the trust (nobody can sign as them) and named; a key
+    file that is there but unreadable or malformed is still an error."""
+    mona = a.public_key_text(keys["mona"].public_key())
+    (tmp_path / "approvals.yaml").write_text("environments:\n  prod:\n    require: [manager]\n")
+    (tmp_path / "roles.yaml").write_text(
+        "people:\n  - name: dana\n    roles: [data_scientist]\n    public_key_file: '{state_dir}/dana.pub'\n"
+        f"  - name: mona\n    roles: [manager]\n    public_key: {mona}\n")
+    trust = load_trust(tmp_path, state_dir=tmp_path / "state")
+    assert [p.name for p in trust.people] == ["mona"]
+    assert len(trust.left_out) == 1 and "person 'dana' left out: " in trust.left_out[0]
+    assert "roles.yaml:4" in trust.left_out[0] and "modelfleet demo seed" in trust.left_out[0]
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "dana.pub").write_text("not a key\n")
+    with pytest.raises(PolicyError, match=r"roles.yaml:4: person 'dana': bad public key"):
+        load_trust(tmp_path, state_dir=tmp_path / "state")

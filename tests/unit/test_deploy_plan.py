@@ -31,7 +31,7 @@ from modelfleet.core.fleet import Node, NodeClass
 from modelfleet.core.ledger import Ledger
 from modelfleet.core.placement import placements
 from modelfleet.core.registry import PinnedVersion
-from modelfleet.core.signing import key_paths
+from modelfleet.core.signing import create_private_key, key_paths
 from modelfleet.runners.health import Target, plan_targets, probe
 from modelfleet.runners.records import RunIdentity, RunRecorder, close_dead_runs, ended_runs
 from modelfleet.runners.runstate import RunState
@@ -161,6 +161,21 @@ def test_the_signing_key_is_never_replaced_silently(settings: Settings, model_di
     new = ensure_signing_key(settings, replace_trusted=True, progress=said.append)
     assert new.created and new.key_id != kept.key_id and private.exists()
     assert "replacing the lost key" in said[0]
+
+
+def test_a_key_the_fleet_does_not_trust_is_refused_before_signing(settings: Settings, model_dir: Path) -> None:
+    private, public = key_paths(settings.state_dir)
+    trusted = ensure_signing_key(settings)
+    with Ledger(settings.ledger.url) as ledger:  # the fleet was provisioned with this key
+        ledger.append("run_start", actor="a", run_id="p1", outcome="started",
+                      details={"kind": "provision", "signing_key": trusted.key_id})
+    private.unlink()
+    public.unlink()
+    create_private_key(private)  # another key in its place (a restore from the wrong backup, another controller)
+    with pytest.raises(BundleError, match=f"but the fleet trusts key {trusted.key_id}") as info:
+        prepare_release(settings, "plain/4", registry=FakeRegistry(model_dir))  # type: ignore[arg-type]
+    assert "nothing was signed" in info.value.message and "--new-signing-key" in (info.value.hint or "")
+    assert not (settings.state_dir / "bundles").exists() or not list((settings.state_dir / "bundles").iterdir())
 
 
 def test_a_deploy_without_any_key_says_to_provision_first(settings: Settings, model_dir: Path) -> None:

@@ -193,3 +193,20 @@ def test_simulated_inventory_renders_to_the_model(tmp_path: Path) -> None:
     assert set(inv.groups["edge_gpu"]) == {"edge-gpu-01"} and len(inv.groups["staging"]) == 6
     raw = yaml.safe_load(text)
     assert "vars" not in raw["all"], "connection vars must not leak to the implicit localhost via `all`"
+
+
+def test_group_vars_and_host_vars_files_beside_the_inventory_count_as_ansible_reads_them(tmp_path: Path) -> None:
+    inv = tmp_path / "inventory.yml"
+    inv.write_text(yaml.safe_dump({"all": {"children": {
+        "edge": {"children": {"edge_cpu": {"hosts": {"n1": {"ansible_host": "127.0.0.1"},
+                                                      "n2": {"ansible_host": "127.0.0.2"}}}}},
+        "prod": {"hosts": {"n2": {}}}}}}), encoding="utf-8")
+    assert [n.environment for n in Inventory.load(inv)] == [None, None]
+    (tmp_path / "group_vars").mkdir()
+    (tmp_path / "group_vars" / "prod.yml").write_text("modelfleet_environment: prod\n", encoding="utf-8")
+    (tmp_path / "host_vars").mkdir()
+    (tmp_path / "host_vars" / "n1.yaml").write_text("modelfleet_environment: lab\n", encoding="utf-8")
+    assert {n.name: n.environment for n in Inventory.load(inv)} == {"n1": "lab", "n2": "prod"}
+    (tmp_path / "host_vars" / "n1.yaml").write_text("- not a mapping\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"host_vars/n1.yaml: must be a mapping of variables, not list"):
+        Inventory.load(inv)

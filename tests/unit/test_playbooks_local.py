@@ -12,7 +12,7 @@ import tarfile
 from pathlib import Path
 
 from tests.conftest import REPO_ROOT
-from tests.unit.ansible_module_support import run_playbook_locally
+from tests.unit.ansible_module_support import install_governance, run_playbook_locally
 
 DEPLOY = REPO_ROOT / "playbooks" / "deploy.yml"
 DIGEST = "b" * 64
@@ -27,6 +27,7 @@ def nodes(tmp: Path, names: list[str]) -> tuple[str, dict[str, Path]]:
         root = tmp / name
         (root / "models" / "m" / "releases" / RELEASE).mkdir(parents=True)
         (root / "run").mkdir()
+        install_governance(root)
         os.symlink("releases/" + RELEASE, root / "models" / "m" / "current")
         roots[name] = root
         hosts[name] = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable,
@@ -34,6 +35,13 @@ def nodes(tmp: Path, names: list[str]) -> tuple[str, dict[str, Path]]:
     inventory = tmp / "inventory.yml"
     inventory.write_text(json.dumps({"all": {"children": {"edge": {"hosts": hosts}}}}), encoding="utf-8")
     return str(inventory), roots
+
+
+def open_trust(tmp: Path) -> Path:
+    """A controller trust file that protects no environment (the repository's policy needs the demo's keys)."""
+    path = tmp / "trust.json"
+    path.write_text(json.dumps({"format": "modelfleet-trust/1", "people": [], "environments": {}}), encoding="utf-8")
+    return path
 
 
 def manifest_only_bundle(tmp: Path) -> Path:
@@ -50,7 +58,8 @@ def manifest_only_bundle(tmp: Path) -> Path:
 def test_a_node_only_limit_deploys_like_a_full_run(tmp_path: Path) -> None:
     inventory, _ = nodes(tmp_path, ["edge-t-01", "edge-t-02"])
     args = {"model_release_model": "m", "model_release_version": "2", "model_release_digest": DIGEST,
-            "model_release_bundle": str(manifest_only_bundle(tmp_path)), "modelfleet_run_id": "run-L"}
+            "model_release_bundle": str(manifest_only_bundle(tmp_path)), "modelfleet_run_id": "run-L",
+            "modelfleet_governance_trust": str(open_trust(tmp_path))}
     run = run_playbook_locally(DEPLOY, tmp_path, args, inventory=inventory, limit="edge-t-01", host="edge-t-01")
     assert run.rc == 0, run.out[-3000:]
     assert "HostVarsVars" not in run.out

@@ -22,7 +22,13 @@ import pytest
 
 from tests.conftest import REPO_ROOT
 from tests.supervisord_support import add_program, ctl, run, running_supervisord
-from tests.unit.ansible_module_support import PlayRun, role_entry_playbook, run_playbook_locally, run_role_module
+from tests.unit.ansible_module_support import (
+    PlayRun,
+    install_governance,
+    role_entry_playbook,
+    run_playbook_locally,
+    run_role_module,
+)
 
 ROLE = REPO_ROOT / "roles" / "model_release"
 
@@ -296,6 +302,7 @@ def module(tmp: Path, args: dict[str, Any], *, check: bool = False) -> tuple[int
 def root(tmp_path: Path) -> Path:
     r = tmp_path / "node"
     (r / "run").mkdir(parents=True)
+    install_governance(r)
     return r
 
 
@@ -399,7 +406,7 @@ def test_deploy_refuses_a_bundle_signed_by_another_key_and_leaves_current(root: 
 
     ours = tmp_path / "ours"
     load_or_create_signing_key(ours)
-    (root / "etc").mkdir()
+    (root / "etc").mkdir(exist_ok=True)
     (root / "etc" / "release.pub").write_bytes((ours / "keys" / "release.pub").read_bytes())
     foreign = make_release(tmp_path / "theirs", "m", "2", tmp_path, private_key=Ed25519PrivateKey.generate())
     m = foreign.manifest

@@ -14,11 +14,17 @@ module: modelfleet_release
 short_description: Prepare, deploy, roll back or revert one model release on an edge node
 description:
   - The node-side step of the model_release role; every action is one call on the node.
-  - C(prepare) reads the model's state on the node (C(current), C(previous), whether the release is unpacked,
-    free disk) and refuses while another run holds the per-model deploy lock, naming that run. Unless the
-    release is already current it checks free disk and takes the lock for this run (not in check mode).
+  - C(prepare) first checks governance, before anything else and also in check mode - the node's own trust file
+    and environment (C(<root>/etc/governance/trust.json), C(environment), installed at provisioning) decide
+    whether the release (O(digest), O(thresholds_sha256)) needs a clearance here, and the node's venv runs
+    C(python -m modelfleet.governance_verify) on the O(clearance); a refusal (outcome C(refused)) changes
+    nothing on the node. Then it reads the model's state on the node (C(current), C(previous), whether the
+    release is unpacked, free disk) and refuses while another run holds the per-model deploy lock, naming that
+    run. Unless the release is already current it checks free disk and takes the lock for this run (not in
+    check mode).
   - C(deploy) verifies the pushed bundle (signature and every checksum, with the node venv's
-    C(python -m modelfleet.release_verify)) and unpacks it into C(releases/<version>-<digest12>/), switches
+    C(python -m modelfleet.release_verify); in a protected environment also the clearance, on the verified
+    manifest, before unpacking) and unpacks it into C(releases/<release>/), switches
     C(current) by an atomic rename (C(previous) keeps the old target), reloads or starts the agent and runs the
     functional health gate. On any failure after the switch it switches back, reloads, checks the old release
     answers and drops the failed release. Then it keeps the last O(keep) releases, appends a line to
@@ -63,9 +69,25 @@ options:
     type: str
     default: ""
   release:
-    description: Release folder name C(<version>-<digest12>).
+    description: Release folder name C(<version>-<digest12>), or C(<version>-<digest12>-t<thresholds8>) for a
+      release with per-group thresholds.
     type: str
     default: ""
+  thresholds_sha256:
+    description: sha256 of the release's per-group thresholds (empty for none); what approvals bind besides the
+      digest (prepare, deploy).
+    type: str
+    default: ""
+  environment:
+    description: The node's environment as the inventory names it (prepare). The node refuses a deploy when it
+      differs from the environment it was provisioned with (C(<root>/etc/governance/environment)). Omitted, only
+      the provisioned one counts.
+    type: str
+  clearance:
+    description: What travels with the deploy to a protected environment - one C(modelfleet-clearance/1)
+      document or a list of them, one per environment (prepare, deploy). Only the one for the node's environment
+      counts, verified against the node's own trust file.
+    type: raw
   bundle:
     description: Node path of the pushed or pulled bundle; empty when the release is already unpacked.
     type: path
@@ -286,6 +308,11 @@ agent_refused:
     probe) - C(release) and the agent's C(reason). The gate ends at once, and the message carries the reason.
   type: dict
   returned: when the agent refused the release
+governance:
+  description: How governance cleared the release on this node (prepare) - C(mode) (C(approvals),
+    C(break_glass), C(unprotected)), C(environment), C(people); on a refusal C(ok) false and C(error).
+  type: dict
+  returned: prepare
 would_break_lock:
   description: In check mode, the lock that would be broken.
   type: dict
@@ -393,22 +420,85 @@ class Step:
         if bundle and os.path.isfile(bundle):
             os.unlink(bundle)
 
-    def verify(self, name: str, bundle: str | None) -> dict[str, Any]:
-        """Signature and every checksum (and the unpack, from a bundle). Raises Failed(outcome=refused)."""
-        python = self.p["python"] or os.path.join(self.p["root"], "agent", "venv", "bin", "python")
+    def python(self) -> str:
+        return self.p["python"] or os.path.join(self.p["root"], "agent", "venv", "bin", "python")
+
+    def governance(self) -> tuple[str, str, bool]:
+        """(trust file, this node's environment, protected) as provisioning installed them; Failed(refused) when
+        the node has none, or the inventory now names another environment than the one it was provisioned with."""
+        p, gdir = self.p, os.path.join(self.p["root"], "etc", "governance")
+        trust_path, env_path = os.path.join(gdir, "trust.json"), os.path.join(gdir, "environment")
+        provision = ("provision it (playbooks/provision.yml, or `modelfleet provision`), which installs the trust "
+                     "file and the node's environment")
+        try:
+            with open(trust_path, encoding="utf-8") as fh:
+                trust = json.load(fh)
+            with open(env_path, encoding="utf-8") as fh:
+                environment = fh.read().strip()
+        except FileNotFoundError as exc:
+            raise Failed("%s has no %s, so it cannot tell whether this deploy is allowed; %s"
+                         % (self.node_name(), exc.filename, provision), outcome="refused") from None
+        except (OSError, ValueError) as exc:
+            raise Failed("%s: the governance files under %s cannot be read (%s); %s"
+                         % (self.node_name(), gdir, exc, provision), outcome="refused") from None
+        if p["environment"] is not None and p["environment"] != environment:
+            raise Failed("%s was provisioned for environment %r but the inventory names %r; provision it again so "
+                         "it verifies deploys for %r" % (self.node_name(), environment, p["environment"],
+                                                         p["environment"]), outcome="refused")
+        envs = trust.get("environments") if isinstance(trust, dict) else None
+        require = ((envs or {}).get(environment) or {}).get("require") if environment else None
+        return trust_path, environment, bool(require)
+
+    def check_governance(self) -> dict[str, Any]:
+        """Refuse (outcome refused) a release this node's environment does not clear; nothing is written."""
+        p = self.p
+        trust_path, environment, protected = self.governance()
+        if not protected:
+            return {"ok": True, "mode": "unprotected", "environment": environment}
+        cmd = [self.python(), "-m", "modelfleet.governance_verify", "--trust", trust_path, "--environment",
+               environment, "--digest", p["digest"], "--clearance", "-"]
+        if p["thresholds_sha256"]:
+            cmd += ["--thresholds-sha256", p["thresholds_sha256"]]
+        verdict, reason = self.run_verifier(cmd, json.dumps(p["clearance"]))
+        if reason:
+            ref = "%s/%s" % (p["model"], p["version"])
+            raise Failed("deploy of %s refused on %s (environment %s): %s; deploy it with `modelfleet deploy` once "
+                         "the gate passed and the approvals are in, or pass the clearance (modelfleet clearance %s "
+                         "--env %s -o clearance.json; -e modelfleet_clearance=clearance.json)"
+                         % (ref, self.node_name(), environment, reason, ref, environment),
+                         outcome="refused", governance={"ok": False, "environment": environment, "error": reason})
+        return verdict
+
+    def run_verifier(self, cmd: list[str], data: str | None) -> tuple[dict[str, Any], str]:
+        """Run a node-side verifier (``python -m modelfleet.<verifier>``) that prints one JSON line; its verdict
+        and, when it refused or failed, why (empty when it passed)."""
+        rc, out, err = self.module.run_command(cmd, data=data)
+        try:
+            verdict = json.loads(out.strip().splitlines()[-1]) if out.strip() else {}
+        except ValueError:
+            verdict = {}
+        if rc == 0 and verdict.get("ok"):
+            return verdict, ""
+        return verdict, (verdict.get("error") or (err or out).strip()[-600:]
+                         or "%s exited %s" % (cmd[2] if len(cmd) > 2 else cmd[0], rc))
+
+    def verify(self, name: str, bundle: str | None, governed: bool = False) -> dict[str, Any]:
+        """Signature and every checksum (and the unpack, from a bundle); with ``governed``, the clearance for this
+        node's environment too, on the verified manifest, before unpacking. Raises Failed(outcome=refused)."""
         key = self.p["public_key"] or os.path.join(self.p["root"], "etc", "release.pub")
-        cmd = [python, "-m", "modelfleet.release_verify", "--public-key", key]
+        cmd = [self.python(), "-m", "modelfleet.release_verify", "--public-key", key]
         if bundle:
             cmd += ["--bundle", bundle, "--dest", self.node.release_path(name)]
         else:
             cmd += ["--release-dir", self.node.release_path(name)]
-        rc, out, err = self.module.run_command(cmd)
-        try:
-            verified = json.loads(out.strip().splitlines()[-1]) if out.strip() else {}
-        except ValueError:
-            verified = {}
-        if rc != 0 or not verified.get("ok"):
-            reason = verified.get("error") or (err or out).strip()[-600:] or "release_verify exited %s" % rc
+        data = None
+        if governed:
+            trust_path, environment, protected = self.governance()
+            if protected:
+                cmd += ["--trust", trust_path, "--environment", environment, "--clearance", "-"]
+                data = json.dumps(self.p["clearance"])
+        verified, reason = self.run_verifier(cmd, data)
+        if reason:
             raise Failed("release %s refused on %s: %s" % (name, self.p["node"] or "the node", reason),
                          outcome="refused")
         return verified
@@ -533,6 +623,7 @@ class Step:
                          outcome="refused")
 
     def prepare(self) -> dict[str, Any]:
+        self.extra["governance"] = self.check_governance()
         self.check_requires()
         cur, prev = self.node.link("current"), self.node.link("previous")
         present = self.node.has_release(self.name)
@@ -575,7 +666,7 @@ class Step:
                                ansible_facts=self.role_facts(False, "deployed", cur, prev))
         self.take_lock()
         try:
-            verified = self.verify(name, p["bundle"] if not self.node.has_release(name) else None)
+            verified = self.verify(name, p["bundle"] if not self.node.has_release(name) else None, governed=True)
             pinned = {"model": p["model"], "version": p["version"], "digest": p["digest"], "release": name}
             got = {k: str(verified.get(k)) for k in pinned}
             if got != pinned:
@@ -843,6 +934,9 @@ def main() -> None:
             version=dict(type="str", default=""),
             digest=dict(type="str", default=""),
             release=dict(type="str", default=""),
+            thresholds_sha256=dict(type="str", default=""),
+            environment=dict(type="str"),
+            clearance=dict(type="raw"),
             bundle=dict(type="path"),
             python=dict(type="path"),
             public_key=dict(type="path"),

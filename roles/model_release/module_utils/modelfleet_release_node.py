@@ -3,7 +3,9 @@
 
 Layout under the node root (``modelfleet_root``)::
 
-    models/<model>/releases/<version>-<digest12>/   unpacked, verified releases
+    models/<model>/releases/<name>/                 unpacked, verified releases: <version>-<digest12>, or
+                                                    <version>-<digest12>-t<thresholds8> with per-group thresholds
+    etc/governance/trust.json, environment          what deploys are verified against (provisioning installs them)
     models/<model>/current, previous                symlinks (relative: releases/<name>)
     run/<model>.deploy.lock                         JSON of the run holding the model (O_EXCL)
     log/deployments.jsonl                           one JSON line per change of the model on this node
@@ -21,11 +23,13 @@ import shutil
 import time
 from typing import Any, Callable, Sequence
 
-RELEASE_NAME = re.compile(r"^(?P<version>.+)-(?P<digest12>[0-9a-f]{12})$")
+# The controller's rule (tui/modelfleet/core/release_names.py; tests/unit/test_release_names.py keeps them equal).
+RELEASE_NAME = re.compile(r"^(?P<version>.+?)-(?P<digest12>[0-9a-f]{12})(?:-t(?P<thresholds8>[0-9a-f]{8}))?$")
 
 
 def split_release(name: str) -> tuple[str, str]:
-    """``"7-0123456789ab"`` -> ``("7", "0123456789ab")``; a name without a digest gives ``(name, "")``."""
+    """``"7-0123456789ab"`` or ``"7-0123456789ab-t89abcdef"`` -> ``("7", "0123456789ab")``; a name without a
+    digest gives ``(name, "")``."""
     m = RELEASE_NAME.match(os.path.basename(name))
     return (m.group("version"), m.group("digest12")) if m else (os.path.basename(name), "")
 

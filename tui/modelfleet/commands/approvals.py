@@ -1,4 +1,4 @@
-"""``modelfleet request|approve|reject|approvals|clearance``: approvals by role (seed 002).
+"""``modelfleet request|approve|reject|approvals|clearance|trust``: approvals by role (seed 002).
 
 Who acts is the person whose private key you hold (``governance.identity`` / ``MODELFLEET_GOVERNANCE_IDENTITY``,
 default ``~/.config/modelfleet/identity``), matched against ``policy/roles.yaml``; ``MODELFLEET_ACTOR`` proves
@@ -8,6 +8,7 @@ nothing. Standard library only at import time; the work is in ``core/governance.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -70,6 +71,19 @@ def register(subparsers: Any) -> None:
     p.add_argument("--trust", type=Path, metavar="FILE", help="write the trust file (people, keys, requirements)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_clearance)
+
+    p = subparsers.add_parser(
+        "trust", help="write the trust file nodes verify deploys against (compiled from policy/)",
+        description="Compile policy/roles.yaml and policy/approvals.yaml into the trust file (modelfleet-trust/1: "
+        "people, public keys, protected environments) that provisioning installs on every node as "
+        "<root>/etc/governance/trust.json. A policy folder without approvals.yaml protects nothing.",
+        epilog="examples:\n  modelfleet trust                       # print it\n"
+        "  modelfleet trust -o .modelfleet/governance/trust.json --json",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("-o", "--output", type=Path, metavar="FILE", help="write it to FILE (only when it changed)")
+    p.add_argument("--json", action="store_true", help="with -o: print {path, changed, protected} as JSON")
+    p.set_defaults(func=cmd_trust)
 
 
 def _context(settings: Settings, *, need_identity: bool = True) -> tuple[Any, Any, Any, Any]:
@@ -187,4 +201,34 @@ def cmd_clearance(args: argparse.Namespace, settings: Settings) -> int:
     who = ", ".join(f"{n} ({r})" for n, r in clearance.people) or "-"
     print(f"cleared: {subject.label} ({clearance.mode}; {who}"
           + (f"; until {clearance.expires_at}" if clearance.expires_at else "") + ")")
+    return EXIT_OK
+
+
+def cmd_trust(args: argparse.Namespace, settings: Settings) -> int:
+    from modelfleet.commands._output import print_json
+    from modelfleet.core.governance import enforced_trust
+
+    trust = enforced_trust(settings)
+    for why in trust.left_out:
+        print(f"modelfleet: warning: {why}", file=sys.stderr)
+    text = trust.to_json()
+    if args.output is None:
+        print(text, end="")
+        return EXIT_OK
+    if args.output.is_dir():
+        raise UsageError(f"{args.output} is a folder", hint="name a file, e.g. trust.json")
+    try:
+        changed = not args.output.exists() or args.output.read_text(encoding="utf-8") != text
+        if changed:
+            args.output.parent.mkdir(parents=True, exist_ok=True)
+            args.output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot write {args.output}: {exc.strerror}") from None
+    protected = sorted(e for e in trust.environments if trust.requirement(e))
+    if args.json:
+        print_json({"path": str(args.output), "changed": changed, "protected": protected,
+                    "people": len(trust.people)})
+    else:
+        print(f"{'wrote' if changed else 'unchanged'} {args.output}: protected {', '.join(protected) or 'none'}, "
+              f"{len(trust.people)} people")
     return EXIT_OK

@@ -1,9 +1,10 @@
 """``modelfleet provision|deploy|rollback|unlock|health|bundle``: runs from the command line.
 
 Standard library only at import time (``modelfleet --help`` stays fast). Every run goes through the one run
-pipeline (``runners/pipeline.py``): a typed request is prepared (refused with exit 2 before anything is written
-when it cannot run), launched, and folded into per-host outcomes. Live progress goes to stderr (one line per
-host as it fails or finishes its wave), the recap table or ``--json`` to stdout. Exit 0 when the run's outcome
+pipeline (``runners/pipeline.py``): a typed request is prepared (refused before anything is written when it
+cannot run: exit 2, or 1 when governance refuses a deploy to a protected environment), launched, and folded
+into per-host outcomes. Live progress goes to stderr (one line per host as it fails or finishes its wave), the
+recap table or ``--json`` to stdout. Exit 0 when the run's outcome
 is ok, 1 when it failed (a host failed, was unreachable, was reverted or did not start, or a controller step
 failed) or did not finish, 2 for usage and configuration errors.
 """
@@ -41,9 +42,13 @@ def register(subparsers: Any) -> None:
         "deploy", help="roll a pinned, signed model release out in waves",
         description="Pin MODEL@ALIAS or MODEL/VERSION once, build its signed bundle once, then run "
         "playbooks/deploy.yml in waves with a failure budget. Every node is health-gated (probe answer, "
-        "latency) and switched back on failure.",
+        "latency) and switched back on failure. Nodes in a protected environment (policy/approvals.yaml; a "
+        "node's environment is its inventory variable modelfleet_environment) need the gate passed and the "
+        "approvals for this exact digest: without them the deploy is refused (exit 1) before anything runs, "
+        "naming what is missing; every node checks the clearance again before it switches.",
         epilog="examples:\n  modelfleet deploy credit-risk@champion --yes\n"
-        "  modelfleet deploy credit-risk/3 --limit edge_cpu --waves 1,50%,100% --max-fail 0 --revert-on-abort",
+        "  modelfleet deploy credit-risk/3 --limit edge_cpu --waves 1,50%,100% --max-fail 0 --revert-on-abort\n"
+        "  modelfleet deploy credit-risk/3 --limit prod --break-glass \"fraud spike, INC-4711\" --yes   # ops only",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("ref", metavar="MODEL@ALIAS|MODEL/VERSION", help="what to deploy")
@@ -60,6 +65,10 @@ def register(subparsers: Any) -> None:
                    help="how the bundle reaches the nodes: push (ansible copies it) or s3 (uploaded once, nodes pull "
                    "it through a short-lived presigned URL and check its digest; [artifacts] names the bucket); "
                    "default: artifacts.source")
+    p.add_argument("--break-glass", metavar="REASON",
+                   help="ops only (your governance identity): deploy to protected environments without the approvals; "
+                   "signed, written to the ledger and as the MLflow tag modelfleet.break_glass.<env>, shown in red "
+                   "until the approvals arrive after the fact")
     p.add_argument("--skip-deployed", action="store_true",
                    help="deploy only to selected nodes that never had MODEL (ledger) and whose agent does not serve "
                         "it; nodes running any version of it keep that version (what a second `make run` needs)")
@@ -241,6 +250,9 @@ def _run(args: argparse.Namespace, settings: Any, request: Any, *, confirm_word:
     from modelfleet.runners.pipeline import launch, prepare
 
     prepared = prepare(settings, request, progress=progress)
+    for glass in prepared.governance.break_glass if prepared.governance is not None else ():
+        progress(f"BREAK-GLASS by {glass.people[0][0] if glass.people else '?'} for {glass.subject.label}: deploying "
+                 "WITHOUT the required approvals (recorded in the ledger; approvals are due after the fact)")
     if getattr(args, "if_needed", False) and not request.check and _nothing_needed(settings, prepared):
         return EXIT_OK
     confirm(args, prepared.summary.removesuffix(" (check mode)"), confirm_word)
@@ -302,7 +314,7 @@ def cmd_deploy(args: argparse.Namespace, settings: Any) -> int:
         args.limit = undeployed
     request = DeployRequest(ref=args.ref, limit=args.limit, inventory=_inventory(args), check=args.check,
                             waves=args.waves, max_fail=args.max_fail, revert_on_abort=args.revert_on_abort,
-                            source=args.source)
+                            source=args.source, break_glass=args.break_glass)
     return _run(args, settings, request, confirm_word=args.ref.split("@")[0].split("/")[0])
 
 

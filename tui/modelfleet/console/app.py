@@ -659,7 +659,6 @@ class ModelfleetApp(InfraActions, ApprovalActions, App[None]):
         def prepare() -> tuple[RunForm, PreparedRun | GovernanceError, bool]:
             try:
                 prepared = self.services.prepare(req)
-                self.services.check_governance(prepared)  # until the pipeline's prepare does it: then delete
             except GovernanceError as exc:
                 return req, exc, False
             return req, prepared, self.services.is_fleet_wide(req.target)

@@ -9,16 +9,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from modelfleet.console.services_base import ServicesBase
-from modelfleet.core.errors import GovernanceError, ModelfleetError
+from modelfleet.core.errors import ModelfleetError
 
 if TYPE_CHECKING:  # pragma: no cover
     from datetime import datetime
 
     from modelfleet.core.approvals import Trust
-    from modelfleet.core.fleet import Node
     from modelfleet.core.governance import RequestView
     from modelfleet.core.registry import ModelVersionInfo
-    from modelfleet.runners.requests import PreparedRun
 
 
 @dataclass(frozen=True)
@@ -161,65 +159,6 @@ class GovernanceServices(ServicesBase):
                 out[key] = VersionGovernance(tuple(marks[e] for e in sorted(marks)), approvals,
                                              tuple(sorted(glass.get(key, []), key=lambda b: b.seq)))
         return out
-
-    def check_governance(self, prepared: PreparedRun) -> None:
-        """Refuse a deploy to a protected environment that lacks its passed gate or approvals: GovernanceError
-        whose ``missing`` lists each missing piece, per environment (``governance.check_deploy``).
-
-        The console calls this right after :meth:`prepare` (app._prepare), until the run pipeline's prepare calls
-        check_deploy itself; then delete this method and that one call: the console shows the GovernanceError
-        the pipeline raises in the same way. A check-mode deploy changes nothing and is not checked."""
-        if prepared.kind != "deploy" or prepared.check or not (prepared.model and prepared.version
-                                                               and prepared.digest):
-            return
-        from modelfleet.core.fleet import Inventory
-        from modelfleet.core.governance import check_deploy, policy_dir
-        from modelfleet.core.roles import APPROVALS_FILE
-
-        if not (policy_dir(self.settings) / APPROVALS_FILE).is_file():
-            return  # no approvals policy: no environment is protected (a broken one is reported below)
-        trust = self._trust()
-        inventory = Inventory.load(prepared.inventory, default_agent_port=self.settings.fleet.agent_port)
-        environments = protected_environments([inventory.node(h) for h in prepared.hosts], trust)
-        if not environments:
-            return
-        thresholds = self._thresholds_sha256(prepared)
-        missing: list[str] = []
-        messages: list[str] = []
-        for env in environments:
-            try:
-                check_deploy(self.settings, model=prepared.model, version=prepared.version, digest=prepared.digest,
-                             environment=env, thresholds_sha256=thresholds, ledger=self.ledger)
-            except GovernanceError as exc:
-                messages.append(exc.message)
-                missing += [f"{env}: {m}" for m in exc.missing or (exc.message,)]
-        if missing:
-            raise GovernanceError("; ".join(messages), missing=tuple(missing),
-                                  hint="fix each missing piece, or an ops person may --break-glass \"reason\"")
-
-    def _thresholds_sha256(self, prepared: PreparedRun) -> str | None:
-        """What approvals bind of the release's per-group thresholds: from the signed bundle that will be deployed
-        (its verified manifest), else from the version's tag."""
-        if prepared.release is not None:
-            from modelfleet.core.bundle import verify_bundle
-
-            return verify_bundle(prepared.release.bundle, prepared.release.public_key).thresholds_sha256
-        from modelfleet.core.evaluation import attached_thresholds
-
-        thresholds = attached_thresholds(self.registry.get_version(str(prepared.model), int(str(prepared.version))))
-        return thresholds.sha256 if thresholds else None
-
-
-def protected_environments(nodes: list[Node], trust: Trust) -> list[str]:
-    """The protected environments (policy/approvals.yaml) these nodes are in: a node's ``modelfleet_environment``
-    variable (a group variable names it), else its environment group, and any group of it that the policy names."""
-    out: set[str] = set()
-    for node in nodes:
-        named = node.vars.get("modelfleet_environment") or node.environment
-        for env in {str(named) if named else "", *node.groups}:
-            if env and trust.requirement(env) is not None:
-                out.add(env)
-    return sorted(out)
 
 
 def _may_decide(who: Who, view: RequestView, require: tuple[str, ...]) -> tuple[bool, str]:

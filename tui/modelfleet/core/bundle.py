@@ -37,7 +37,7 @@ import stat
 import tarfile
 import tempfile
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
@@ -82,8 +82,10 @@ class Manifest:
 
     @property
     def release_name(self) -> str:
-        """The node's release folder name: ``<version>-<digest12>``."""
-        return f"{self.version}-{self.digest[:12]}"
+        """The node's release folder name: ``<version>-<digest12>[-t<thresholds8>]`` (core/release_names.py)."""
+        from modelfleet.core.release_names import release_name
+
+        return release_name(self.version, self.digest, self.thresholds_sha256)
 
     @property
     def thresholds_sha256(self) -> str | None:
@@ -586,14 +588,18 @@ def verify_bundle(tar_path: Path, public_key: PublicKeyLike) -> Manifest:
     return manifest
 
 
-def install_bundle(tar_path: Path, dest: Path, public_key: PublicKeyLike) -> tuple[Manifest, bool]:
+def install_bundle(tar_path: Path, dest: Path, public_key: PublicKeyLike,
+                   check: Callable[[Manifest], None] | None = None) -> tuple[Manifest, bool]:
     """Verify, then unpack into a temp folder beside ``dest`` and rename it into place atomically.
 
     Returns (manifest, changed). An existing ``dest`` holding this very release is kept (changed False); one
     that differs or does not verify is refused, never overwritten. A failed verify leaves no ``dest``.
+    ``check(manifest)`` runs on the verified manifest before anything is written (it raises to refuse).
     """
     public = load_public_key(public_key)
     manifest = verify_bundle(tar_path, public)
+    if check is not None:
+        check(manifest)
     dest = Path(dest)
     if dest.exists() or dest.is_symlink():
         return _existing(dest, manifest, public), False

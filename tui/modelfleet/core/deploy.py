@@ -54,17 +54,21 @@ class Release:
     probe_source: str  # "input_example" | "reference_sample" | "none"
     bundle_cached: bool = False
     warnings: tuple[str, ...] = ()
+    thresholds_sha256: str | None = None  # the per-group thresholds the release carries (None: none)
 
     @property
     def release_name(self) -> str:
-        return f"{self.version}-{self.digest[:12]}"
+        """The node's release folder name (core/release_names.py)."""
+        from modelfleet.core.release_names import release_name
+
+        return release_name(self.version, self.digest, self.thresholds_sha256)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "ref": self.ref, "model": self.model, "version": self.version, "digest": self.digest,
             "bundle": str(self.bundle), "sha256": self.bundle_sha256, "public_key": str(self.public_key),
             "release": self.release_name, "probe": self.probe_source, "cached": self.bundle_cached,
-            "warnings": list(self.warnings),
+            "warnings": list(self.warnings), "thresholds_sha256": self.thresholds_sha256,
         }
 
 
@@ -169,7 +173,7 @@ def prepare_release(
     return Release(
         ref=text, model=pinned.name, version=str(pinned.version), digest=pinned.digest, bundle=bundle.path,
         bundle_sha256=bundle.sha256, public_key=key_paths(settings.state_dir)[1], probe_source=source,
-        bundle_cached=bundle.cached, warnings=tuple(warnings),
+        bundle_cached=bundle.cached, warnings=tuple(warnings), thresholds_sha256=bundle.manifest.thresholds_sha256,
     )
 
 
@@ -204,15 +208,29 @@ def _missing_key_error(settings: Settings, trusted: tuple[str, str]) -> BundleEr
         "the nodes trust a new key")
 
 
+def _foreign_key_error(settings: Settings, found: str, trusted: tuple[str, str]) -> BundleError:
+    from modelfleet.core.signing import key_paths
+
+    private, _ = key_paths(settings.state_dir)
+    return BundleError(
+        f"the release signing key {private} is key {found}, but the fleet trusts key {trusted[0]} (provisioned by "
+        f"run {trusted[1]}): every node would refuse its bundles; nothing was signed or shipped",
+        hint=f"restore the trusted key into {private.parent} from a backup, or run `modelfleet provision "
+        "--new-signing-key` to make the nodes trust this one")
+
+
 def release_key(settings: Settings, *, progress: Progress | None = None) -> Ed25519PrivateKey:
     """The controller's release signing key for a deploy. Never created here: when it is missing, the error
-    says whether the fleet trusts a key that was lost (restore it) or was never provisioned (provision)."""
-    from modelfleet.core.signing import key_paths, load_signing_key
+    says whether the fleet trusts a key that was lost (restore it) or was never provisioned (provision); a key
+    other than the one the fleet was last provisioned with is refused before anything is signed."""
+    from modelfleet.core.signing import key_id, key_paths, load_signing_key
 
     key = load_signing_key(settings.state_dir)
-    if key is not None:
-        return key
     trusted = trusted_key(settings)
+    if key is not None:
+        if trusted is not None and key_id(key.public_key()) != trusted[0]:
+            raise _foreign_key_error(settings, key_id(key.public_key()), trusted)
+        return key
     if trusted is not None:
         raise _missing_key_error(settings, trusted)
     raise BundleError(f"no release signing key at {key_paths(settings.state_dir)[0]}",

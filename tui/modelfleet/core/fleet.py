@@ -66,8 +66,21 @@ class Node:
 
     @property
     def environment(self) -> str | None:
-        """``staging`` / ``production`` (the first environment group the node is in), else None."""
-        return next((g for g in ENVIRONMENT_GROUPS if g in self.groups), None)
+        """The node's environment (:func:`environment_of`): ``modelfleet_environment``, else its environment group."""
+        return environment_of(self.vars.get("modelfleet_environment"), self.groups)
+
+
+def environment_of(variable: object, groups: Iterable[str]) -> str | None:
+    """A node's environment: its inventory variable ``modelfleet_environment`` (usually a group variable of its
+    environment group, e.g. ``group_vars/prod.yml``), else the first of the groups ``staging``, ``production`` it
+    is in, else None. policy/approvals.yaml names the protected ones (docs/governance.md, "Enforcement").
+
+    The same rule is the Jinja default of ``edge_runtime_environment`` (installed on the node at provisioning)
+    and ``model_release_environment`` (what a deploy tells the node the inventory says)."""
+    if variable not in (None, ""):
+        return str(variable)
+    names = set(groups)
+    return next((g for g in ENVIRONMENT_GROUPS if g in names), None)
 
 
 @dataclass
@@ -77,6 +90,52 @@ class _Group:
     hosts: list[str] = field(default_factory=list)
     children: list[str] = field(default_factory=list)
     parents: set[str] = field(default_factory=set)
+
+
+@dataclass
+class VarFiles:
+    """The ``group_vars/<group>.yml`` and ``host_vars/<host>.yml`` files beside an inventory file (Ansible reads
+    them with the inventory; e.g. ``group_vars/prod.yml`` holding ``modelfleet_environment: prod``). Read lazily,
+    once per name; a file that is not a YAML mapping is a ConfigError naming it."""
+
+    folder: Path | None = None
+    _cache: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @classmethod
+    def beside(cls, inventory: Path) -> VarFiles:
+        folder = Path(inventory).parent
+        has_any = (folder / "group_vars").is_dir() or (folder / "host_vars").is_dir()
+        return cls(folder if has_any else None)
+
+    def group(self, name: str) -> dict[str, Any]:
+        return self._read("group_vars", name)
+
+    def host(self, name: str) -> dict[str, Any]:
+        return self._read("host_vars", name)
+
+    def _read(self, kind: str, name: str) -> dict[str, Any]:
+        if self.folder is None:
+            return {}
+        key = f"{kind}/{name}"
+        if key not in self._cache:
+            import yaml
+
+            found: dict[str, Any] = {}
+            for suffix in (".yml", ".yaml", ".json"):
+                path = self.folder / kind / (name + suffix)
+                if not path.is_file():
+                    continue
+                try:
+                    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+                except (OSError, yaml.YAMLError) as exc:
+                    raise ConfigError(f"{path}: cannot read it as YAML: {exc}".replace("\n", " "),
+                                      hint=f"fix the syntax in {path}") from None
+                if data is not None and not isinstance(data, dict):
+                    raise ConfigError(f"{path}: must be a mapping of variables, not {type(data).__name__}",
+                                      hint="write name: value lines")
+                found.update(data or {})
+            self._cache[key] = found
+        return self._cache[key]
 
 
 class Inventory:
@@ -116,13 +175,16 @@ class Inventory:
             raise ConfigError(
                 f"inventory {path}: not valid YAML: {exc}".replace("\n", " "), hint=f"fix the syntax in {path}"
             ) from None
-        return cls.from_data(data, source=str(path), default_agent_port=default_agent_port)
+        return cls.from_data(data, source=str(path), default_agent_port=default_agent_port,
+                             var_files=VarFiles.beside(path))
 
     @classmethod
     def from_data(
-        cls, data: Any, *, source: str = "<memory>", default_agent_port: int = DEFAULT_AGENT_PORT
+        cls, data: Any, *, source: str = "<memory>", default_agent_port: int = DEFAULT_AGENT_PORT,
+        var_files: VarFiles | None = None,
     ) -> Inventory:
-        """Build from the parsed YAML (a mapping of top-level groups, usually just ``all``)."""
+        """Build from the parsed YAML (a mapping of top-level groups, usually just ``all``); ``var_files``: the
+        ``group_vars/`` and ``host_vars/`` files beside it, which Ansible reads too."""
         if data is None:
             data = {}
         if not isinstance(data, dict):
@@ -148,9 +210,12 @@ class Inventory:
         for host in host_order:
             host_groups = _ancestors_of_host(host, groups)
             merged: dict[str, Any] = {}
+            files = var_files or VarFiles()
             for gname in sorted(host_groups, key=lambda n: (_depth(n, groups), n)):
                 merged.update(groups[gname].vars)
+                merged.update(files.group(gname))
             merged.update(host_vars[host])
+            merged.update(files.host(host))
             node = _node_from(host, merged, host_groups, default_agent_port, source)
             if node is None:
                 if EDGE_GROUP in host_groups:

@@ -52,7 +52,7 @@ from modelfleet.core.approvals import (
     verify_clearance,
 )
 from modelfleet.core.errors import GovernanceError, UsageError
-from modelfleet.core.roles import GATES_FILE, load_trust
+from modelfleet.core.roles import GATES_FILE, load_enforced_trust, load_trust
 
 if TYPE_CHECKING:  # pragma: no cover
     from modelfleet.core.config import Settings
@@ -88,12 +88,18 @@ def gates_path(settings: Settings) -> Path:
 
 
 def trust_for(settings: Settings) -> Trust:
-    return load_trust(policy_dir(settings))
+    return load_trust(policy_dir(settings), state_dir=Path(settings.state_dir))
+
+
+def enforced_trust(settings: Settings) -> Trust:
+    """What deploys are checked against: :func:`trust_for`, or no protected environment at all when the policy
+    folder has no approvals.yaml (governance not set up in this project)."""
+    return load_enforced_trust(policy_dir(settings), state_dir=Path(settings.state_dir))
 
 
 def trust_document(settings: Settings) -> dict[str, Any]:
     """The trust file nodes verify clearances against (people, public keys, per-environment requirements)."""
-    return trust_for(settings).to_dict()
+    return enforced_trust(settings).to_dict()
 
 
 def tag_key(base: str, environment: str | None) -> str:
@@ -457,11 +463,11 @@ def _approval_problem(views: list[RequestView], subject: Subject) -> str:
 # -- break-glass ---------------------------------------------------------------------------------------------------
 
 
-def break_glass(settings: Settings, identity: Identity, subject: Subject, reason: str, *, ledger: Ledger,
-                registry: Registry | None, trust: Trust | None = None, now: datetime | None = None,
-                ) -> DeployClearance:
-    """Clear a deploy without approvals: ops only, with a reason; a loud ledger event and an MLflow tag that stay
-    open until the approvals for the same subject arrive after the fact."""
+def sign_break_glass(settings: Settings, identity: Identity, subject: Subject, reason: str, *,
+                     trust: Trust | None = None, now: datetime | None = None) -> DeployClearance:
+    """Sign an ops break-glass record for ``subject`` and return the clearance it makes; writes nothing (the run
+    pipeline records it with :func:`record_break_glass` when the run starts, so a previewed run that never
+    starts leaves no break-glass behind). GovernanceError when ``identity`` does not hold the ops role."""
     now = now or _now()
     trust = trust or trust_for(settings)
     if not identity.person.has(BREAK_GLASS_ROLES):
@@ -476,16 +482,36 @@ def break_glass(settings: Settings, identity: Identity, subject: Subject, reason
     document = _document(subject, "break_glass", glass=signed)
     verdict = verify_clearance(trust, document, environment=subject.environment, digest=subject.digest,
                                thresholds_sha256=subject.thresholds_sha256, now=now)
-    event = ledger.append("break_glass", actor=identity.name, model=subject.model, version=subject.version,
-                          digest=subject.digest, target=subject.environment, outcome="changed",
-                          details={"break_glass": signed.to_dict(), "reason": reason.strip(),
-                                   "warning": "deployed WITHOUT the required approvals"}, ts=now)
-    _set_tags(registry, subject.model, subject.version, {
-        tag_key(BREAK_GLASS_TAG, subject.environment):
-            f"OPEN: {identity.name} {format_time(now)} ledger #{event.seq}: {reason.strip()}"})
     return DeployClearance(subject, verdict.mode, verdict.people, document,
                            expires_at=str(record["expires_at"]),
                            notes=("break-glass: approvals are due after the fact",))
+
+
+def record_break_glass(clearance: DeployClearance, *, ledger: Ledger, registry: Registry | None,
+                       run_id: str | None = None, now: datetime | None = None) -> Event:
+    """The loud part of a break-glass: a ``break_glass`` ledger event and the MLflow tag
+    ``modelfleet.break_glass.<env>`` (OPEN until approvals for the same subject arrive after the fact)."""
+    signed = Signed.from_dict(clearance.document.get("break_glass"), "break-glass record")
+    subject, by, reason = clearance.subject, str(signed.record.get("by")), str(signed.record.get("reason"))
+    event = ledger.append("break_glass", actor=by, model=subject.model, version=subject.version,
+                          digest=subject.digest, target=subject.environment, run_id=run_id, outcome="changed",
+                          details={"break_glass": signed.to_dict(), "reason": reason,
+                                   "warning": "deployed WITHOUT the required approvals"}, ts=now)
+    _set_tags(registry, subject.model, subject.version, {
+        tag_key(BREAK_GLASS_TAG, subject.environment):
+            f"OPEN: {by} {format_time(event.ts)} ledger #{event.seq}: {reason}"})
+    return event
+
+
+def break_glass(settings: Settings, identity: Identity, subject: Subject, reason: str, *, ledger: Ledger,
+                registry: Registry | None, trust: Trust | None = None, now: datetime | None = None,
+                ) -> DeployClearance:
+    """Clear a deploy without approvals: ops only, with a reason; a loud ledger event and an MLflow tag that stay
+    open until the approvals for the same subject arrive after the fact (:func:`sign_break_glass` then
+    :func:`record_break_glass`)."""
+    clearance = sign_break_glass(settings, identity, subject, reason, trust=trust, now=now)
+    record_break_glass(clearance, ledger=ledger, registry=registry, now=now)
+    return clearance
 
 
 def open_break_glass(ledger: Ledger, subject: Subject) -> list[Event]:

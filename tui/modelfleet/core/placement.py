@@ -17,10 +17,11 @@ today's ``reverted``; a rollback's ``ok``/``changed`` today's ``rolled_back``) a
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from modelfleet.core.release_names import release_version
 
 PLACING_ACTIONS = ("node_deploy", "node_rollback")
 _DEPLOY_DONE = frozenset({"ok", "changed"})
@@ -58,7 +59,7 @@ def _details(ev: Any) -> Mapping[str, Any]:
 def _back_to(details: Mapping[str, Any]) -> str | None:
     version = details.get("to_version")
     if version is None and isinstance(details.get("to_release"), str):
-        version = re.sub(r"-[0-9a-f]{12}$", "", details["to_release"])
+        version = release_version(details["to_release"])
     return None if version in (None, "") else str(version)
 
 

@@ -9,6 +9,9 @@ roles.yaml::
       - name: quinn
         roles: [qa]
         public_key_file: keys/quinn.pub      # or a file (relative to this file): the same line, or PEM
+      - name: dana
+        roles: [data_scientist]
+        public_key_file: "{state_dir}/demo/identities/dana.pub"   # {state_dir}: the project's paths.state_dir
 
 Roles: ``data_scientist`` requests approval, ``manager`` and ``qa`` approve, ``ops`` deploys and may break glass.
 A person may hold several roles; they still count once.
@@ -25,7 +28,8 @@ approvals.yaml::
         require: []              # unprotected
 
 An environment that is not listed, or lists no roles, is unprotected. Both files compile into one
-:class:`~modelfleet.core.approvals.Trust` (what nodes verify against).
+:class:`~modelfleet.core.approvals.Trust` (what nodes verify against). A policy folder without approvals.yaml
+protects no environment (:func:`load_enforced_trust`: governance is not set up in that project).
 """
 
 from __future__ import annotations
@@ -47,7 +51,14 @@ ROLES_EXAMPLE = "people: [{name: mona, roles: [manager], public_key: 'ed25519:..
 APPROVALS_EXAMPLE = "environments: {prod: {require: [manager, qa]}}"
 
 
-def _person(doc: PolicyText, node: object, index: int, people: LineList) -> Person:
+STATE_DIR_MARK = "{state_dir}"
+
+
+class _MissingKey(Exception):
+    """A person's public_key_file does not exist: :func:`load_trust` leaves them out and says so."""
+
+
+def _person(doc: PolicyText, node: object, index: int, people: LineList, state_dir: Path | None) -> Person:
     if not isinstance(node, LineDict):
         raise PolicyError(f"{where(doc, people, index)}: person {index + 1} must be a mapping", hint=ROLES_EXAMPLE)
     what = f"person {node.get('name', index + 1)!r}"
@@ -72,8 +83,19 @@ def _person(doc: PolicyText, node: object, index: int, people: LineList) -> Pers
     if "public_key" in node:
         key_text, origin = text(doc, node, "public_key", what), where(doc, node, "public_key")
     else:
-        path = (doc.path.parent / text(doc, node, "public_key_file", what)).resolve()
         origin = where(doc, node, "public_key_file")
+        name_text = text(doc, node, "public_key_file", what)
+        if name_text.startswith(STATE_DIR_MARK):
+            if state_dir is None:
+                raise PolicyError(f"{origin}: {what}: public_key_file starts with {STATE_DIR_MARK} but no state "
+                                  "folder is known here", hint="write the path relative to the roles file")
+            name_text = str(state_dir) + name_text[len(STATE_DIR_MARK):]
+        path = (doc.path.parent / name_text).resolve()
+        if not path.exists():
+            # Fail closed, and do not stop a project that has not made this person's key yet (the demo's are made
+            # by `modelfleet demo seed`): the person is left out of the trust, so nobody can sign as them.
+            raise _MissingKey(f"{what} left out: {origin}: no public_key_file {path} (create it, e.g. the demo's "
+                              "with modelfleet demo seed, or use public_key: ed25519:...)")
         try:
             key_text = path.read_text(encoding="ascii")
         except (OSError, UnicodeDecodeError) as exc:
@@ -124,14 +146,30 @@ def _requirements(doc: PolicyText, default_ttl: int) -> dict[str, Requirement]:
     return out
 
 
-def load_trust(policy_dir: Path) -> Trust:
-    """roles.yaml + approvals.yaml of ``policy_dir`` as one Trust; PolicyError names the file, line and fix."""
+def load_enforced_trust(policy_dir: Path, *, state_dir: Path | None = None) -> Trust:
+    """What deploys are checked against: :func:`load_trust`, or, when ``policy_dir`` holds no approvals.yaml, a
+    Trust that protects no environment (a project that has not set governance up deploys as before)."""
+    if not (Path(policy_dir) / APPROVALS_FILE).exists():
+        return Trust((), {})
+    return load_trust(policy_dir, state_dir=state_dir)
+
+
+def load_trust(policy_dir: Path, *, state_dir: Path | None = None) -> Trust:
+    """roles.yaml + approvals.yaml of ``policy_dir`` as one Trust; PolicyError names the file, line and fix.
+
+    ``state_dir`` replaces a leading ``{state_dir}`` in a ``public_key_file`` (the demo identities live there)."""
     roles = read_policy_file(Path(policy_dir) / ROLES_FILE, "roles file", ROLES_EXAMPLE)
     check_keys(roles, roles.data, ("people",), ("people",), "roles file")
     people_node = roles.data["people"]
     if not isinstance(people_node, LineList):
         raise PolicyError(f"{where(roles, roles.data, 'people')}: people must be a list", hint=ROLES_EXAMPLE)
-    people = [_person(roles, node, i, people_node) for i, node in enumerate(people_node)]
+    people: list[Person] = []
+    left_out: list[str] = []
+    for i, node in enumerate(people_node):
+        try:
+            people.append(_person(roles, node, i, people_node, state_dir))
+        except _MissingKey as missing:
+            left_out.append(str(missing))
     seen: dict[str, Person] = {}
     for i, person in enumerate(people):
         other = seen.get(person.name) or next((p for p in seen.values() if p.key_id == person.key_id), None)
@@ -146,4 +184,4 @@ def load_trust(policy_dir: Path) -> Trust:
                    if "default_ttl" in approvals.data else 72 * 3600)
     glass_ttl = (parse_duration(approvals, approvals.data, "break_glass_ttl", "approvals policy")
                  if "break_glass_ttl" in approvals.data else 4 * 3600)
-    return Trust(tuple(people), _requirements(approvals, default_ttl), default_ttl, glass_ttl)
+    return Trust(tuple(people), _requirements(approvals, default_ttl), default_ttl, glass_ttl, tuple(left_out))

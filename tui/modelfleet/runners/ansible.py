@@ -228,6 +228,10 @@ class AnsibleRun:
             "MODELFLEET_CONTROLLER_PID": str(os.getpid()),
             # while this file exists, the ledger callback holds the playbook before its next play or wave
             "MODELFLEET_HOLD_FILE": str(self.hold_file),
+            # the controller steps of the playbooks (deploy.yml's governance check, edge_runtime's trust file)
+            # read the same policy and state folder as this process
+            "MODELFLEET_GOVERNANCE_POLICY_DIR": str(Path(self.settings.governance.policy_dir).resolve()),
+            "MODELFLEET_PATHS_STATE_DIR": str(Path(self.settings.state_dir).resolve()),
         }
         for key in ("ANSIBLE_STDOUT_CALLBACK", "ANSIBLE_CALLBACKS_ENABLED"):
             if key in os.environ:

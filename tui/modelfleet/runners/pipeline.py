@@ -318,6 +318,11 @@ def launch(
             executor = AnsibleRun(settings, spec, run_id=prepared.run_id, actor=actor, on_raw_event=handle._on_raw,
                                   on_finish=handle._on_finish, ledger_owner=True)
             where = {"playbook": executor.playbook.name, "artifacts": str(executor.artifact_dir)}
+        _write_run_files(settings, prepared)
+        if prepared.governance is not None:  # the break-glass records this run uses: loud, before it starts
+            seqs = prepared.governance.record(ledger, settings, prepared.run_id)
+            if seqs:
+                details["governance"] = {**details.get("governance", {}), "break_glass_ledger_seq": seqs}
         recorder = RunRecorder(ledger, RunIdentity(prepared.run_id, prepared.kind, actor,
                                                    prepared.limit or prepared.details.get("env"), prepared.model,
                                                    prepared.version, prepared.digest))
@@ -333,6 +338,16 @@ def launch(
         handle._refused_start(str(exc))
         raise
     return handle
+
+
+def _write_run_files(settings: Settings, prepared: PreparedRun) -> None:
+    """The files a prepared run carries (a deploy's clearance.json) into ``<state_dir>/runs/<run id>/``."""
+    if not prepared.files:
+        return
+    run_dir = Path(settings.state_dir) / "runs" / prepared.run_id
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for name, text in prepared.files.items():
+        (run_dir / name).write_text(text, encoding="utf-8")
 
 
 # -- past runs -----------------------------------------------------------------------------------------------

@@ -16,12 +16,13 @@ as ``incomplete`` once their process is gone, and :func:`ended_runs` tells the n
 from __future__ import annotations
 
 import os
-import re
 import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
+
+from modelfleet.core.release_names import release_version
 
 if TYPE_CHECKING:  # pragma: no cover
     from modelfleet.core.ledger import Ledger
@@ -116,7 +117,7 @@ def node_event(kind: str, host: HostRun, *, check: bool) -> tuple[str, str, str 
         version = details["to_version"] = host.version
     elif outcome.value == "reverted" and host.old_release:
         details["to_release"] = host.old_release
-        details["to_version"] = re.sub(r"-[0-9a-f]{12}$", "", host.old_release)
+        details["to_version"] = release_version(host.old_release)
     return f"node_{kind}", outcome.value, version, details
 
 

@@ -23,6 +23,8 @@ from modelfleet.core.errors import ModelfleetError, ModelNotFound, UsageError, V
 if TYPE_CHECKING:  # pragma: no cover
     from modelfleet.core.config import Settings
     from modelfleet.core.deploy import Release
+    from modelfleet.core.fleet import Node
+    from modelfleet.runners.deploy_governance import DeployGovernance
 
 @dataclass(frozen=True)
 class PreparedRun:
@@ -43,6 +45,8 @@ class PreparedRun:
     release: Release | None = None
     warnings: tuple[str, ...] = ()
     executor: str = "ansible"  # ansible | terraform: what runs it (runners/pipeline.py)
+    governance: DeployGovernance | None = None  # a deploy's clearances (runners/deploy_governance.py)
+    files: Mapping[str, str] = field(default_factory=dict)  # written into the run folder at launch: name -> text
 
     @property
     def limit(self) -> str | None:
@@ -76,6 +80,10 @@ class RunRequest:
 
     def target_hosts(self, settings: Settings) -> tuple[str, ...]:
         """The nodes ``limit`` selects; refused when it selects none (NodeNotFound for an unknown term)."""
+        return tuple(n.name for n in self.target_nodes(settings))
+
+    def target_nodes(self, settings: Settings) -> list[Node]:
+        """The inventory's nodes ``limit`` selects (see :meth:`target_hosts`)."""
         from modelfleet.core.fleet import Inventory
 
         inventory = self.inventory_path(settings)
@@ -83,11 +91,11 @@ class RunRequest:
             raise UsageError(f"inventory {inventory} does not exist",
                              hint="run `modelfleet sim up`, or set fleet.inventory / pass --inventory")
         inv = Inventory.load(inventory, default_agent_port=settings.fleet.agent_port)
-        hosts = tuple(n.name for n in inv.select(self.limit))
-        if not hosts:
+        nodes = list(inv.select(self.limit))
+        if not nodes:
             raise UsageError(f"--limit {self.limit!r} selects no node of {inventory}",
                              hint="name a group or node of the inventory (modelfleet sim status lists them)")
-        return hosts
+        return nodes
 
     def _common_details(self) -> dict[str, Any]:
         out: dict[str, Any] = {"origin": self.origin, "check": self.check, "limit": self.limit}
@@ -130,7 +138,8 @@ class ProvisionRequest(RunRequest):
 
 @dataclass(frozen=True, kw_only=True)
 class DeployRequest(RunRequest):
-    """``playbooks/deploy.yml``: pin ``ref`` once, bundle and sign it once, roll it out in waves."""
+    """``playbooks/deploy.yml``: pin ``ref`` once, bundle and sign it once, check governance for the environments
+    of the targeted nodes (refused: GovernanceError, exit 1, nothing written), roll it out in waves."""
 
     kind: ClassVar[str] = "deploy"
     playbook: ClassVar[str] = "deploy.yml"
@@ -141,6 +150,7 @@ class DeployRequest(RunRequest):
     release: Release | None = None  # pinned and bundled already (the console's preview)
     expect_digest: str | None = None  # refuse when the reference no longer pins to this digest
     source: str | None = None  # push | s3 (None: artifacts.source)
+    break_glass: str | None = None  # ops only: deploy to protected environments without approvals, with this reason
 
     def prepare(self, settings: Settings, *, run_id: str, progress: Progress | None = None) -> PreparedRun:
         from modelfleet.core.deploy import DeployOptions, deploy_extra_vars, normalize_ref, prepare_release
@@ -151,16 +161,24 @@ class DeployRequest(RunRequest):
         options = DeployOptions.from_settings(settings, limit=self.limit, waves=self.waves, max_fail=self.max_fail,
                                               check=self.check, revert_on_abort=self.revert_on_abort,
                                               inventory=self.inventory_path(settings))
-        hosts = self.target_hosts(settings)
+        nodes = self.target_nodes(settings)
+        hosts = tuple(n.name for n in nodes)
         release = self.release or prepare_release(settings, ref, progress=progress)
         if self.expect_digest and release.digest != self.expect_digest:
             raise UsageError(f"{ref} now pins to digest {release.digest[:12]}, not {self.expect_digest[:12]} as "
                              "previewed", hint="preview again to pin the version that runs now")
         from modelfleet.core.deploy import release_summary
+        from modelfleet.runners.deploy_governance import CLEARANCE_FILE, govern_deploy
 
+        governance = govern_deploy(settings, release, nodes, break_glass=self.break_glass, check=self.check,
+                                   limit=self.limit)
+        for note in governance.notes:
+            (progress or quiet)(note)
         details = {**release_summary(release), "waves": list(options.waves),
-                   "max_fail_percentage": options.max_fail_percentage, "revert_on_abort": options.revert_on_abort}
+                   "max_fail_percentage": options.max_fail_percentage, "revert_on_abort": options.revert_on_abort,
+                   "governance": governance.details()}
         extra_vars = deploy_extra_vars(release, options, run_id)
+        extra_vars.update(governance.extra_vars(Path(settings.state_dir) / "runs" / run_id / CLEARANCE_FILE))
         store = self._artifact_store(settings, release, progress or quiet)
         if store is not None:
             extra_vars.update(store[0])
@@ -169,7 +187,8 @@ class DeployRequest(RunRequest):
             settings, run_id=run_id, summary=f"deploy {release.model}/{release.version} ({release.digest[:12]}) to "
             f"{_nodes(len(hosts))}", hosts=hosts, extra_vars=extra_vars,
             details=details, model=release.model, version=release.version, digest=release.digest,
-            release=release, warnings=release.warnings)
+            release=release, warnings=release.warnings, governance=governance,
+            files={CLEARANCE_FILE: governance.documents_json()} if governance.clearances else {})
 
 
     def _artifact_store(self, settings: Settings, release: Release,
