@@ -9,10 +9,22 @@ machine 60 tasks on one node take 11.0 s instead of 39.6 s (docs/benchmarks.md).
 has ansible-core) the plugin is plain ``linear`` and says so once.
 
 Turn Mitogen off for one run with ``ANSIBLE_STRATEGY=linear``.
+
+ansible-core 2.19 prints a ``[DEPRECATION WARNING]`` (and the hint that ``deprecation_warnings=False`` hides it)
+every time the strategy of a play is not one of ``ansible.builtin``: "Use of strategy plugins not included in
+ansible.builtin are deprecated ...". It says nothing about this plugin's behaviour and there is no alternative to
+move to, yet it opened every run's output. This module drops exactly that message, nothing else: the plugin
+loader's ``display`` (``ansible.plugins.loader.display``, which the loader looks up as it warns, right after it
+imported this module) is wrapped so that a ``deprecated()`` call with that text is not shown; every other
+message of the loader, and every deprecation elsewhere, still is (``deprecation_warnings`` stays on).
+tests/integration/test_strategy.py checks both.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
+from ansible.plugins import loader as _loader
 from ansible.plugins.loader import strategy_loader
 from ansible.utils.display import Display
 
@@ -34,6 +46,26 @@ else:
     _MITOGEN_ERROR = None
 
 _Linear = strategy_loader.get("linear", class_only=True)
+
+THIRD_PARTY_STRATEGY_NOTICE = "Use of strategy plugins not included in ansible.builtin are deprecated"
+
+
+class _WithoutStrategyNotice:
+    """The loader's ``display`` minus the deprecation notice about third-party strategy plugins."""
+
+    def __init__(self, display: Any) -> None:
+        self._display = display
+
+    def deprecated(self, msg: str, *args: Any, **kwargs: Any) -> None:
+        if not str(msg).startswith(THIRD_PARTY_STRATEGY_NOTICE):
+            self._display.deprecated(msg, *args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._display, name)
+
+
+if not isinstance(_loader.display, _WithoutStrategyNotice):
+    _loader.display = _WithoutStrategyNotice(_loader.display)
 
 if _MITOGEN_ERROR is None:
 

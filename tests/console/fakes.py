@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ from modelfleet.console.infra_services import InfraEnvDetail, InfraEnvInfo, Infr
 from modelfleet.console.services import ConsoleServices, RunForm, RunInfo, VersionDetail
 from modelfleet.core.approvals import ApprovalState, Signed
 from modelfleet.core.config import Settings, load_settings
-from modelfleet.core.errors import GovernanceError, NodeNotFound, RunError
+from modelfleet.core.errors import GovernanceError, ModelfleetError, NodeNotFound, RunError
 from modelfleet.core.fleet import Inventory, Node, NodeClass
 from modelfleet.core.fleet_status import NodeStatus, Release
 from modelfleet.core.governance import RequestView
@@ -217,6 +217,56 @@ def request_views(decided: dict[str, list[Signed]] | None = None) -> list[Reques
 GATE_FAILED = "the gate failed for credit-risk/2 (020202020202) for prod (ledger #8: Equal opportunity (FPR gap))"
 
 
+AGENT_LOG = [f"2025-06-15T15:0{i}:00+0000 INFO modelfleet.agent: {what}" for i, what in enumerate((
+    "serving credit-risk version 2 (ab12ab12ab12) from releases/2-ab12ab12ab12 after start: ok",
+    "GET /health 200", "POST /invocations 200 (2 rows)", "WARNING slow request: 61.0 ms", "GET /metrics 200"))]
+
+
+class FakeLogStream:
+    """A log stream like runners.node_ssh.LogStream: fixed lines, then (``follow``) more as ``push`` adds them,
+    until closed. ``cmd`` is what the real one would run."""
+
+    def __init__(self, node: str, lines: list[str], *, error: ModelfleetError | None = None) -> None:
+        self.node = node
+        self.cmd = ["ssh", node, "tail -n 200 -F ..."]
+        self.closed = False
+        self._lines: list[str] = list(lines)
+        self._more = threading.Condition()
+        self._error = error
+
+    def push(self, line: str) -> None:
+        with self._more:
+            self._lines.append(line)
+            self._more.notify_all()
+
+    def __iter__(self) -> Iterator[str]:
+        i = 0
+        while True:
+            with self._more:
+                waited = 0
+                while i >= len(self._lines) and not self.closed and self._error is None:
+                    if waited > 200:  # (10 s: a test that failed before closing it must not hang the run)
+                        return
+                    self._more.wait(0.05)
+                    waited += 1
+                if self.closed or (self._error is not None and i >= len(self._lines)):
+                    return
+                line = self._lines[i]
+            i += 1
+            yield line
+
+    def wait(self, timeout: float | None = None) -> int:
+        return 0
+
+    def close(self) -> None:
+        with self._more:
+            self.closed = True
+            self._more.notify_all()
+
+    def error(self) -> ModelfleetError | None:
+        return self._error
+
+
 class FakeServices(ConsoleServices):
     """Fixed data, a fixed clock, and a launcher that plays runner events (optionally gated by an Event)."""
 
@@ -233,6 +283,10 @@ class FakeServices(ConsoleServices):
         self.in_state: dict[str, list[str]] = {"local": [CPU_NODE], "aws": []}
         self.decided: dict[str, list[Signed]] = {}
         self.who_am_i = Who("mona", ("manager",))
+        self.extra_events: list[Event] = []  # appended to the ledger (tests of following it)
+        self.streams: list[FakeLogStream] = []
+        self.log_error: ModelfleetError | None = None
+        self.shell = ["sh", "-c", "exit 0"]  # what `s` runs instead of ssh (tmux_app.py: a real shell)
 
     def context(self) -> dict[str, str]:
         return {"registry": "sqlite:///.modelfleet/mlflow.db", "inventory": ".modelfleet/sim/inventory.yml",
@@ -279,7 +333,7 @@ class FakeServices(ConsoleServices):
 
     def ledger_events(self, filters: Mapping[str, str | None] | None = None, limit: int = 500) -> list[Any]:
         f = {k: v for k, v in (filters or {}).items() if v}
-        return [e for e in events() if all(getattr(e, k) == v for k, v in f.items())]
+        return [e for e in [*events(), *self.extra_events] if all(getattr(e, k) == v for k, v in f.items())][-limit:]
 
     def ledger_verify(self) -> Any:
         return VerifyResult(True, 6, head_hash=events()[-1].hash)
@@ -303,6 +357,16 @@ class FakeServices(ConsoleServices):
         status, rc = artifact_status(self.artifacts)
         state.finish(status, rc)
         return state
+
+    def agent_log(self, node: str, model: str | None, *, lines: int = 200, follow: bool = True) -> Any:
+        self.inventory().node(node)  # NodeNotFound as the real one
+        stream = FakeLogStream(node, AGENT_LOG[-lines:], error=self.log_error)
+        self.streams.append(stream)
+        return stream
+
+    def shell_command(self, node: str) -> list[str]:
+        self.inventory().node(node)
+        return list(self.shell)
 
     def new_run_id(self) -> str:
         return f"20250615T150640Z-{len(self.prepared):06d}"

@@ -154,6 +154,8 @@ def test_snapshot_infra_run(snap_compare: Any) -> None:
         await settle(pilot)
         await pilot.pause(0.4)
         await settle(pilot)
+        pilot.app.clear_notifications()  # ("preparing apply…" lasts 3 s: on a busy machine it may be gone already)
+        await settle(pilot)
 
     assert snap_compare(make_app(start_view="infra"), terminal_size=SIZE, run_before=run_before)
 

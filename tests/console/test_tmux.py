@@ -95,8 +95,8 @@ def test_console_in_a_real_terminal(tmux: Tmux) -> None:
     assert "modelfleet > Fleet" in screen and "UNREACHABLE" in screen and "STALE" in screen
 
     tmux.keys("1")
-    screen = tmux.wait_for("registered models")
-    assert "credit-risk" in screen and "champion→v3" in screen
+    # (the summary line and the rows may reach the terminal in different frames)
+    tmux.wait_until(lambda s: "registered models" in s and "champion→v3" in s, "the models listed")
 
     tmux.keys("Enter")
     screen = tmux.wait_for("versions of credit-risk")

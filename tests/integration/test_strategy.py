@@ -42,12 +42,15 @@ def _module_pids(out: str) -> tuple[str, str]:
     return found[1], found[2]
 
 
-def _run(tmp_path: Path, extra_pythonpath: Path | None = None) -> subprocess.CompletedProcess[str]:
+def _run(tmp_path: Path, extra_pythonpath: Path | None = None, play_text: str = PLAY,
+         ) -> subprocess.CompletedProcess[str]:
     play = tmp_path / "play.yml"
-    play.write_text(PLAY)
+    play.write_text(play_text)
     env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
     env["ANSIBLE_CONFIG"] = str(REPO_ROOT / "ansible.cfg")
-    env["ANSIBLE_CALLBACK_PLUGINS"] = str(tmp_path)  # the ledger callback is not found: no ledger for this check
+    callbacks = tmp_path / "callbacks"
+    callbacks.mkdir(exist_ok=True)
+    env["ANSIBLE_CALLBACK_PLUGINS"] = str(callbacks)  # the ledger callback is not found: no ledger for this check
     if extra_pythonpath is not None:
         env["PYTHONPATH"] = str(extra_pythonpath)
     return subprocess.run(
@@ -73,3 +76,39 @@ def test_without_mitogen_the_strategy_is_plain_linear_and_says_so(tmp_path: Path
     assert "mitogen is not installed (blocked for this test)" in " ".join((run.stdout + run.stderr).split())
     first, second = _module_pids(run.stdout)
     assert first != second  # plain Ansible: one AnsiballZ interpreter per module run
+
+
+DEPRECATING_MODULE = """\
+#!/usr/bin/python
+from ansible.module_utils.basic import AnsibleModule
+
+
+def main():
+    AnsibleModule(argument_spec={}).exit_json(
+        changed=False, deprecations=[{"msg": "TEST-DEPRECATION from a module", "version": "9.99"}])
+
+
+if __name__ == "__main__":
+    main()
+"""
+
+PLAY_WITH_A_DEPRECATION = """\
+- name: A deprecation that must still be shown
+  hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: A module that reports a deprecation
+      deprecating:
+"""
+
+
+def test_the_third_party_strategy_notice_is_gone_and_other_deprecations_stay(tmp_path: Path) -> None:
+    """ansible-core warns that non-builtin strategies are deprecated on every run; modelfleet_linear drops exactly
+    that notice (it opened every console run's output), and a deprecation from anywhere else is still shown."""
+    (tmp_path / "library").mkdir()
+    (tmp_path / "library" / "deprecating.py").write_text(DEPRECATING_MODULE)
+    run = _run(tmp_path, play_text=PLAY_WITH_A_DEPRECATION)  # (library/ beside the playbook)
+    out = run.stdout + run.stderr
+    assert run.returncode == 0, out[-3000:]
+    assert "strategy plugins not included in ansible.builtin" not in out
+    assert "[DEPRECATION WARNING]" in out and "TEST-DEPRECATION from a module" in out

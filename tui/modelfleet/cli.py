@@ -33,6 +33,7 @@ COMMAND_MODULES = (
     "approvals",
     "identity",
     "describe",
+    "logs",
     "completion",
     "monitoring",
     "console_cmd",
@@ -53,6 +54,7 @@ examples:
   modelfleet describe model credit-risk@champion
   modelfleet status                  latency, errors and drift per model version
   modelfleet drift credit-risk       drift per feature and group
+  modelfleet logs edge-cpu-01 -f     the agent's log on a node, over SSH
 
 configuration: modelfleet.toml (nearest upwards, or MODELFLEET_CONFIG) with MODELFLEET_<SECTION>_<KEY>
 environment overrides. Exit codes: 0 ok, 1 a check failed, 2 usage or configuration error.

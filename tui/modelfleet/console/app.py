@@ -3,39 +3,51 @@
 Data flows one way: workers call :class:`~modelfleet.console.services.ConsoleServices` (which goes through
 ``core/`` and ``runners/``) in threads and post :mod:`~modelfleet.console.messages` up to the app; the app stores
 the result in :class:`~modelfleet.console.messages.ConsoleState` and tells the screens, which read it (down).
-Views are Textual modes (``:fleet``, ``2``), drill-downs are pushed screens (Enter), Esc pops.
+Views are Textual modes built from the view registry (``views.py``): a view's key or ``:name`` always lands on its
+root; drill-downs are pushed screens (Enter), Esc pops, ``q`` quits from a root. The command palette (Ctrl+P) lists
+every key, view and command (``palette.py``).
 """
 
 from __future__ import annotations
 
+import importlib
+import subprocess
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from textual import events, on, work
 from textual._styles_cache import StylesCache
-from textual.app import App
+from textual.app import App, SuspendNotSupported, SystemCommand
 from textual.binding import Binding, BindingType
+from textual.screen import Screen
 from textual.widget import AwaitMount
 from textual.widgets import Input
 
 from modelfleet.console.approval_actions import ApprovalActions
 from modelfleet.console.idle_gc import IdleCollector
 from modelfleet.console.infra_actions import InfraActions
-from modelfleet.console.keys import KEYMAP, VIEW_KEYMAP, VIEW_KEYS, check_keys
+from modelfleet.console.keys import (
+    HELP_COMMANDS,
+    KEYMAP,
+    QUIT_COMMANDS,
+    READ_ONLY_DISABLED,
+    RUN_COMMANDS,
+    VIEW_KEYMAP,
+    VIEW_KEYS,
+    check_keys,
+)
 from modelfleet.console.messages import ConsoleState, Loaded, LoadFailed, RunEvent, RunFinished, RunStarted
-from modelfleet.console.screens.approvals import ApprovalsScreen
+from modelfleet.console.palette import console_commands, screen_action
 from modelfleet.console.screens.base import ViewScreen
 from modelfleet.console.screens.confirm import ConfirmScreen
-from modelfleet.console.screens.drift import DriftDetailScreen, DriftScreen
-from modelfleet.console.screens.fleet import FleetScreen
 from modelfleet.console.screens.help import HelpScreen
-from modelfleet.console.screens.infra import InfraRunScreen, InfraScreen
-from modelfleet.console.screens.ledger import LedgerScreen
-from modelfleet.console.screens.models import ModelsScreen, VersionsScreen
+from modelfleet.console.screens.infra import InfraRunScreen
+from modelfleet.console.screens.logs import LogScreen
 from modelfleet.console.screens.run_live import RunLiveScreen
-from modelfleet.console.screens.runs import RunFormScreen, RunsScreen
-from modelfleet.console.services import NEEDS_MODEL, ConsoleServices, RunForm
+from modelfleet.console.screens.runs import RunFormScreen
+from modelfleet.console.services import NEEDS_MODEL, ConsoleServices, RunForm, RunInfo
+from modelfleet.console.views import VIEW_WORDS, VIEWS
 from modelfleet.core.errors import GovernanceError, ModelfleetError
 from modelfleet.core.fleet_status import Slo, alias_mismatches, placements
 from modelfleet.runners.infra_state import InfraState
@@ -45,12 +57,11 @@ if TYPE_CHECKING:  # pragma: no cover
     from modelfleet.core.config import Settings
     from modelfleet.runners.requests import PreparedRun
 
-RUN_ACTIONS = ("new_run", "deploy", "healthcheck", "cancel_run")
-VIEWS = {"models": "models", "m": "models", "fleet": "fleet", "f": "fleet", "nodes": "fleet", "runs": "runs",
-         "r": "runs", "ledger": "ledger", "l": "ledger", "events": "ledger", "infra": "infra", "i": "infra",
-         "terraform": "infra", "approvals": "approvals", "a": "approvals", "drift": "drift", "latency": "drift"}
-RUN_COMMANDS = {"deploy": "deploy", "health": "healthcheck", "healthcheck": "healthcheck",
-                "health-check": "healthcheck", "rollback": "rollback", "provision": "provision", "run": ""}
+
+def _screen_class(path: str) -> type[ViewScreen]:
+    module, _, name = path.partition(":")
+    cls: type[ViewScreen] = getattr(importlib.import_module(module), name)
+    return cls
 
 
 # ``:`` works from any focus (a table, a button, a drill-down): a priority binding, checked before the focused
@@ -69,9 +80,9 @@ class ModelfleetApp(InfraActions, ApprovalActions, App[None]):
     TITLE = "modelfleet"
     CSS_PATH = "app.tcss"
     BINDINGS: ClassVar[list[BindingType]] = _bindings()  # type: ignore[assignment]
-    MODES = {"models": ModelsScreen, "fleet": FleetScreen, "runs": RunsScreen, "ledger": LedgerScreen,
-             "infra": InfraScreen, "approvals": ApprovalsScreen, "drift": DriftScreen}
+    MODES = {v.name: _screen_class(v.screen) for v in VIEWS}
     DEFAULT_MODE = "fleet"
+    FOLLOW_LEDGER_S = 2.0  # how often a view that follows the ledger asks for its head
 
     def __init__(
         self,
@@ -83,6 +94,7 @@ class ModelfleetApp(InfraActions, ApprovalActions, App[None]):
         start_view: str = "fleet",
         clock: Callable[[], float] | None = None,
         keys: Mapping[str, str] | None = None,
+        follow_s: float | None = None,
     ) -> None:
         super().__init__()
         if services is None:
@@ -99,6 +111,7 @@ class ModelfleetApp(InfraActions, ApprovalActions, App[None]):
         self.state = ConsoleState()
         self.start_view = start_view
         self.periodic_refresh = refresh_s != 0
+        self.follow_s = self.FOLLOW_LEDGER_S if follow_s is None else follow_s
         self._screens: set[ViewScreen] = set()
         self._fleet_busy = False
         self._monitor_busy = False
@@ -122,11 +135,18 @@ class ModelfleetApp(InfraActions, ApprovalActions, App[None]):
         self.switch_mode(self.start_view)
         if self.periodic_refresh and self.refresh_s > 0:
             self.set_interval(self.refresh_s, self._periodic)
+        if self.follow_s > 0:
+            self.set_interval(self.follow_s, self._follow_ledger)
         self.set_timer(self.PREPARE_VIEWS_AFTER_S, self._prepare_next_view)
 
     def _periodic(self) -> None:
         self.refresh_fleet()
         self.refresh_monitor()
+
+    def _follow_ledger(self) -> None:
+        screen = self.screen_stack[-1] if self.screen_stack else None
+        if isinstance(screen, ViewScreen) and screen.follows_ledger:
+            self.poll_ledger()
 
     def register_screen(self, screen: ViewScreen) -> None:
         self._screens.add(screen)
@@ -151,25 +171,67 @@ class ModelfleetApp(InfraActions, ApprovalActions, App[None]):
 
     # -- routing and actions -------------------------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """Footer and key dispatch: False hides an action that means nothing here; None shows it disabled
-        (every run action in read-only mode)."""
-        if action == "run_form" and self.read_only:
-            return None
+        """Key dispatch and the key bar: False hides a key that means nothing here (and lets the key through).
+        Actions disabled in read-only mode stay active: pressing their key says why nothing happens."""
         if action == "screen_action" and parameters:
             name = str(parameters[0])
             # typing in a box the user focused (a filter, a form field): the key is text, not a command
-            if name == "command" and (isinstance(self.focused, Input)
-                                      or not hasattr(self.screen, "action_command")):
+            if name == "command" and isinstance(self.focused, Input):
                 return False
-            if name in ("cancel_run", "verify") and not hasattr(self.screen, f"action_{name}"):
-                return False
-            if name == "cancel_run" and self.read_only:
-                return None
+            return hasattr(self.screen, f"action_{name}")
+        # (already in the form: the kind is a field)
+        return not (action == "run_form" and isinstance(self.screen, RunFormScreen))
+
+    def advertised(self, binding: Binding) -> bool:
+        """Whether the key bar shows ``binding`` (active here): not the actions read-only mode disables, ``q``
+        only at a view's root (where it quits), Esc only off it."""
+        bid = binding.id or ""
+        if self.read_only and (bid in READ_ONLY_DISABLED or bid in VIEW_KEYMAP):
+            return False
+        if bid in ("close", "back"):
+            return (len(self.screen_stack) <= 1) == (bid == "close")
         return True
 
+    def offers(self, bid: str, screen: Screen[object]) -> bool:
+        """Whether the command palette opened on ``screen`` lists binding ``bid``."""
+        if self.read_only and bid in READ_ONLY_DISABLED:
+            return False
+        name = screen_action(KEYMAP[bid][1])
+        return name is None or hasattr(screen, f"action_{name}")
+
+    def key_labels(self, bid: str) -> list[str]:
+        """The keys of binding ``bid`` as shown (after ``[console.keys]``): ``["?"]``, ``["^q"]``."""
+        keys = self._keymap.get(bid, (KEYMAP.get(bid) or VIEW_KEYMAP[bid])[0])
+        return [self.get_key_display(Binding(k.strip(), "")) for k in keys.split(",") if k.strip()]
+
+    def view_tabs(self) -> list[tuple[str, str, bool]]:
+        """(key, view, current) of every view, for the header."""
+        return [("/".join(self.key_labels(v.name)), v.name, v.name == self.current_mode) for v in VIEWS]
+
+    def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
+        yield from console_commands(self, screen)
+        yield from (c for c in super().get_system_commands(screen) if c.title != "Quit")
+
+    def refuse_read_only(self, what: str) -> bool:
+        """True (and says so) when read-only mode disables ``what``."""
+        if self.read_only:
+            self.notify(f"read-only mode: {what} is disabled (open the console without --read-only)",
+                        severity="warning")
+        return self.read_only
+
     def action_view(self, name: str) -> None:
-        if self.current_mode != name:
-            self.switch_mode(name)
+        self.show_view(name)
+
+    def show_view(self, name: str) -> None:
+        """View ``name`` at its root, whatever was drilled into it (k9s: ``:pods`` is always the pod list)."""
+        if self.current_mode == name:
+            while len(self.screen_stack) > 1 and isinstance(self.screen, ViewScreen):
+                self.pop_screen()
+            return
+        stack = self._screen_stacks.get(name)  # (Textual has no public way to trim a mode it does not show)
+        while stack is not None and len(stack) > 1 and isinstance(stack[-1], ViewScreen):
+            stack.pop().remove()
+        self.switch_mode(name)
 
     # -- view switches -------------------------------------------------------------------------------------
     SWITCH_HOLD_MAX_S: float | None = None  # None: the hold Textual asks for (50 ms)
@@ -232,6 +294,8 @@ class ModelfleetApp(InfraActions, ApprovalActions, App[None]):
             self.call_later(lambda: [release() for release in held])
 
     def action_screen_action(self, name: str) -> None:
+        if name in READ_ONLY_DISABLED and self.refuse_read_only(KEYMAP[name][2].rstrip("…")):
+            return
         method = getattr(self.screen, f"action_{name}", None)
         if method is not None:
             method()
@@ -243,67 +307,108 @@ class ModelfleetApp(InfraActions, ApprovalActions, App[None]):
         if len(self.screen_stack) > 1:
             self.pop_screen()
 
+    def action_close(self) -> None:
+        """``q``: quit from a view's root (k9s, lazygit); from a drill-down, back."""
+        if len(self.screen_stack) <= 1:
+            self.exit()
+        else:
+            self.action_go_back()
+
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen(self.key_help()))
 
     def key_help(self) -> list[tuple[str, str]]:
-        out = []
         in_view = {bid: view for view, ids in VIEW_KEYS.items() for bid in ids}
-        for bid, (keys, _action, desc, _show) in [*KEYMAP.items(), *VIEW_KEYMAP.items()]:
-            out.append((self._keymap.get(bid, keys).replace("question_mark", "?").replace("slash", "/")
-                        .replace("colon", ":"), desc + (f" (in :{in_view[bid]})" if bid in in_view else "")
-                        + (" (disabled: read-only)" if self.read_only and (bid in RUN_ACTIONS or bid in in_view)
-                           else "")))
-        return out
+        return [(", ".join(self.key_labels(bid)), desc + (f" (in :{in_view[bid]})" if bid in in_view else "")
+                 + (" (disabled: read-only)" if self.read_only and (bid in READ_ONLY_DISABLED or bid in in_view)
+                    else ""))
+                for bid, (_keys, _action, desc, _show) in [*KEYMAP.items(), *VIEW_KEYMAP.items()]]
 
     def action_refresh(self) -> None:
         screen = self.screen
-        if isinstance(screen, ViewScreen) and screen.reload():
-            return
-        if isinstance(screen, FleetScreen) or not isinstance(screen, ViewScreen):
-            self.refresh_fleet()
-        elif isinstance(screen, ModelsScreen):
-            self.load_models()
-        elif isinstance(screen, VersionsScreen):
-            self.load_versions(screen.model)
-        elif isinstance(screen, LedgerScreen):
-            self.load_ledger(self.state.ledger_filters)
-        elif isinstance(screen, RunsScreen):
-            self.load_runs()
-        elif isinstance(screen, (DriftScreen, DriftDetailScreen)):
-            self.refresh_monitor()
+        if isinstance(screen, ViewScreen):
+            screen.reload()
         else:
             self.refresh_fleet()
 
-    def action_run_form(self, kind: str = "") -> None:
-        if self.read_only:
-            self.notify("read-only mode: runs are disabled", severity="warning")
+    def action_run_form(self, kind: str = "", row: bool = True) -> None:
+        """The run form for ``kind``, prefilled from the current view; ``row``: from the row under the cursor
+        (a key), not from the command line (``:deploy`` must not pick up the node under the cursor)."""
+        if self.refuse_read_only("launching runs"):
             return
         screen = self.screen
-        defaults: dict[str, Any] = screen.context_for_run() if isinstance(screen, ViewScreen) else {}
         if isinstance(screen, RunFormScreen):
             return
+        defaults: dict[str, Any] = screen.context_for_run(row) if isinstance(screen, ViewScreen) else {}
         if kind:
             defaults["kind"] = kind
-        if defaults.get("kind") in NEEDS_MODEL and "model" not in defaults and self.state.models:
-            defaults["model"] = self.state.models[0].name
+        if defaults.get("kind", "deploy") in NEEDS_MODEL and not defaults.get("model"):
+            model = self.only_model()
+            if model:
+                defaults["model"] = model
         self.push_screen(RunFormScreen(defaults))
+
+    def only_model(self) -> str | None:
+        """The model a run form can assume without a row to take it from: the one model the fleet runs, else
+        the registry's only model."""
+        running = {s.model for s in self.state.fleet or [] if s.model}
+        if len(running) == 1:
+            return next(iter(running))
+        models = self.state.models or []
+        return models[0].name if len(models) == 1 and not running else None
 
     def run_command(self, text: str) -> None:
         word, _, _rest = text.strip().partition(" ")
         word = word.lower()
-        if word in ("q", "q!", "quit", "exit"):
+        if word in QUIT_COMMANDS:
             self.exit()
-        elif word in VIEWS:
-            self.action_view(VIEWS[word])
-        elif word in ("help", "h", "?"):
+        elif word in VIEW_WORDS:
+            self.show_view(VIEW_WORDS[word])
+        elif word in HELP_COMMANDS:
             self.action_help()
         elif word in RUN_COMMANDS:
-            self.action_run_form(RUN_COMMANDS[word])
+            self.action_run_form(RUN_COMMANDS[word], row=False)
         elif word:
-            self.notify(f"unknown command :{word}; try :fleet, :models, :runs, :ledger, :infra, :approvals, :help",
+            words = ", ".join(f":{v.name}" for v in VIEWS)
+            self.notify(f"unknown command :{word}; try {words}, :deploy, :help (Ctrl+P lists everything)",
                         severity="warning")
+
+    # -- node access and copy ------------------------------------------------------------------------------
+    def open_logs(self, node: str, model: str | None = None) -> None:
+        """``l``: the agent's log of ``node`` (``model``'s, or every model's), streamed over ssh."""
+        self.push_screen(LogScreen(node, model))
+
+    def open_shell(self, node: str) -> None:
+        """``s``: an ssh shell on ``node``; the console is suspended until it exits."""
+        if not self.refuse_read_only("the shell"):
+            self._shell_command(node)
+
+    @work(thread=True, exclusive=True, group="shell")
+    def _shell_command(self, node: str) -> None:
+        self._call("shell", lambda: self.services.shell_command(node), node)
+
+    def _run_shell(self, node: str, cmd: list[str]) -> None:
+        try:
+            with self.suspend():
+                print(f"modelfleet: a shell on {node}; exit it to return to the console", flush=True)
+                rc = subprocess.run(cmd, check=False).returncode
+        except SuspendNotSupported:
+            self.notify(f"this terminal cannot hand over to a shell; run it yourself:\n{RunForm.shell(cmd)}",
+                        severity="warning", timeout=15)
+            return
+        except OSError as exc:
+            self.notify(f"could not start the shell: {exc}", severity="error")
+            return
+        self.notify(f"shell on {node} ended" + (f" (exit {rc})" if rc else ""), timeout=4)
+
+    def copy(self, text: str | None) -> None:
+        """``y``: ``text`` to the clipboard (OSC 52: the terminal's own, which works over ssh too)."""
+        if not text:
+            self.notify("nothing to copy here", severity="warning")
+            return
+        self.copy_to_clipboard(text)
+        self.notify(f"copied {text if len(text) <= 60 else text[:57] + '…'}", timeout=3)
 
     # -- workers: loading ---------------------------------------------------------------------------------
     def _call(self, kind: str, fn: Callable[[], Any], key: str | None = None) -> None:
@@ -320,6 +425,7 @@ class ModelfleetApp(InfraActions, ApprovalActions, App[None]):
     @work(thread=True, exclusive=True, group="context")
     def load_context(self) -> None:
         self._call("context", self.services.context)
+        self._call("inventory", self.services.inventory)
 
     @work(thread=True, exclusive=True, group="models")
     def load_models(self) -> None:
@@ -404,6 +510,18 @@ class ModelfleetApp(InfraActions, ApprovalActions, App[None]):
         self._load_ledger(dict(filters or {}))
         self.verify_ledger()
 
+    @work(thread=True, exclusive=True, group="head")
+    def poll_ledger(self) -> None:
+        self._call("head", self.services.ledger_head)
+
+    @work(thread=True, exclusive=True, group="notable")
+    def load_notable(self) -> None:
+        self._call("notable", self.services.notable_events)
+
+    @work(thread=True, exclusive=True, group="inventory")
+    def load_inventory(self) -> None:
+        self._call("inventory", self.services.inventory)
+
     @work(thread=True, exclusive=True, group="ledger")
     def _load_ledger(self, filters: dict[str, str]) -> None:
         self._call("ledger", lambda: self.services.ledger_events(filters))
@@ -477,6 +595,19 @@ class ModelfleetApp(InfraActions, ApprovalActions, App[None]):
             form, model, ref, version, digest = msg.payload
             form.pinned_now(model, ref, version, digest)
             return
+        elif msg.kind == "head":
+            s.ledger_head = msg.payload
+            shown = self.screen_stack[-1] if self.screen_stack else None  # (none while the app shuts down)
+            if isinstance(shown, ViewScreen):
+                shown.ledger_moved(msg.payload)
+            return
+        elif msg.kind == "notable":
+            s.notable = msg.payload
+        elif msg.kind == "inventory":
+            s.inventory = msg.payload
+        elif msg.kind == "shell" and msg.key:
+            self._run_shell(msg.key, msg.payload)
+            return
         self._changed(msg.kind)
 
     @on(LoadFailed)
@@ -508,8 +639,7 @@ class ModelfleetApp(InfraActions, ApprovalActions, App[None]):
         self._call("pinned", pin)
 
     def request_launch(self, form: RunFormScreen) -> None:
-        if self.read_only:
-            self.notify("read-only mode: runs are disabled", severity="warning")
+        if self.refuse_read_only("launching runs"):
             return
         req = form.request()
         try:
@@ -573,9 +703,11 @@ class ModelfleetApp(InfraActions, ApprovalActions, App[None]):
         else:
             self.state.live[run_id] = RunState(run_id, kind=prepared.kind, hosts=prepared.hosts)
         self.state.handles[run_id] = None
+        self.state.launched[run_id] = RunInfo(run_id, prepared.kind, self.now(), "running", prepared.model,
+                                              prepared.version, prepared.limit or "all", self.services.actor)
         self._changed("live")
         if prepared.executor != "terraform":
-            self.switch_mode("runs")
+            self.show_view("runs")  # the list's root, then this run on it: never run A > run B
         self.push_screen(self.live_screen(run_id))
         self._run_worker(prepared)
 
@@ -629,6 +761,11 @@ class ModelfleetApp(InfraActions, ApprovalActions, App[None]):
         self.refresh_fleet()
         if isinstance(st, InfraState):
             self._infra_finished(msg.run_id, st, msg.result)
+
+    def run_info(self, run_id: str) -> RunInfo | None:
+        """What is known of a run: launched here, or listed from the ledger and the artifact folders."""
+        return self.state.launched.get(run_id) or next((r for r in self.state.runs or [] if r.run_id == run_id),
+                                                        None)
 
     def open_run(self, run_id: str) -> None:
         if run_id in self.state.live:

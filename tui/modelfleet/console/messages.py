@@ -82,6 +82,11 @@ class ConsoleState:
     runs: list[Any] | None = None
     live: dict[str, RunState | InfraState] = field(default_factory=dict)  # run_id -> state (live and replayed)
     handles: dict[str, Any] = field(default_factory=dict)  # run_id -> RunHandle of runs started here
+    launched: dict[str, Any] = field(default_factory=dict)  # run_id -> RunInfo of runs started here
+    inventory: Any = None  # the Inventory (run form: what a target selects)
+    notable: list[Any] | None = None  # core.notable.Notable, newest first (Events view)
+    ledger_head: int | None = None  # the ledger's last sequence number, as last polled
+    sorts: dict[str, tuple[int, bool] | None] = field(default_factory=dict)  # "Screen#table" -> (column, desc)
     errors: dict[str, str] = field(default_factory=dict)  # kind -> last error
     infra: list[Any] | None = None  # InfraEnvInfo per Terraform environment
     infra_details: dict[str, Any] = field(default_factory=dict)  # env -> InfraEnvDetail

@@ -24,9 +24,11 @@ if TYPE_CHECKING:  # pragma: no cover
     from modelfleet.core.fleet import Inventory, Node
     from modelfleet.core.fleet_status import FleetProber, NodeStatus, Release
     from modelfleet.core.monitor_view import MonitorPass, MonitorView
+    from modelfleet.core.notable import Notable
     from modelfleet.core.probe_worker import MonitorWorker, ProbeWorker
     from modelfleet.runners import requests as rq
     from modelfleet.runners.infra_state import InfraState
+    from modelfleet.runners.node_ssh import LogStream
     from modelfleet.runners.pipeline import RunHandle
     from modelfleet.runners.requests import PreparedRun
     from modelfleet.runners.runstate import RunState
@@ -76,7 +78,7 @@ class RunForm:
         if self.kind not in RUN_KINDS:
             raise UsageError(f"unknown run kind {self.kind!r}; one of {', '.join(RUN_KINDS)}")
         if self.kind in NEEDS_MODEL and not self.model:
-            raise UsageError(f"a {self.kind} needs a model", hint="type the model name, e.g. credit-risk")
+            raise UsageError(f"a {self.kind} needs a model", hint="type a registered model's name (:models lists them)")
         if not self.target.strip():
             raise UsageError("no target", hint="name a group (edge, edge_cpu, staging) or nodes")
         if not 0 <= self.max_fail <= 100:
@@ -105,10 +107,10 @@ class RunForm:
     def cli_command(self) -> list[str]:
         """The equivalent ``modelfleet`` command line (flags as ``commands/deploy.py`` parses them)."""
         cmd = ["modelfleet", CLI_VERBS[self.kind]]
-        if self.kind == "deploy" and self.model_ref:
-            cmd.append(self.model_ref)
-        elif self.kind == "rollback" and self.model:
-            cmd.append(self.model)
+        if self.kind == "deploy":
+            cmd.append(self.model_ref or "MODEL")  # (a placeholder in capitals, as in --help: never a value)
+        elif self.kind == "rollback":
+            cmd.append(self.model or "MODEL")
             if self.version is not None:
                 cmd += ["--to", str(self.version)]
         cmd += ["--limit", self.target]
@@ -369,6 +371,32 @@ class ConsoleServices(InfraServices, GovernanceServices):
 
     def placement_events(self, model: str) -> list[Any]:
         return list(self.ledger.events(model=model))
+
+    def ledger_head(self) -> int:
+        """The ledger's last sequence number (0 when empty): views that follow the ledger poll it."""
+        last = self.ledger_events(limit=1)
+        return int(last[-1].seq) if last else 0
+
+    NOTABLE_SCAN = 2000  # the newest events the Events view classifies
+
+    def notable_events(self, limit: int = 300) -> list[Notable]:
+        """The newest events that need attention (``core/notable.py``), newest first."""
+        from modelfleet.core.notable import notable
+
+        return notable(self.ledger_events(limit=self.NOTABLE_SCAN), limit=limit)
+
+    # -- nodes over ssh ------------------------------------------------------------------------------------
+    def agent_log(self, node: str, model: str | None, *, lines: int = 200, follow: bool = True) -> LogStream:
+        """Start streaming ``node``'s agent log over ssh, as ``modelfleet logs`` does (``runners/node_ssh.py``)."""
+        from modelfleet.runners.node_ssh import open_agent_log
+
+        return open_agent_log(self.settings, self.inventory().node(node), model=model, lines=lines, follow=follow)
+
+    def shell_command(self, node: str) -> list[str]:
+        """The ssh command line of an interactive shell on ``node`` (the inventory's user, port and key)."""
+        from modelfleet.runners.node_ssh import shell_command, ssh_config
+
+        return shell_command(self.inventory().node(node), ssh_config(self.settings))
 
     # -- runs ----------------------------------------------------------------------------------------------
     @property

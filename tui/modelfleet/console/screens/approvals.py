@@ -51,9 +51,8 @@ class ApprovalsScreen(ViewScreen):
         if self.state.approvals is None:
             self.mf.load_approvals()
 
-    def reload(self) -> bool:
+    def reload(self) -> None:
         self.mf.load_approvals()
-        return True
 
     def refresh_view(self) -> None:
         data = self.state.approvals

@@ -5,16 +5,16 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING, Any, cast
 
-from textual import events
+from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.geometry import Region
 from textual.screen import Screen
 from textual.strip import Strip
 
-from modelfleet.console.keys import VIEW_KEYMAP, VIEW_KEYS
+from modelfleet.console.keys import COMMAND_WORDS, VIEW_KEYMAP, VIEW_KEYS
 from modelfleet.console.widgets.command_bar import CommandBar
-from modelfleet.console.widgets.filterable_table import FilterableTable
+from modelfleet.console.widgets.filterable_table import MORE_KEY, FilterableTable
 from modelfleet.console.widgets.header import ContextHeader
 from modelfleet.console.widgets.key_bar import KeyBar
 from modelfleet.console.widgets.tiled import tiled_lines
@@ -22,9 +22,6 @@ from modelfleet.console.widgets.tiled import tiled_lines
 if TYPE_CHECKING:  # pragma: no cover
     from modelfleet.console.app import ModelfleetApp
     from modelfleet.console.messages import ConsoleState
-
-COMMANDS = ["models", "fleet", "runs", "ledger", "infra", "approvals", "drift", "help", "deploy", "health", "rollback",
-            "provision", "quit", "q"]
 
 
 def view_bindings(view: str) -> list[BindingType]:
@@ -34,10 +31,14 @@ def view_bindings(view: str) -> list[BindingType]:
 
 
 class ViewScreen(Screen[None]):
-    """Subclasses set ``crumb`` and ``kinds`` (state kinds they show) and implement ``body`` and ``refresh_view``."""
+    """Subclasses set ``crumb`` and ``kinds`` (state kinds they show) and implement ``body`` and ``refresh_view``;
+    ``reload`` (``r``) asks the app for their data again. ``follows_ledger``: reloaded whenever the ledger grows
+    while shown. Optional actions the key bar and palette offer only where a screen has them: ``action_logs``,
+    ``action_shell``, ``action_cancel_run``, ``action_verify``."""
 
     crumb = ""
     kinds: tuple[str, ...] = ()
+    follows_ledger = False
 
     def __init__(self) -> None:
         super().__init__()
@@ -62,8 +63,8 @@ class ViewScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield ContextHeader()
         yield from self.body()
-        yield CommandBar(COMMANDS)
-        yield KeyBar()
+        yield CommandBar(COMMAND_WORDS)
+        yield KeyBar(advertise=self.mf.advertised)
 
     def body(self) -> ComposeResult:
         yield from ()
@@ -75,7 +76,16 @@ class ViewScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.mf.register_screen(self)
+        for table in self.query(FilterableTable):  # the order the user chose last time on this view
+            table.set_sort(self.state.sorts.get(self._sort_key(table)))
         self.update_header()
+
+    def _sort_key(self, table: FilterableTable) -> str:
+        return f"{type(self).__name__}#{table.id}"
+
+    @on(FilterableTable.Sorted)
+    def _sorted(self, event: FilterableTable.Sorted) -> None:
+        self.state.sorts[self._sort_key(event.table)] = event.sort
 
     def on_unmount(self) -> None:
         self.mf.unregister_screen(self)
@@ -105,10 +115,6 @@ class ViewScreen(Screen[None]):
     def on_view_shown(self) -> None:
         """Hook: the view became active (e.g. ask the app to load data)."""
 
-    def reload(self) -> bool:
-        """Hook for ``r``: ask the app to load this view's data again; False leaves it to the app."""
-        return False
-
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """A view's own keys (``keys.VIEW_KEYMAP``) all change something: shown disabled in read-only mode."""
         if self.mf.read_only and action in {spec[1] for spec in VIEW_KEYMAP.values()}:
@@ -117,7 +123,7 @@ class ViewScreen(Screen[None]):
 
     def update_header(self, status: str | None = None) -> None:
         self.query_one(ContextHeader).show(crumbs=self.mf.crumbs(self), context=self.state.context,
-                                           read_only=self.mf.read_only, status=status)
+                                           read_only=self.mf.read_only, status=status, views=self.mf.view_tabs())
 
     def data_changed(self, kind: str) -> None:
         """The app stored new ``kind`` data; redraw now if shown, else on the next resume."""
@@ -165,6 +171,30 @@ class ViewScreen(Screen[None]):
                 return True
         return False
 
-    def context_for_run(self) -> dict[str, Any]:
-        """Defaults for the run form when launched from this view."""
+    def context_for_run(self, row: bool = True) -> dict[str, Any]:
+        """Defaults for the run form opened from this view: ``row`` when opened with a key on the row under the
+        cursor (``d``, ``h``), False from the command line (``:deploy``), which must not pick up the row."""
         return {}
+
+    def reload(self) -> None:
+        """``r``: ask the app for this view's data again."""
+        self.mf.refresh_fleet()
+
+    def ledger_moved(self, head: int) -> None:
+        """The ledger's last sequence number is ``head`` (polled while this view is shown): reload if it grew."""
+        if self.follows_ledger and head != self.ledger_seq:
+            self.ledger_seq = head
+            self.reload()
+
+    ledger_seq: int | None = None
+
+    def copy_value(self) -> str | None:
+        """What ``y`` copies: the key of the row under the cursor (a node, a run id, a model)."""
+        table = self.focused_table()
+        key = table.cursor_key if table is not None else None
+        if key is None or key == MORE_KEY or key.startswith("group:"):
+            return None
+        return key
+
+    def action_copy(self) -> None:
+        self.mf.copy(self.copy_value())

@@ -158,8 +158,11 @@ class DriftScreen(ViewScreen):
         if self.state.monitor is None:
             self.mf.refresh_monitor()
 
-    def context_for_run(self) -> dict[str, Any]:
-        key = self.query_one(FilterableTable).cursor_key
+    def reload(self) -> None:
+        self.mf.refresh_monitor()
+
+    def context_for_run(self, row: bool = True) -> dict[str, Any]:
+        key = self.query_one(FilterableTable).cursor_key if row else None
         if key:
             model, version = _split(key)
             return {"model": model, "ref": version}
@@ -274,9 +277,13 @@ class DriftDetailScreen(ViewScreen):
     def on_mount(self) -> None:  # (after ViewScreen.on_mount: Textual calls each class's handler)
         self.query_one("#drift-features", FilterableTable).table.focus()
 
-    def context_for_run(self) -> dict[str, Any]:
+    def reload(self) -> None:
+        self.mf.refresh_monitor()
+
+    def context_for_run(self, row: bool = True) -> dict[str, Any]:
+        """The version drilled into (``:deploy`` too: the view is about it); the scope only from a key."""
         out: dict[str, Any] = {"model": self.model, "ref": self.version}
-        if self.scope_key != FLEET:
+        if row and self.scope_key != FLEET:
             out["target"] = self.scope_key
         return out
 

@@ -67,11 +67,31 @@ class FleetScreen(ViewScreen):
         if self.state.fleet is None:
             self.mf.refresh_fleet()
 
-    def context_for_run(self) -> dict[str, Any]:
+    def node_under_cursor(self) -> str | None:
         key = self.query_one(FilterableTable).cursor_key
-        if key and not key.startswith("group:"):
-            return {"target": key}
-        return {}
+        return key if key and not key.startswith("group:") else None
+
+    def context_for_run(self, row: bool = True) -> dict[str, Any]:
+        """From a node's row: that node, and the model it runs. From ``:deploy``: nothing of the row."""
+        node = self.node_under_cursor() if row else None
+        if node is None:
+            return {}
+        status = next((s for s in self.state.fleet or [] if s.name == node), None)
+        return {"target": node, **({"model": status.model} if status is not None and status.model else {})}
+
+    def action_logs(self) -> None:
+        node = self.node_under_cursor()
+        if node is None:
+            self.notify("put the cursor on a node (not a group heading) for its log", severity="warning")
+        else:
+            self.mf.open_logs(node)
+
+    def action_shell(self) -> None:
+        node = self.node_under_cursor()
+        if node is None:
+            self.notify("put the cursor on a node (not a group heading) for a shell", severity="warning")
+        else:
+            self.mf.open_shell(node)
 
     def refresh_view(self) -> None:
         statuses = self.state.fleet
@@ -120,8 +140,18 @@ class NodeScreen(ViewScreen):
     def on_view_shown(self) -> None:
         self.mf.load_releases(self.node)
 
-    def context_for_run(self) -> dict[str, Any]:
-        return {"target": self.node}
+    def context_for_run(self, row: bool = True) -> dict[str, Any]:
+        status = next((s for s in self.state.fleet or [] if s.name == self.node), None)
+        return {"target": self.node, **({"model": status.model} if status is not None and status.model else {})}
+
+    def action_logs(self) -> None:
+        self.mf.open_logs(self.node)
+
+    def action_shell(self) -> None:
+        self.mf.open_shell(self.node)
+
+    def copy_value(self) -> str | None:
+        return self.node
 
     def refresh_view(self) -> None:
         status = next((s for s in self.state.fleet or [] if s.name == self.node), None)

@@ -1,4 +1,4 @@
-"""The key help screen: every binding (after config overrides) and the ``:`` commands."""
+"""The key help screen: every binding (after config overrides) and the ``:`` commands (views from the registry)."""
 
 from __future__ import annotations
 
@@ -9,14 +9,12 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from modelfleet.console.views import VIEWS
+
 COMMAND_HELP = [
-    (":models  :m", "models and their versions"),
-    (":fleet  :f", "every node, latency vs SLO, health"),
-    (":runs  :r", "past and live runs"),
-    (":ledger  :l", "deployment ledger and its integrity"),
-    (":infra  :i", "Terraform environments: plan, apply the saved plan, destroy"),
-    (":approvals  :a", "approval requests: approve or reject within your roles"),
-    (":deploy / :health / :rollback / :provision", "open the run form for that kind"),
+    *(("  ".join(f":{w}" for w in v.words), v.help) for v in VIEWS),
+    (":deploy / :health / :rollback / :provision", "the run form for that kind (the row under the cursor is not "
+                                                   "the target: the form says what is)"),
     (":help", "this screen"),
     (":q  :quit", "leave the console"),
 ]
@@ -36,7 +34,10 @@ class HelpScreen(ModalScreen[None]):
         for key, desc in self.keys:
             table.add_row(key, desc)
         table.add_row("enter", "drill down / open")
+        table.add_row("shift+letter", "sort the table by the column whose letter is underlined; again: reverse")
+        table.add_row("ctrl+p", "command palette: every view, key and command, found by name")
         table.add_row("tab / shift+tab", "move between panes and fields")
+        table.add_row("f / w", "logs: follow on/off, wrap on/off")
         cmds = Table(title="commands", expand=True, show_edge=False)
         cmds.add_column("command", style="bold cyan")
         cmds.add_column("what")

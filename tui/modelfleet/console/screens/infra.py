@@ -75,10 +75,9 @@ class InfraScreen(ViewScreen):
         if self.state.infra is None:
             self.mf.load_infra()
 
-    def reload(self) -> bool:
+    def reload(self) -> None:
         self.state.infra_details.clear()
         self.mf.load_infra()
-        return True
 
     def refresh_changed(self, kinds: set[str]) -> None:
         if "infra" in kinds:

@@ -1,4 +1,8 @@
-"""Ledger: events with filters (model, node, action, actor) and the integrity status from ``ledger verify``."""
+"""Ledger: events with filters (model, node, action, actor) and the integrity status from ``ledger verify``.
+
+It follows the ledger live (new events appear as they are written, polled every ``FOLLOW_LEDGER_S``) and its
+detail pane shows the event under the cursor.
+"""
 
 from __future__ import annotations
 
@@ -16,8 +20,28 @@ from modelfleet.console.screens.base import ViewScreen
 from modelfleet.console.widgets.filterable_table import FilterableTable, Row
 from modelfleet.console.widgets.quiet_update import update_static
 from modelfleet.console.widgets.tiled import TiledHorizontal
+from modelfleet.core.ledger import Event
 
 FILTERS = ("model", "node", "action", "actor")
+# fixed widths: the run id (23 characters) stays readable beside the detail pane at 160 columns
+COLUMNS = [("seq", 5), ("time (UTC)", 14), ("action", 14), ("model@version", 16), ("node", 13), ("run", 23),
+           ("outcome", 11), ("actor", 16)]
+
+
+def event_text(ev: Event) -> Text:
+    """The detail pane of one ledger event: every field, its details, its place in the chain."""
+    d = ev.to_dict()
+    t = Text(f"event {ev.seq}\n", style="bold")
+    for k in ("ts", "actor", "action", "model", "version", "digest", "target", "node", "run_id", "outcome"):
+        t.append(f"{k:<8} {fmt.dash(d[k])}\n")
+    t.append("\ndetails\n", style="bold")
+    t.append(json.dumps(ev.details, indent=2, sort_keys=True)[:3000] + "\n")
+    t.append(f"\nprev {ev.prev_hash[:32]}…\nhash {ev.hash[:32]}…\n", style="dim")
+    return t
+
+
+def model_at(ev: Event) -> str:
+    return f"{ev.model}/{ev.version}" if ev.model and ev.version else fmt.dash(ev.model)
 
 
 class FieldFilter(Input):
@@ -52,6 +76,7 @@ class LedgerScreen(ViewScreen):
     BINDINGS = [Binding("f", "field_filters", "field filters")]
     crumb = "Ledger"
     kinds = ("ledger", "verify")
+    follows_ledger = True
 
     def body(self) -> ComposeResult:
         yield Static(id="ledger-verify", classes="summary")
@@ -59,18 +84,22 @@ class LedgerScreen(ViewScreen):
             for f in FILTERS:
                 yield FieldFilter(self.state.ledger_filters.get(f, ""), placeholder=f"{f} (f, Enter)", id=f"lf-{f}")
         with TiledHorizontal(classes="split"):
-            yield FilterableTable(["seq", "time (UTC)", "actor", "action", "model", "version", "node", "run",
-                                   "outcome"], id="ledger")
-            with VerticalScroll(classes="detail"):
+            yield FilterableTable(COLUMNS, id="ledger")
+            with VerticalScroll(classes="detail", id="ledger-detail"):
                 yield Static(id="ledger-event")
 
     def on_mount(self) -> None:
         super().on_mount()
-        self.query_one("#ledger", FilterableTable).table.focus()
+        # (composed hidden ahead of its first visit, it can mount while the app shuts down and removes its parts)
+        for table in self.query("#ledger").results(FilterableTable):
+            table.table.focus()
 
     def on_view_shown(self) -> None:
         if self.state.ledger is None:
             self.mf.load_ledger()
+
+    def reload(self) -> None:
+        self.mf.load_ledger(self.state.ledger_filters)
 
     @on(Input.Submitted, "#ledger-filters Input")
     def _apply(self, event: Input.Submitted) -> None:
@@ -113,25 +142,28 @@ class LedgerScreen(ViewScreen):
         update_static(self.query_one("#ledger-verify", Static), t)
         if events is None:
             return
-        rows = [Row(str(e.seq), (str(e.seq), e.ts.strftime("%Y-%m-%d %H:%M:%S"), e.actor, e.action,
-                                 fmt.dash(e.model), fmt.dash(e.version), fmt.dash(e.node), fmt.dash(e.run_id),
-                                 fmt.state(e.outcome) if e.outcome else "-"))
+        rows = [Row(str(e.seq), (str(e.seq), e.ts.strftime("%m-%d %H:%M:%S"), e.action, model_at(e),
+                                 fmt.dash(e.node), fmt.dash(e.run_id), fmt.state(e.outcome) if e.outcome else "-",
+                                 e.actor))
                 for e in reversed(events)]
-        self.query_one("#ledger", FilterableTable).set_rows(rows)
+        table = self.query_one("#ledger", FilterableTable)
+        table.set_rows(rows, follow_top=True)
+        self.show_event(table.cursor_key or (rows[0].key if rows else None))
 
     @on(FilterableTable.Highlighted)
     def _show(self, event: FilterableTable.Highlighted) -> None:
-        ev = next((e for e in self.state.ledger or [] if str(e.seq) == event.key), None)
-        if ev is None:
-            return
-        d = ev.to_dict()
-        t = Text(f"event {ev.seq}\n", style="bold")
-        for k in ("ts", "actor", "action", "model", "version", "digest", "target", "node", "run_id", "outcome"):
-            t.append(f"{k:<8} {fmt.dash(d[k])}\n")
-        t.append("\ndetails\n", style="bold")
-        t.append(json.dumps(ev.details, indent=2, sort_keys=True)[:3000] + "\n")
-        t.append(f"\nprev {ev.prev_hash[:32]}…\nhash {ev.hash[:32]}…\n", style="dim")
-        update_static(self.query_one("#ledger-event", Static), t)
+        self.show_event(event.table.cursor_key or event.key)  # (where the cursor is now, if it moved since)
+
+    def show_event(self, key: str | None) -> None:
+        """The detail pane: the event ``key`` (the cursor's), whatever was shown before."""
+        ev = next((e for e in self.state.ledger or [] if str(e.seq) == key), None)
+        update_static(self.query_one("#ledger-event", Static), event_text(ev) if ev is not None else "")
+
+    def copy_value(self) -> str | None:
+        """The run id of the event under the cursor (what `modelfleet ledger list --run` takes), else its seq."""
+        key = super().copy_value()
+        ev = next((e for e in self.state.ledger or [] if str(e.seq) == key), None)
+        return (ev.run_id or str(ev.seq)) if ev is not None else None
 
     def action_verify(self) -> None:
         self.mf.verify_ledger()

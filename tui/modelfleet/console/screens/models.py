@@ -38,6 +38,13 @@ class ModelsScreen(ViewScreen):
         if self.state.models is None:
             self.mf.load_models()
 
+    def reload(self) -> None:
+        self.mf.load_models()
+
+    def context_for_run(self, row: bool = True) -> dict[str, Any]:
+        model = self.query_one(FilterableTable).cursor_key if row else None
+        return {"model": model} if model else {}
+
     def refresh_view(self) -> None:
         models = self.state.models
         summary = self.query_one("#models-summary", Static)
@@ -78,8 +85,16 @@ class VersionsScreen(ViewScreen):
         if self.model not in self.state.versions:
             self.mf.load_versions(self.model)
 
-    def context_for_run(self) -> dict[str, Any]:
-        return {"model": self.model, "ref": self.current or "champion"}
+    def reload(self) -> None:
+        self.mf.load_versions(self.model)
+
+    def context_for_run(self, row: bool = True) -> dict[str, Any]:
+        """The model, and the version under the cursor (``:deploy`` too: the view is about this model)."""
+        return {"model": self.model, **({"ref": self.current} if self.current else {})}
+
+    def copy_value(self) -> str | None:
+        """``credit-risk/3``: the reference the CLI takes."""
+        return f"{self.model}/{self.current}" if self.current else self.model
 
     def refresh_changed(self, kinds: set[str]) -> None:
         if kinds == {"details"}:  # a digest/signature arrived: only the detail pane shows it

@@ -14,7 +14,7 @@ from modelfleet.console.widgets.filterable_table import FilterableTable, Row
 from modelfleet.console.widgets.quiet_update import update_static
 from modelfleet.console.widgets.tiled import TiledHorizontal
 from modelfleet.runners.infra_state import InfraState
-from modelfleet.runners.runstate import RunState
+from modelfleet.runners.runstate import CONTROLLER_HOSTS, RunState
 
 HOST_COLUMNS = ["host", "outcome", "wave", "ok", "changed", "failed", "unreachable", "node says", "last task"]
 
@@ -129,6 +129,32 @@ class RunLiveScreen(ViewScreen):
     def action_cancel_run(self) -> None:
         self.mf.request_cancel(self.run_id)
 
+    def host_under_cursor(self) -> str | None:
+        host = self.query_one("#hosts", FilterableTable).cursor_key
+        return host if host and host not in CONTROLLER_HOSTS else None
+
+    def action_logs(self) -> None:
+        host = self.host_under_cursor()
+        if host is None:
+            self.notify("put the cursor on a node in the hosts table for its log", severity="warning")
+            return
+        run = self.mf.run_info(self.run_id)
+        self.mf.open_logs(host, run.model if run is not None else None)
+
+    def action_shell(self) -> None:
+        host = self.host_under_cursor()
+        if host is None:
+            self.notify("put the cursor on a node in the hosts table for a shell", severity="warning")
+        else:
+            self.mf.open_shell(host)
+
+    def copy_value(self) -> str | None:
+        """The host under the cursor in the hosts table, else the run id."""
+        table = self.focused_table()
+        if table is not None and table.id == "hosts" and table.cursor_key:
+            return table.cursor_key
+        return self.run_id
+
 
 class HostTasksScreen(ViewScreen):
     kinds = ("live",)
@@ -144,6 +170,22 @@ class HostTasksScreen(ViewScreen):
             yield FilterableTable(["#", "play", "task", "status", "message"], id="tasks")
             with VerticalScroll(classes="detail"):
                 yield Static(id="task-result")
+
+    def action_logs(self) -> None:
+        run = self.mf.run_info(self.run_id)
+        self.mf.open_logs(self.host, run.model if run is not None else None)
+
+    def action_shell(self) -> None:
+        self.mf.open_shell(self.host)
+
+    def copy_value(self) -> str | None:
+        """The task result under the cursor (as the detail pane shows it)."""
+        st = self.state.live.get(self.run_id)
+        hs = st.hosts.get(self.host) if st else None
+        key = self.query_one(FilterableTable).cursor_key
+        if hs is None or key is None or not key.isdigit() or int(key) >= len(hs.tasks):
+            return self.host
+        return hs.tasks[int(key)].result
 
     def refresh_view(self) -> None:
         st = self.state.live.get(self.run_id)

@@ -7,18 +7,33 @@ is rebuilt only when the shown keys (key, label, enabled) actually differ from w
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from rich.cells import cell_len
 from textual import events
+from textual.binding import Binding
 from textual.content import Content
 from textual.screen import Screen
 from textual.widgets import Static
 
 KeySpec = tuple[str, str, str, bool]  # key, key display, description, enabled
+VIEW_GROUP = ""  # the key of the one entry that stands for every view key (``1-5 views``): not clickable
+VIEWS_MARK: KeySpec = (VIEW_GROUP, "", "", True)
+
+
+def _key_range(keys: list[str]) -> str:
+    """``1-5`` for consecutive digits, else the keys joined by ``/`` (``m/f2/3``)."""
+    if len(keys) > 2 and all(k.isdigit() and len(k) == 1 for k in keys) and \
+            [int(k) for k in keys] == list(range(int(keys[0]), int(keys[0]) + len(keys))):
+        return f"{keys[0]}-{keys[-1]}"
+    return "/".join(keys)
 
 
 class KeyBar(Static):
-    """One line docked at the bottom: `` ^q quit  1 models  2 fleet …``; disabled keys are dimmed, a click on a
-    key presses it."""
+    """One line docked at the bottom: `` : :cmd  1-5 views  / filter …``; a click on a key presses it. The views'
+    keys are one entry (their names are in the header, the help and the palette), so that views can be added
+    without pushing actions off the line. Keys of disabled actions are not shown, nor those
+    ``advertise(binding)`` turns down (read-only mode, ``q`` off a view's root)."""
 
     ALLOW_SELECT = False
     DEFAULT_CSS = """
@@ -31,8 +46,9 @@ class KeyBar(Static):
     }
     """
 
-    def __init__(self) -> None:
+    def __init__(self, advertise: Callable[[Binding], bool] | None = None) -> None:
         super().__init__("", markup=False)
+        self.advertise = advertise
         self.keys: tuple[KeySpec, ...] = ()
         self._spans: list[tuple[int, int, str]] = []  # cells [start, end) -> the key they press
 
@@ -54,12 +70,18 @@ class KeyBar(Static):
         shown = [b for b in active.values() if b.binding.show and b is not palette] + ([palette] if palette else [])
         seen: set[str] = set()
         keys: list[KeySpec] = []
+        views: list[str] = []  # the view keys, drawn as one entry where the first one was
         for _node, binding, enabled, _tooltip in shown:
-            if binding.action in seen:
+            if binding.action in seen or not enabled or (self.advertise and not self.advertise(binding)):
                 continue
             seen.add(binding.action)
+            if binding.action.startswith("view("):
+                if not views:
+                    keys.append(VIEWS_MARK)
+                views.append(self.app.get_key_display(binding))
+                continue
             keys.append((binding.key, self.app.get_key_display(binding), binding.description, enabled))
-        return tuple(keys)
+        return tuple((VIEW_GROUP, _key_range(views), "views", True) if k is VIEWS_MARK else k for k in keys)
 
     def on_click(self, event: events.Click) -> None:
         for start, end, key in self._spans:
@@ -80,7 +102,7 @@ class KeyBar(Static):
             label, text = f" {display} ", f"{description} "
             parts += [(label, "bold $footer-key-foreground" + dim), (text, "$footer-description-foreground" + dim)]
             width = cell_len(label) + cell_len(text)
-            if enabled:
+            if enabled and key != VIEW_GROUP:
                 self._spans.append((x, x + width, key))
             x += width
         self.update(Content.assemble(*parts))
