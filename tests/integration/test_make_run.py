@@ -102,9 +102,9 @@ def test_first_make_run_shows_progress_and_reaches_a_live_fleet(state: Path) -> 
         size = tmux.run("display-message", "-p", "-t", tmux.name, "#{window_width}x#{window_height}").strip()
         print(f"console up in a {size} window")  # shown with the test's output on a failure
         # both nodes serve the champion (v2 in the demo registry) and answer their probes
-        # (and the console uses the whole 160-column window: the footer's last keys only fit there)
+        # (and the console uses the whole 160-column window: the key bar's last key, the palette, only fits there)
         screen = tmux.wait_until(lambda s: s.count("credit-risk@2") == 2 and "2 nodes" in s and "ok" in s
-                                 and "health-check" in s, "both nodes serving credit-risk@2", timeout=60)
+                                 and "^p palette" in s, "both nodes serving credit-risk@2", timeout=60)
         assert "edge-cpu-01" in screen and "edge-arm-01" in screen and "127.0.93.1" in screen
 
         tmux.keys("1")
