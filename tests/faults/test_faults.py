@@ -115,14 +115,11 @@ def test_damaged_bundle_in_cache(fleet: ProvisionedFleet) -> None:
     assert_settled(fleet)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the node refuses the damaged unpacked release (sha256 mismatch) but keeps it: every later deploy of that "
-    "version is refused again, so the rerun never converges (preflight reports the release present without "
-    "verifying it, so no fresh bundle is sent)"))
 def test_damaged_release_on_the_node(fleet: ProvisionedFleet) -> None:
     """The victim keeps an unpacked release of version 2 from an earlier deploy, and bytes are written into its
     model file: the next deploy of version 2 does not switch to the damaged copy (the node checks every checksum
-    before it switches): the victim is refused or gets a fresh copy, and never serves the damaged one."""
+    before it switches): the victim is refused or gets a fresh copy, and never serves the damaged one; a refused
+    victim's damaged copy is removed, so the rerun sends the bundle again and converges."""
     for ref in (f"credit-risk/{NEW}", f"credit-risk/{BASE_VERSION}"):  # leaves releases/2-* unpacked, current 1
         rc, data = start_deploy(fleet, ref, (VICTIM,)).result()
         assert rc == 0, data

@@ -305,7 +305,8 @@ def test_release_verify_cli(artifact: Path, state: Path, tmp_path: Path,
     (dest / "profile.json").write_text("{}")
     assert main(["--public-key", pub, "--release-dir", str(dest)]) == 1
     captured = capsys.readouterr()
-    assert json.loads(captured.out)["ok"] is False and "profile.json" in captured.err
+    assert json.loads(captured.out) == {"ok": False, "error": json.loads(captured.out)["error"], "damaged": True}
+    assert "profile.json" in captured.err  # the unpacked copy itself is damaged: the node removes it (model_release)
     with pytest.raises(SystemExit) as info:
         main(["--public-key", pub])
     assert info.value.code == 2

@@ -10,8 +10,9 @@ is unpacked: a deploy checks governance a second time, on the bytes it is about 
 
 Prints one JSON object on stdout (for Ansible ``changed_when``/``failed_when``):
 ``{"ok": true, "changed": bool, "model", "version", "digest", "release", "key_id", "path"}`` (plus
-``"governance": {...}`` when checked) or ``{"ok": false, "error": "..."}``. Exit codes: 0 verified (and
-unpacked), 1 refused, 2 usage error.
+``"governance": {...}`` when checked) or ``{"ok": false, "error": "..."}`` (with ``"damaged": true`` when an
+unpacked ``--release-dir`` itself does not verify). Exit codes: 0 verified (and unpacked), 1 refused, 2 usage
+error.
 """
 
 from __future__ import annotations
@@ -79,10 +80,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     from modelfleet.core.errors import BundleError
 
     changed = False
+    damaged = False  # the unpacked release itself does not verify (not a clearance refusal)
     check, governance = _governance(args) if args.trust is not None else (None, {})
     try:
         if args.release_dir is not None:
+            damaged = True
             manifest = verify_release_dir(args.release_dir, args.public_key)
+            damaged = False
             path = args.release_dir
             if check is not None:
                 check(manifest)
@@ -95,7 +99,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if check is not None:
                 check(manifest)
     except BundleError as exc:
-        sys.stdout.write(json.dumps({"ok": False, "error": exc.message}) + "\n")
+        sys.stdout.write(json.dumps({"ok": False, "error": exc.message, **({"damaged": True} if damaged else {})})
+                         + "\n")
         sys.stderr.write(f"release_verify: {exc.message}\n" + (f"  fix: {exc.hint}\n" if exc.hint else ""))
         return 1
     sys.stdout.write(json.dumps({

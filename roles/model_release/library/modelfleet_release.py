@@ -327,6 +327,7 @@ import json  # noqa: E402
 import os  # noqa: E402
 from datetime import datetime, timezone  # noqa: E402
 import platform  # noqa: E402
+import shutil  # noqa: E402
 import time  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -498,10 +499,23 @@ class Step:
                 cmd += ["--trust", trust_path, "--environment", environment, "--clearance", "-"]
                 data = json.dumps(self.p["clearance"])
         verified, reason = self.run_verifier(cmd, data)
+        if reason and verified.get("damaged") and not bundle:
+            reason += "; " + self.remove_damaged(name)
         if reason:
             raise Failed("release %s refused on %s: %s" % (name, self.p["node"] or "the node", reason),
                          outcome="refused")
         return verified
+
+    def remove_damaged(self, name: str) -> str:
+        """An unpacked release that no longer verifies is removed (never the one ``current`` serves), so that the
+        next deploy sends the bundle again instead of being refused by the same damaged copy for good. A
+        ``previous`` link to it goes too: a rollback to a damaged copy would be refused anyway."""
+        if self.node.link("current") == "releases/" + name:
+            return "kept the damaged copy (current points at it): deploy another version, then this one again"
+        if self.node.link("previous") == "releases/" + name:
+            self.node.remove_link("previous")
+        shutil.rmtree(self.node.release_path(name), ignore_errors=True)
+        return "the damaged copy was removed: the next deploy sends the bundle again"
 
     def agent_url(self) -> str:
         """Base URL of the model's agent: the given port, else the one recorded on the node."""
