@@ -7,7 +7,9 @@ of the run, so that a plain ``ansible-playbook playbooks/deploy.yml -e ...`` is 
 callback's arguments are turned into the same event dicts ansible-runner produces and folded by the same
 ``RunState`` the CLI and the console use; the events are written by the rules of ``modelfleet.runners.records``.
 
-Node events are written when a node is done: at the end of its batch when the rollout play is the playbook's
+A reconcile run (playbooks/reconcile.yml) writes ``node_reconcile`` events: what each node holds for the model
+against the ledger's placement (``modelfleet.runners.records.reconcile_event``). Node events are written when a
+node is done: at the end of its batch when the rollout play is the playbook's
 last play, when a batch ends with the node failed, and at the end of the run for the rest (hosts the run
 targeted that never started are recorded as ``not_started``). A node recorded before it was reverted later in the
 run is recorded again. A ledger that cannot be reached never fails the playbook: the plugin warns loudly, stops
@@ -350,7 +352,7 @@ class CallbackModule(CallbackBase):
         state = self._state
         if state is None:
             return
-        from modelfleet.runners.records import node_event
+        from modelfleet.runners.records import node_event, reconcile_event
 
         candidates = list(state.hosts) if bad_only else hosts
         for host in candidates:
@@ -367,7 +369,16 @@ class CallbackModule(CallbackBase):
             elif not bad_only and not state.finished and not (hr.ok or hr.skipped or hr.failed or hr.unreachable):
                 continue  # no result yet: recorded at the end of the run
             self._flushed[host] = outcome
-            action, outcome, version, details = node_event(self._kind, hr, check=self._check)
+            if self._kind == "reconcile":  # what the node holds, against the ledger (runners/records.py)
+                try:
+                    action, outcome, version, details = reconcile_event(self._open_ledger(), hr,
+                                                                        model=self._release.get("model"),
+                                                                        check=self._check)
+                except Exception as exc:  # never break the playbook; the node's event says what went wrong
+                    action, outcome, version, details = "node_reconcile", "failed", None, {
+                        "kind": "reconcile", "check": self._check, "message": f"could not reconcile: {exc}"}
+            else:
+                action, outcome, version, details = node_event(self._kind, hr, check=self._check)
             if details.get("agent_port"):
                 details["agent_url"] = f"http://{self._address(host)}:{details['agent_port']}"
             self._append(action, node=host, outcome=outcome, details=details, version=version)

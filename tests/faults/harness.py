@@ -8,8 +8,10 @@ process, bytes written into files, mounts) when a condition on the fleet becomes
 condition, never a sleep), and ends with :func:`assert_settled`:
 
 * every node serves a known version: its agent's ``/health`` answers the version its ``current`` points at;
-* ``modelfleet ledger verify`` passes, and the ledger's placement (core/placement.py) of every node is the
-  version the node really holds;
+* ``modelfleet reconcile`` (what an operator runs once the nodes are back: each target node's ``current`` and
+  journal read back into the ledger, recorded, changing nothing on the nodes) succeeds; then ``modelfleet ledger
+  verify`` passes, and the ledger's placement (core/placement.py) of every node is the version the node really
+  holds;
 * a rerun of the deploy converges: it succeeds, the target nodes hold the version, the ledger says so.
 """
 
@@ -106,6 +108,15 @@ def placements(fleet: ProvisionedFleet) -> dict[str, tuple[str | None, bool]]:
     return {n: ((p.version, p.behind) if (p := placed.get((n, MODEL))) else (None, False)) for n in fleet.nodes}
 
 
+def reconciled_by(fleet: ProvisionedFleet, node: str) -> list[str]:
+    """The runs the ledger's ``node_reconcile`` events say put ``node`` where it is (outcome ``reconciled``)."""
+    from modelfleet.core.ledger import Ledger
+
+    with Ledger(fleet.settings.ledger.url) as ledger:
+        return [str(e.details.get("by_run")) for e in ledger.events(model=MODEL, node=node, action="node_reconcile")
+                if e.outcome == "reconciled"]
+
+
 def assert_serving_known_versions(fleet: ProvisionedFleet) -> dict[str, str]:
     """Every node's agent answers the version its ``current`` points at, one of the registry's."""
     serving = {}
@@ -124,6 +135,15 @@ def assert_ledger_true(fleet: ProvisionedFleet) -> None:
     assert placed == fleet.versions(), f"ledger places {placed}, nodes hold {fleet.versions()}"
 
 
+def reconcile(fleet: ProvisionedFleet, nodes: tuple[str, ...] = TARGET) -> dict[str, str]:
+    """``modelfleet reconcile`` on ``nodes``: node -> what the ledger recorded (agrees, reconciled, unexplained)."""
+    proc = fleet.cli("reconcile", MODEL, "--limit", ",".join(nodes), "--json", timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    recorded = {str(n["node"]): str(n["outcome"]) for n in json.loads(proc.stdout)["nodes"]}
+    assert set(recorded) == set(nodes) and "unexplained" not in recorded.values(), recorded
+    return recorded
+
+
 def assert_settled(fleet: ProvisionedFleet, ref: str = f"{MODEL}/{NEW}", nodes: tuple[str, ...] = TARGET) -> None:
     """The end of every case: nodes serving known versions, the ledger verifying and true, a rerun converging."""
     for node in fleet.dark_nodes():
@@ -131,8 +151,9 @@ def assert_settled(fleet: ProvisionedFleet, ref: str = f"{MODEL}/{NEW}", nodes: 
     wait_for(lambda: all(fleet.agent_health(n).get("version") is not None for n in fleet.nodes), timeout=120,
              what="every agent serving a version (a restarted node's agent loads its model first)")
     assert_serving_known_versions(fleet)
-    assert_ledger_true(fleet)
     assert not open_runs(fleet) or all(not run_processes(r) for r in open_runs(fleet))
+    reconcile(fleet, nodes)
+    assert_ledger_true(fleet)
     rc, data = start_deploy(fleet, ref, nodes).result()
     assert rc == 0, data
     version = ref.split("/")[-1]

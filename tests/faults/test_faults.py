@@ -9,29 +9,36 @@ tests/unit/test_reliability_record.py keeps that table and these tests in step.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
-from collections.abc import Callable
+import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import REPO_ROOT
 from tests.faults.harness import (
     NEW,
     TARGET,
     VICTIM,
     assert_settled,
+    cli_env,
     kill_controller,
     open_runs,
+    reconciled_by,
     run_processes,
     start_deploy,
     wait_for,
 )
-from tests.provisioned import BASE_VERSION, ProvisionedFleet
+from tests.integration.simfleet import VENV_BIN, ansible_env
+from tests.provisioned import BASE_VERSION, MODEL, ProvisionedFleet
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults, pytest.mark.slow, pytest.mark.timeout(1800)]
 
@@ -43,19 +50,7 @@ STAGES: dict[str, Callable[[ProvisionedFleet], bool]] = {
 }
 
 
-#: Known bug (product): the ledger places a node by what the controller heard. A node that switched ``current``
-#: and then went silent (dark, or its controller killed) is recorded unreachable / not at all, so placement
-#: (core/placement.py) keeps the old version while the node serves the new one, until the next run reaches it.
-LEDGER_BEHIND_THE_SWITCH = pytest.mark.xfail(strict=True, reason=(
-    "the ledger places the old version on a node that switched before the controller lost it "
-    "(core/placement.py reads only what the controller heard; the node's own journal knows)"))
-
-
-def _stages() -> list[object]:
-    return [pytest.param(s, marks=LEDGER_BEHIND_THE_SWITCH) if s == "after_switch" else s for s in STAGES]
-
-
-@pytest.mark.parametrize("stage", _stages())
+@pytest.mark.parametrize("stage", STAGES)
 def test_node_dark(fleet: ProvisionedFleet, stage: str) -> None:
     """The victim goes dark (``sim kill``) at ``stage``; the run goes on around it and says which node it lost."""
     if stage == "before_lock":
@@ -71,10 +66,13 @@ def test_node_dark(fleet: ProvisionedFleet, stage: str) -> None:
     assert isinstance(hosts, dict), data
     assert rc == 1 and hosts[VICTIM]["outcome"] == "unreachable", data
     assert hosts["edge-cpu-01"]["outcome"] == "changed" and fleet.version("edge-cpu-01") == NEW, data
+    switched = fleet.version(VICTIM) == NEW  # after_switch: the victim serves v2 once it is back
     assert_settled(fleet)
+    # the run that switched the victim and lost it is the one the ledger now says put v2 there
+    assert (data["run_id"] in reconciled_by(fleet, VICTIM)) == switched, data["run_id"]
 
 
-@pytest.mark.parametrize("stage", _stages())
+@pytest.mark.parametrize("stage", STAGES)
 def test_controller_killed(fleet: ProvisionedFleet, stage: str) -> None:
     """``kill -9`` of the ``modelfleet deploy`` process at ``stage``: its playbook dies with it, the run stays
     open in the ledger (incomplete), and the next run closes it and breaks the lock it left."""
@@ -84,8 +82,12 @@ def test_controller_killed(fleet: ProvisionedFleet, stage: str) -> None:
     kill_controller(deploy)
     [run_id] = open_runs(fleet)
     wait_for(lambda: not run_processes(run_id), timeout=60, what="the run's processes to end with the controller")
+    switched = fleet.version(VICTIM) == NEW
+    assert switched or stage != "after_switch", fleet.versions()
     assert_settled(fleet)
     assert run_id not in open_runs(fleet)
+    # the killed run recorded no node: the victim's switch reached the ledger through its journal
+    assert (run_id in reconciled_by(fleet, VICTIM)) == switched
 
 
 def test_two_concurrent_deploys(fleet: ProvisionedFleet) -> None:
@@ -213,3 +215,140 @@ def _cmdline(proc: Path) -> str:
         return (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
     except OSError:
         return ""
+
+
+def test_damaged_bundle_in_transit(fleet: ProvisionedFleet) -> None:
+    """Bytes of the bundle change between the controller and the victim: written into the pushed copy as soon as it
+    lands in the victim's ``run/`` (the push is done, the node has not verified it yet). The node checks the
+    signature and every checksum before it unpacks or switches, so it refuses the copy: the run fails that host
+    and says why, the ledger records the host failed with that reason, the victim stays on its release, and the
+    rerun pushes the bundle again and converges."""
+    built = fleet.cli("bundle", f"{MODEL}/{NEW}", "--json")
+    assert built.returncode == 0, built.stdout + built.stderr
+    sent = Path(json.loads(built.stdout)["bundle"])
+    incoming, size = fleet.node_root(VICTIM) / "run" / sent.name, sent.stat().st_size
+    deploy = start_deploy(fleet)
+    damaged: list[Path] = []
+
+    def damage_on_arrival() -> bool:
+        try:
+            if incoming.stat().st_size != size:  # not there yet, or still being written
+                return False
+            with incoming.open("r+b") as fh:
+                fh.seek(size // 2)
+                fh.write(b"\xff" * 64)
+        except OSError:  # not there, or verified and removed already
+            return False
+        damaged.append(incoming)
+        return True
+
+    assert wait_for(damage_on_arrival, while_=lambda: deploy.running, what="the bundle on the victim"), (
+        "the bundle never waited on the victim", deploy.result())
+    rc, data = deploy.result()
+    hosts = data["hosts"]
+    assert isinstance(hosts, dict), data
+    assert rc == 1 and hosts[VICTIM]["outcome"] == "failed", data
+    reason = re.compile(r"refused on edge-cpu-02: .*(sha256|checksum|gzip|damaged|corrupt|signature|not a readable)",
+                        re.I)
+    assert reason.search(str(hosts[VICTIM]["message"])), hosts[VICTIM]
+    assert hosts["edge-cpu-01"]["outcome"] == "changed" and fleet.version(VICTIM) == BASE_VERSION, data
+    assert not any(p.name.startswith(f"{NEW}-") for p in (fleet.model_dir(VICTIM) / "releases").iterdir())
+    assert not damaged[0].exists() and VICTIM not in fleet.locks()  # the refused copy and the lock are gone
+    from modelfleet.core.ledger import Ledger
+
+    with Ledger(fleet.settings.ledger.url) as ledger:
+        [event] = ledger.events(run_id=str(data["run_id"]), node=VICTIM, action="node_deploy")
+    assert event.outcome == "failed" and reason.search(str(event.details.get("message"))), event.details
+    assert_settled(fleet)
+
+
+def test_registry_unreachable_mid_run(fleet: ProvisionedFleet) -> None:
+    """The registry is a real MLflow tracking server (``mlflow server`` over the project's store), and it stops:
+
+    * once a deploy's run is open: the run completes (it was pinned, bundled and signed before it started; no
+      step of a run asks the registry), and the ledger records it ok;
+    * then ``modelfleet deploy`` is refused before any run starts, naming the registry and the fix; the ledger
+      gains nothing and no node changes;
+    * a plain ``ansible-playbook playbooks/deploy.yml`` (which pins inside its run, on the controller) fails in its
+      first play, before any node is touched; its output and the ledger's record of the run name the registry.
+
+    With the registry back, the rerun converges."""
+    toml = fleet.project / "modelfleet.toml"
+    text = toml.read_text(encoding="utf-8")
+    embedded = f'tracking_uri = "sqlite:///{fleet.project}/mlflow.db"'
+    assert embedded in text, text
+    with mlflow_server(fleet.project) as (url, stop):
+        toml.write_text(text.replace(embedded, f'tracking_uri = "{url}"'), encoding="utf-8")
+        try:
+            deploy = start_deploy(fleet, f"{MODEL}@champion")  # champion -> 2
+            assert wait_for(lambda: bool(open_runs(fleet)), while_=lambda: deploy.running, what="the run to open"), (
+                "the deploy ended before its run opened", deploy.result())
+            stop()
+            rc, data = deploy.result()
+            assert rc == 0 and {n: fleet.version(n) for n in TARGET} == dict.fromkeys(TARGET, NEW), data
+            runs = _runs(fleet)
+            rc, data = start_deploy(fleet, f"{MODEL}@challenger").result()
+            said = json.dumps(data)
+            assert rc == 2 and f"MLflow registry at {url} is unreachable" in said, data
+            assert "start the tracking server" in said and "registry.tracking_uri" in said, data
+            assert _runs(fleet) == runs and {n: fleet.version(n) for n in TARGET} == dict.fromkeys(TARGET, NEW)
+            env = {**cli_env(), **ansible_env(), "MODELFLEET_CONFIG": str(toml)}
+            plain = subprocess.run(
+                [str(VENV_BIN / "ansible-playbook"), "-i", str(fleet.running.inventory),
+                 str(REPO_ROOT / "playbooks" / "deploy.yml"), "-e", f"model_release_model={MODEL}",
+                 "-e", "model_release_version=3", "--limit", ",".join(TARGET)],
+                cwd=fleet.project, env=env, capture_output=True, text=True, timeout=600, check=False)
+            assert plain.returncode != 0 and f"MLflow registry at {url} is unreachable" in plain.stdout, (
+                plain.stdout[-4000:] + plain.stderr[-2000:])
+            assert "no node was touched" in plain.stdout
+            assert {n: fleet.version(n) for n in TARGET} == dict.fromkeys(TARGET, NEW)
+            [new] = [r for r in _runs(fleet) if r not in runs]
+            assert new[1] == "failed" and f"MLflow registry at {url} is unreachable" in new[2], new
+        finally:
+            toml.write_text(text, encoding="utf-8")
+    assert_settled(fleet)
+
+
+def _runs(fleet: ProvisionedFleet) -> list[tuple[str, str | None, str]]:
+    """(run id, outcome, run_end's problem) of every run in the project's ledger."""
+    from modelfleet.core.ledger import Ledger
+
+    with Ledger(fleet.settings.ledger.url) as ledger:
+        ends = {e.run_id: e for e in ledger.events(action="run_end")}
+        return [(r.run_id, r.outcome, str(ends[r.run_id].details.get("problem") if r.run_id in ends else ""))
+                for r in ledger.runs()]
+
+
+@contextlib.contextmanager
+def mlflow_server(project: Path) -> Iterator[tuple[str, Callable[[], None]]]:
+    """A real ``mlflow server`` over the project's tracking store (its SQLite database; artifacts stay where the
+    store says), on a loopback address of this network namespace: (its URL, a function that stops it)."""
+    host = "127.0.78.250"
+    with socket.socket() as s:
+        s.bind((host, 0))
+        port = int(s.getsockname()[1])
+    url, log = f"http://{host}:{port}", project / "mlflow-server.log"
+    cmd = [str(VENV_BIN / "mlflow"), "server", "--host", host, "--port", str(port), "--workers", "1",
+           "--allowed-hosts", f"{host},{host}:{port}", "--backend-store-uri", f"sqlite:///{project}/mlflow.db",
+           "--artifacts-destination", str(project / "mlflow-server-artifacts")]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=project, start_new_session=True)
+
+    def stop() -> None:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+
+    try:
+        def healthy() -> bool:
+            assert proc.poll() is None, f"mlflow server exited {proc.returncode}: {log.read_text()[-3000:]}"
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as resp:
+                    return bool(resp.status == 200)
+            except OSError:
+                return False
+
+        wait_for(healthy, timeout=240, what=f"mlflow server at {url}")
+        yield url, stop
+    finally:
+        stop()

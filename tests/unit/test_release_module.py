@@ -423,7 +423,26 @@ def test_deploy_refuses_a_bundle_signed_by_another_key_and_leaves_current(root: 
     assert not incoming.exists() and not (root / "run" / "m.deploy.lock").exists()
     line = json.loads((root / "log" / "deployments.jsonl").read_text().splitlines()[-1])
     assert line["outcome"] == "refused" and line["version"] == m.version
+    assert line["current"] == "1-" + "a" * 12  # every line names where current points after its step
     assert "another key" in line["error"] or "signature" in line["error"], line
+
+
+def test_observe_reads_what_the_node_holds_and_changes_nothing(root: Path, tmp_path: Path) -> None:
+    (root / "models" / "m" / "releases" / ("1-" + "a" * 12)).mkdir(parents=True)
+    os.symlink("releases/1-" + "a" * 12, root / "models" / "m" / "current")
+    (root / "run" / "m.deploy.lock").write_text(json.dumps(HOLDER_A))
+    (root / "log").mkdir()
+    mine = {"model": "m", "action": "switch", "outcome": "switching", "run_id": "run-A", "current": "2-" + "b" * 12}
+    (root / "log" / "deployments.jsonl").write_text(
+        json.dumps(mine) + "\n" + json.dumps({**mine, "model": "other"}) + "\nnot json\n")
+    before = {str(p): (p.stat().st_mtime_ns if not p.is_symlink() else os.readlink(p)) for p in root.rglob("*")}
+    for check in (True, False):
+        rc, res = module(tmp_path, base(root, action="observe"), check=check)
+        assert rc == 0 and not res["changed"] and res["outcome"] == "observed", res
+        assert res["observed"] == {"current": "1-" + "a" * 12, "previous": "", "lock_holder": HOLDER_A,
+                                   "journal": [mine]}
+    assert {str(p): (p.stat().st_mtime_ns if not p.is_symlink() else os.readlink(p)) for p in root.rglob("*")} == \
+        before
 
 
 def test_deploy_in_check_mode_shows_the_switch_and_touches_nothing(root: Path, tmp_path: Path) -> None:

@@ -36,6 +36,11 @@ description:
     and switches back if that release does not answer.
   - C(revert) returns the node to the release that was current before this run (the failure budget was spent).
   - C(lock_state) reads who holds the model's deploy lock (read only).
+  - C(observe) reads what the node holds for the model (read only) - C(current), C(previous), the lock's holder
+    and the model's latest lines of C(log/deployments.jsonl) - returned as RV(observed). A deploy journals a
+    C(switch) line before it moves C(current) and every line names the C(current) after its step, so the
+    controller can tell which run put the node where it is, also when that run was lost (node dark, controller
+    killed) and the ledger never heard its outcome.
   - C(unlock) removes the model's deploy lock when its holder is known to be gone (O(ended_runs), O(holder_gone))
     or when forced, and writes the removal to C(log/deployments.jsonl); otherwise it fails naming the holder.
 options:
@@ -43,7 +48,7 @@ options:
     description: What to do.
     type: str
     required: true
-    choices: [prepare, deploy, gate, recover, rollback, revert, lock_state, unlock]
+    choices: [prepare, deploy, gate, recover, rollback, revert, lock_state, unlock, observe]
   root:
     description: The node folder modelfleet owns (modelfleet_root).
     type: path
@@ -313,6 +318,11 @@ governance:
     C(break_glass), C(unprotected)), C(environment), C(people); on a refusal C(ok) false and C(error).
   type: dict
   returned: prepare
+observed:
+  description: What the node holds for the model (observe) - C(current) and C(previous) (release names, empty
+    when absent), C(lock_holder) (or null) and C(journal), the model's latest journal lines, oldest first.
+  type: dict
+  returned: observe
 would_break_lock:
   description: In check mode, the lock that would be broken.
   type: dict
@@ -343,8 +353,12 @@ from ansible.module_utils.modelfleet_release_node import (  # noqa: E402
 
 
 # What a line of log/deployments.jsonl holds (the module's result carries the gate verdicts too).
-JOURNAL_FIELDS = ("time", "action", "node", "model", "version", "digest", "release", "previous", "outcome", "run_id",
-                  "switched_at", "gate_failed_at", "rolled_back_at", "latency_ms", "broke_lock_of", "error")
+JOURNAL_FIELDS = ("time", "action", "node", "model", "version", "digest", "release", "previous", "current",
+                  "outcome", "run_id", "switched_at", "gate_failed_at", "rolled_back_at", "latency_ms", "broke_lock_of", "error")
+
+
+#: how many of the model's latest journal lines ``observe`` returns
+JOURNAL_OBSERVED = 50
 
 
 class Failed(Exception):
@@ -560,10 +574,13 @@ class Step:
         return verdict
 
     def journal(self, action: str, outcome: str, **fields: Any) -> None:
-        """One line in the node's deployments.jsonl (the step's record without the gate details)."""
+        """One line in the node's deployments.jsonl (the step's record without the gate details). ``current`` is
+        the release ``current`` points at after the step (what the controller reconciles a lost run with)."""
         self.record.update(fields)
         self.record.update(action=action, outcome=outcome,
                            time=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+        if "current" not in fields:
+            self.record["current"] = os.path.basename(self.node.link("current"))
         if not self.check:
             self.node.journal({k: v for k, v in self.record.items() if k in JOURNAL_FIELDS})
 
@@ -693,6 +710,9 @@ class Step:
             raise
         self.remove_bundle()
         self.record["switched_at"] = time.time()
+        # Write-ahead: the journal names this run before `current` moves, so a run lost from here on (its node
+        # dark, its controller killed) can still be told apart from a change nobody recorded (action observe).
+        self.journal("switch", "switching", current=name, error="")
         self.node.set_link("current", new)
         if cur and cur != new:
             self.node.set_link("previous", cur)
@@ -871,6 +891,15 @@ class Step:
         self.journal("rollback", "rolled_back", error="")
         return self.result(True, "rolled_back", previous=cur, release=target, version=version, diff=diff)
 
+    def observe(self) -> dict[str, Any]:
+        """What the node holds for the model, read only: ``current``, ``previous``, the lock's holder and the
+        model's latest journal lines (the controller reconciles the ledger of a run it lost with them)."""
+        return self.result(False, "observed", observed={
+            "current": os.path.basename(self.node.link("current")),
+            "previous": os.path.basename(self.node.link("previous")),
+            "lock_holder": self.node.lock_holder(),
+            "journal": self.node.journal_tail(JOURNAL_OBSERVED)})
+
     def lock_state(self) -> dict[str, Any]:
         return self.result(False, "locked" if self.node.lock_holder() else "no_lock",
                            lock_holder=self.node.lock_holder())
@@ -940,7 +969,7 @@ def main() -> None:
         argument_spec=dict(
             action=dict(type="str", required=True,
                         choices=["prepare", "deploy", "gate", "recover", "rollback", "revert", "lock_state",
-                                 "unlock"]),
+                                 "unlock", "observe"]),
             root=dict(type="path", required=True),
             model=dict(type="str", required=True),
             node=dict(type="str", default=""),
@@ -993,7 +1022,7 @@ def main() -> None:
     step = Step(module)
     actions = {"prepare": step.prepare, "deploy": step.deploy, "gate": step.gate_action, "recover": step.recover,
                "rollback": step.rollback, "revert": step.revert, "lock_state": step.lock_state,
-               "unlock": step.unlock_action}
+               "unlock": step.unlock_action, "observe": step.observe}
     try:
         result = actions[module.params["action"]]()
     except Failed as exc:

@@ -154,6 +154,30 @@ class NodeModel:
             fh.write(json.dumps(record, sort_keys=True, default=str) + "\n")
 
 
+    def journal_tail(self, limit: int, max_bytes: int = 1 << 20) -> list[dict[str, Any]]:
+        """The model's latest ``limit`` journal lines, oldest first (read from the file's last ``max_bytes``)."""
+        try:
+            with open(self.journal_path, "rb") as fh:
+                fh.seek(0, os.SEEK_END)
+                size = fh.tell()
+                fh.seek(max(0, size - max_bytes))
+                data = fh.read()
+        except OSError:
+            return []
+        lines = data.decode("utf-8", "replace").splitlines()
+        if size > max_bytes:
+            lines = lines[1:]  # the first line read may be cut
+        out: list[dict[str, Any]] = []
+        for line in lines:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict) and record.get("model") == self.model:
+                out.append(record)
+        return out[-limit:]
+
+
 def describe_holder(holder: dict[str, Any]) -> str:
     return "run %s (%s of version %s from controller %s, pid %s, since %s)" % (
         holder.get("run_id", "?"), holder.get("action", "deploy"), holder.get("version", "?"),

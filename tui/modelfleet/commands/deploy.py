@@ -1,4 +1,4 @@
-"""``modelfleet provision|deploy|rollback|unlock|health|bundle``: runs from the command line.
+"""``modelfleet provision|deploy|rollback|unlock|reconcile|health|bundle``: runs from the command line.
 
 Standard library only at import time (``modelfleet --help`` stays fast). Every run goes through the one run
 pipeline (``runners/pipeline.py``): a typed request is prepared (refused before anything is written when it
@@ -23,6 +23,8 @@ from modelfleet.commands._watch import add_watch_arguments, watched
 from modelfleet.core.errors import EXIT_CHECK_FAILED, EXIT_OK, UsageError
 
 FLEET_WIDE = ("", "all", "*", "edge")
+#: runs that change nothing on the nodes (no confirmation asked)
+READ_ONLY_KINDS = frozenset({"reconcile"})
 
 
 def register(subparsers: Any) -> None:
@@ -104,6 +106,21 @@ def register(subparsers: Any) -> None:
     p.add_argument("-v", "--verbose", action="store_true", help="print every task result")
     p.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
     p.set_defaults(func=cmd_unlock)
+
+    p = subparsers.add_parser(
+        "reconcile", help="read back what the nodes hold for a model and record it where a run lost them",
+        description="Run playbooks/reconcile.yml: read, on each selected node, what it holds for MODEL (current "
+        "release, its journal) and record in the ledger whether the ledger agrees. A node a run lost (it went dark "
+        "after switching, or the run's controller was killed) is placed on the version the node's journal says that "
+        "run put there; a version no recorded run put there is reported and left unplaced (health keeps saying "
+        "wrong_version). Changes nothing on the nodes. Exit 1 when a node could not be read.",
+        epilog="examples:\n  modelfleet reconcile credit-risk\n  modelfleet reconcile credit-risk --limit edge-cpu-02 "
+        "--json",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("model", metavar="MODEL")
+    _common(p, confirm=False)
+    p.set_defaults(func=cmd_reconcile)
 
     p = subparsers.add_parser(
         "health", help="ask every model agent for /health (node, model, version, URL, verdict)",
@@ -255,7 +272,8 @@ def _run(args: argparse.Namespace, settings: Any, request: Any, *, confirm_word:
                  "WITHOUT the required approvals (recorded in the ledger; approvals are due after the fact)")
     if getattr(args, "if_needed", False) and not request.check and _nothing_needed(settings, prepared):
         return EXIT_OK
-    confirm(args, prepared.summary.removesuffix(" (check mode)"), confirm_word)
+    if prepared.kind not in READ_ONLY_KINDS:
+        confirm(args, prepared.summary.removesuffix(" (check mode)"), confirm_word)
     # provisioning is one wave: report it per task and per host as results arrive (commands/_progress.py)
     live = TaskProgress(prepared.hosts, verbose=args.verbose) if prepared.kind == "provision" else \
         LiveProgress(verbose=args.verbose)
@@ -263,7 +281,32 @@ def _run(args: argparse.Namespace, settings: Any, request: Any, *, confirm_word:
     live.handle = handle
     _interrupt_cancels(handle)
     progress(f"run {handle.run_id}: {prepared.summary}")
-    return _finish(args, handle.wait())
+    return _finish(args, handle.wait(), settings)
+
+
+def _finish_reconcile(args: argparse.Namespace, result: Any, settings: Any, exit_code: int) -> int:
+    """A reconcile run's recap: per node what the ledger callback recorded (agrees, reconciled, unexplained)."""
+    from modelfleet.core.ledger import Ledger
+
+    with Ledger(settings.ledger.url) as ledger:
+        events = ledger.events(run_id=result.run_id, action="node_reconcile")
+    nodes = [{"node": e.node, "outcome": e.outcome, "observed_version": e.details.get("observed_version"),
+              "placed_version": e.details.get("placed_version"), "by_run": e.details.get("by_run"),
+              "message": e.details.get("message")} for e in events]
+    if args.json:
+        print_json({**result.to_dict(), "nodes": nodes})
+        return exit_code
+    print_table(("NODE", "LEDGER", "NODE HOLDS", "LEDGER HAD", "PUT THERE BY", "NOTE"),
+                [(n["node"], n["outcome"], n["observed_version"], n["placed_version"], n["by_run"] or "",
+                  (n["message"] or "")[:110] if n["outcome"] != "agrees" else "") for n in nodes])
+    counts: dict[str, int] = {}
+    for n in nodes:
+        counts[str(n["outcome"])] = counts.get(str(n["outcome"]), 0) + 1
+    sys.stdout.write(f"{result.summary}: run {result.run_id} {result.outcome}: "
+                     + (", ".join(f"{v} {k}" for k, v in sorted(counts.items())) or "no node recorded") + "\n")
+    if result.problem:
+        sys.stdout.write(f"problem: {result.problem}\n")
+    return exit_code
 
 
 def _nothing_needed(settings: Any, prepared: Any) -> bool:
@@ -279,8 +322,10 @@ def _nothing_needed(settings: Any, prepared: Any) -> bool:
     return False
 
 
-def _finish(args: argparse.Namespace, result: Any) -> int:
+def _finish(args: argparse.Namespace, result: Any, settings: Any = None) -> int:
     exit_code = EXIT_OK if result.ok else EXIT_CHECK_FAILED
+    if result.kind == "reconcile" and settings is not None:
+        return _finish_reconcile(args, result, settings, exit_code)
     if args.json:
         print_json(result.to_dict())
         return exit_code
@@ -349,6 +394,13 @@ def cmd_unlock(args: argparse.Namespace, settings: Any) -> int:
 
     request = UnlockRequest(model=args.model, limit=args.limit, inventory=_inventory(args), check=args.check,
                             force=args.force)
+    return _run(args, settings, request, confirm_word=args.model)
+
+
+def cmd_reconcile(args: argparse.Namespace, settings: Any) -> int:
+    from modelfleet.runners.requests import ReconcileRequest
+
+    request = ReconcileRequest(model=args.model, limit=args.limit, inventory=_inventory(args), check=args.check)
     return _run(args, settings, request, confirm_word=args.model)
 
 

@@ -65,10 +65,11 @@ def _ledger_facts(settings: Settings, *, node: str | None = None,
                   model: str | None = None) -> tuple[list[Event], list[RunSummary], list[Event]]:
     """(the events on ``node`` or of ``model``, every run, every placing event) from the configured ledger."""
     from modelfleet.core.ledger import Ledger
+    from modelfleet.core.placement import PLACING_ACTIONS
 
     with Ledger(settings.ledger.url) as ledger:
         events = ledger.events(node=node, model=model)
-        placing = [e for e in ledger.events() if e.action in ("node_deploy", "node_rollback")]
+        placing = [e for e in ledger.events() if e.action in PLACING_ACTIONS]
         return events, ledger.runs(), placing
 
 

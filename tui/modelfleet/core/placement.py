@@ -11,6 +11,12 @@ never the events directly. For each (node, model) the ledger says two things:
   **behind**: the last deploy did not reach it (not started, failed, unreachable, reverted). A later deploy of
   the version it runs, or a successful rollback, brings intent and placement together again.
 
+A ``node_reconcile`` event (``modelfleet reconcile``, runners/records.py) with outcome ``reconciled`` is what the
+node's own journal says a run of this ledger did there when that run lost the node (dark, or its controller
+killed): the node is placed on the version it holds, by that run; the run's intent replaces the node's when the
+run started after the event that set it (or is the same run). ``agrees`` and ``unexplained`` place nothing: a
+version no recorded run put on a node is not what should run there.
+
 Check-mode runs place nothing. Node events written before outcomes were renamed (a deploy's ``rolled_back`` is
 today's ``reverted``; a rollback's ``ok``/``changed`` today's ``rolled_back``) are read the same way.
 """
@@ -23,7 +29,7 @@ from typing import Any
 
 from modelfleet.core.release_names import release_version
 
-PLACING_ACTIONS = ("node_deploy", "node_rollback")
+PLACING_ACTIONS = ("node_deploy", "node_rollback", "node_reconcile")
 _DEPLOY_DONE = frozenset({"ok", "changed"})
 _SWITCHED_BACK = frozenset({"reverted", "rolled_back"})  # "rolled_back": a deploy's revert, as older events say it
 
@@ -66,6 +72,7 @@ def _back_to(details: Mapping[str, Any]) -> str | None:
 def placements(events: Iterable[Any], *, model: str | None = None) -> dict[tuple[str, str], NodePlacement]:
     """(node, model) -> :class:`NodePlacement`, from ledger events in sequence order."""
     out: dict[tuple[str, str], NodePlacement] = {}
+    intent_seq: dict[tuple[str, str], int] = {}  # seq of the event that set the node's intent
     for ev in events:
         if ev.action not in PLACING_ACTIONS or not ev.node or not ev.model or (model and ev.model != model):
             continue
@@ -79,16 +86,29 @@ def placements(events: Iterable[Any], *, model: str | None = None) -> dict[tuple
         intended, intended_run = prev.intended_version, prev.intended_run
         outcome = ev.outcome or "ok"
         message = details.get("message") if isinstance(details.get("message"), str) else None
+        seq = getattr(ev, "seq", None)
         if ev.action == "node_deploy":
             intended, intended_run = (None if ev.version is None else str(ev.version)), ev.run_id
+            intent_seq[key] = seq or 0
             if outcome in _DEPLOY_DONE and ev.version is not None:
                 version, run_id = str(ev.version), ev.run_id
             elif outcome in _SWITCHED_BACK:
                 version, run_id = _back_to(details) or version, ev.run_id
+        elif ev.action == "node_reconcile":
+            observed, by_run, run_seq = details.get("observed_version"), details.get("by_run"), details.get("run_seq")
+            if outcome != "reconciled" or observed in (None, "") or not by_run:
+                continue
+            version, run_id = str(observed), str(by_run)
+            if intended_run != by_run and isinstance(run_seq, int) and run_seq > intent_seq.get(key, 0):
+                run_version = details.get("run_version")
+                deploy = details.get("by_kind") == "deploy" and run_version not in (None, "")
+                intended, intended_run = (str(run_version) if deploy else version), str(by_run)
+                intent_seq[key] = run_seq
         elif outcome in ("rolled_back", "ok", "changed"):  # a rollback that switched (or found it current)
             to = _back_to(details) or (None if ev.version is None else str(ev.version))
             if to is not None:
                 version, run_id, intended, intended_run = to, ev.run_id, to, ev.run_id
+                intent_seq[key] = seq or 0
         else:  # a rollback that did not happen leaves placement and intent as they were
             continue
         out[key] = NodePlacement(ev.node, ev.model, version, intended, url, run_id, intended_run, outcome, message)

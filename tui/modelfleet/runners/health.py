@@ -96,7 +96,9 @@ def _verdict(target: Target, code: int, body: Mapping[str, Any], ms: float) -> H
                          digest, f"{target.url} serves {model}, not {target.model}", ms)
     if target.expected_version is not None and version != target.expected_version:
         return HealthRow(target.node, model, version, target.url, "wrong_version", target.expected_version, digest,
-                         f"runs version {version}, the ledger says {target.expected_version}", ms)
+                         f"runs version {version}, the ledger says {target.expected_version}; if a run lost this "
+                         f"node (dark, or its controller killed), `modelfleet reconcile {model or '<model>'} --limit "
+                         f"{target.node}` reads what the node did into the ledger", ms)
     behind = _behind(target)
     if behind:
         return HealthRow(target.node, model, version, target.url, "behind", target.expected_version, digest,

@@ -49,6 +49,8 @@ EventCallback = Callable[[Any], None]  # RunEvent (playbooks) or TerraformEvent
 RawEventCallback = Callable[[dict[str, Any]], None]
 #: run kinds whose nodes take the model's deploy lock (the nodes are told which lock holders have ended)
 LOCKING_KINDS = frozenset({"deploy", "rollback", "unlock"})
+#: run kinds that first close this host's dead runs of the model (a reconcile reads what a dead run did)
+CLOSING_KINDS = LOCKING_KINDS | {"reconcile"}
 
 
 @dataclass(frozen=True)
@@ -296,10 +298,11 @@ def launch(
     details = dict(prepared.details)
     try:
         ledger.ensure_schema()
-        if prepared.kind in LOCKING_KINDS and prepared.model and not prepared.check:
+        if prepared.kind in CLOSING_KINDS and prepared.model and not prepared.check:
             closed, _ = close_dead_runs(ledger, prepared.model, actor=actor, by_run=prepared.run_id)
             if closed:
                 details["closed_dead_runs"] = closed
+        if prepared.kind in LOCKING_KINDS and prepared.model and not prepared.check:
             extra_vars["model_release_ended_runs"] = ended_runs(ledger, prepared.model)
         executor: AnsibleRun | TerraformRun
         where: dict[str, Any]

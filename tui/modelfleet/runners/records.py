@@ -6,7 +6,16 @@ Who writes what:
   writes ``run_start`` before anything starts and ``run_end`` when it is over, through :class:`RunRecorder`;
 * a plain ``ansible-playbook`` run: the ledger callback writes both, through the same :class:`RunRecorder`;
 * in both cases the ledger callback writes one ``node_<kind>`` event per node as soon as the node is done, built
-  by :func:`node_event` from the one fold (:class:`~modelfleet.runners.runstate.HostRun`).
+  by :func:`node_event` from the one fold (:class:`~modelfleet.runners.runstate.HostRun`); a reconcile run's
+  node events (``node_reconcile``) by :func:`reconcile_event`, which compares what the node holds with the
+  ledger's placement and, when they differ, names the run the node's journal says put it there.
+
+A run that loses a node after the node switched (the node went dark, the controller was killed) cannot know
+the node's end state; the node's journal does (a deploy journals ``switch`` before it moves ``current``, and
+every line names ``current`` after its step). ``modelfleet reconcile MODEL`` reads it back and the ledger gains
+a ``node_reconcile`` event (appended like any other, hash-chained): ``agrees``, ``reconciled`` (a run of this
+ledger put the node there: placement follows it, core/placement.py) or ``unexplained`` (no run of this ledger
+did: placement is left alone, so ``modelfleet health`` keeps saying ``wrong_version``).
 
 A run refused before it starts (bad reference, unknown model, missing key, ...) writes nothing. A run whose
 controller died leaves a ``run_start`` without ``run_end``; :func:`close_dead_runs` closes such runs of this host
@@ -17,7 +26,7 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -119,6 +128,71 @@ def node_event(kind: str, host: HostRun, *, check: bool) -> tuple[str, str, str 
         details["to_release"] = host.old_release
         details["to_version"] = release_version(host.old_release)
     return f"node_{kind}", outcome.value, version, details
+
+
+def explaining_line(current: str, journal: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """The node's journal line (of a run) that put ``current`` where it is; None when the journal cannot say.
+
+    Read newest first: a ``switch`` line is a deploy's intent, written before its rename, so it explains
+    ``current`` only when ``current`` is what it meant (else the rename never happened: read on); any other line
+    names ``current`` after its step, and explains it when that is still where ``current`` points. A line that
+    left ``current`` elsewhere means a change nobody journaled came after it (or lines older than this rule)."""
+    for line in reversed(journal):
+        after = line.get("current")
+        if not isinstance(after, str) or not line.get("run_id"):
+            continue
+        if line.get("action") == "switch":
+            if after == current:
+                return line
+            continue
+        return line if after == current else None
+    return None
+
+
+def reconcile_event(ledger: Ledger | None, host: HostRun, *, model: str | None,
+                    check: bool) -> tuple[str, str, str | None, dict[str, Any]]:
+    """(action, outcome, version, details) of a reconcile run's event for one node: the ledger's placement of
+    ``model`` there against what the node reported (:attr:`HostRun.observed`).
+
+    Outcomes: ``agrees``; ``reconciled`` (the node's journal names a run of this ledger that put it there; the
+    details carry that run, its kind, version and ``run_start`` seq, and placement follows); ``unexplained``
+    (nothing in the journal and the ledger explains it); else the host's outcome (unreachable, failed)."""
+    from modelfleet.core.placement import PLACING_ACTIONS, placements
+
+    outcome = host.outcome("reconcile", final=True).value
+    details: dict[str, Any] = {"kind": "reconcile", "check": check, "batch": host.batch, "ok": host.ok,
+                               "failed": host.failed, "unreachable": host.unreachable, "last_task": host.last_task,
+                               "message": host.message}
+    observed = host.observed
+    if host.outcome("reconcile", final=True).bad or observed is None or ledger is None or not model:
+        return "node_reconcile", outcome, None, details
+    current = str(observed.get("current") or "")
+    version = release_version(current) if current else None
+    events = (e for e in ledger.events(model=model, node=host.name) if e.action in PLACING_ACTIONS)
+    placed = placements(events, model=model).get((host.name, model))
+    details.update(observed_release=current, observed_version=version,
+                   placed_version=placed.version if placed else None, lock_holder=observed.get("lock_holder"))
+    if (placed.version if placed else None) == version:
+        return "node_reconcile", "agrees", version, details
+    journal = [line for line in observed.get("journal") or () if isinstance(line, Mapping)]
+    line = explaining_line(current, journal)
+    run_id = str(line["run_id"]) if line else None
+    start = ledger.events(run_id=run_id, action="run_start", limit=1) if run_id else []
+    if not start:
+        details["message"] = (
+            f"{host.name} holds {current or 'no release'} of {model}; "
+            + (f"its journal names run {run_id}, which this ledger does not know" if run_id
+               else "no run in its journal put it there")
+            + "; placement is left as the ledger had it")
+        return "node_reconcile", "unexplained", version, details
+    run = start[0]
+    details.update(by_run=run_id, by_kind=run.details.get("kind"), by_action=line.get("action") if line else None,
+                   by_outcome=line.get("outcome") if line else None, run_version=run.version, run_seq=run.seq,
+                   journal_line=dict(line) if line else None,
+                   message=f"{host.name} holds {current} of {model}, put there by run {run_id} "
+                           f"({line.get('action') if line else '?'} {line.get('outcome') if line else '?'}); "
+                           f"the ledger placed {placed.version if placed else 'nothing'}")
+    return "node_reconcile", "reconciled", version, details
 
 
 def controller_identity() -> dict[str, Any]:

@@ -320,5 +320,27 @@ class UnlockRequest(RunRequest):
                               details={"force": self.force}, model=self.model)
 
 
+@dataclass(frozen=True, kw_only=True)
+class ReconcileRequest(RunRequest):
+    """``playbooks/reconcile.yml``: read back what each node holds for ``model`` (``current``, its journal) and
+    record, per node, whether the ledger agrees, or which run put the node where it is when a run lost it (its
+    node went dark after switching, its controller was killed): ``node_reconcile`` events, read by
+    core/placement.py. Changes nothing on the nodes."""
+
+    kind: ClassVar[str] = "reconcile"
+    playbook: ClassVar[str] = "reconcile.yml"
+    model: str
+
+    def prepare(self, settings: Settings, *, run_id: str, progress: Progress | None = None) -> PreparedRun:
+        from modelfleet.core.reference import validate_model_name
+
+        validate_model_name(self.model)
+        hosts = self.target_hosts(settings)
+        return self._prepared(settings, run_id=run_id,
+                              summary=f"reconcile the ledger's {self.model} with {_nodes(len(hosts))}", hosts=hosts,
+                              extra_vars={"model_release_model": self.model, "modelfleet_run_id": run_id},
+                              model=self.model)
+
+
 REQUEST_TYPES: tuple[type[RunRequest], ...] = (ProvisionRequest, DeployRequest, RollbackRequest,
-                                                HealthCheckRequest, UnlockRequest)
+                                                HealthCheckRequest, UnlockRequest, ReconcileRequest)

@@ -126,6 +126,7 @@ class HostRun:
     version: str | None = None  # model_release_version as the node reported it
     old_release: str | None = None  # the release a reverted node is back on (model_release_old_link)
     broke_lock: dict[str, Any] | None = None
+    observed: dict[str, Any] | None = None  # what the node holds for the model (a reconcile run's observe step)
     tasks: deque[TaskResult] = field(default_factory=lambda: deque(maxlen=MAX_TASKS_PER_HOST))
 
     def outcome(self, kind: str, *, final: bool | None = None) -> HostOutcome:
@@ -334,6 +335,8 @@ class RunState:
                 hs.old_release = Path(old).name
         if isinstance(res.get("broke_lock"), Mapping):
             hs.broke_lock = dict(res["broke_lock"])
+        if isinstance(res.get("observed"), Mapping):
+            hs.observed = dict(res["observed"])
 
     def _task_result(self, event: RunEvent, res: Mapping[str, Any], host: str) -> TaskResult:
         status = event.kind.value.removeprefix("host_")
