@@ -868,6 +868,7 @@ class Step:
             self.journal("rollback", "rollback_failed", error=exc.msg)
             raise Failed(exc.msg, outcome="rollback_failed", target=target, **self.now_on()) from None
         self.record["switched_at"] = time.time()
+        self.journal("switch", "switching", current=target, error="")  # write-ahead, as a deploy's
         self.node.set_link("current", new)
         if cur:
             self.node.set_link("previous", cur)
