@@ -6,10 +6,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 # pytest-xdist workers for the test targets (0: one process). Each test module is one unit of work (see
-# tests/conftest.py). Four workers on a 2-core machine: most of a fleet test's time is waiting (ssh round trips,
-# agents starting, health gates), so two more units overlap those waits (docs/benchmarks.md, "The test suite").
+# tests/conftest.py). Two workers on a 2-core machine: four were tried and thrashed (four fleets provisioning at
+# once; docs/benchmarks.md, "The test suite").
 # PYTEST_ARGS can add e.g. --durations=40.
-TEST_WORKERS ?= 4
+TEST_WORKERS ?= 2
 XDIST := -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
 
 .PHONY: run test test-unit test-integration check lint bench deps system-deps clean help

@@ -1,6 +1,6 @@
 """Shared fixtures: every test runs against its own state directory, never the developer's .modelfleet/.
 
-Parallel runs: ``make test`` runs pytest-xdist with four workers and ``--dist loadgroup``. Every test module is
+Parallel runs: ``make test`` runs pytest-xdist with two workers and ``--dist loadgroup``. Every test module is
 one unit of work (one worker runs all of it, in file order), so module- and session-scoped fixtures (a simulated
 fleet on fixed addresses, a seeded registry, an agent) are set up once, in one worker, and never twice at the
 same addresses. A module whose tests are independent of each other and each expensive can split itself: give

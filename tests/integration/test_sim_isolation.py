@@ -79,9 +79,17 @@ def test_two_fleets_provision_side_by_side_touching_nothing_outside_their_folder
     assert outside() == before
     for fleet in fleets:
         assert mentions(fleet) == [], mentions(fleet)
+        wheelhouse = Path(ansible_env(Path(fleet.state_dir), Path(fleet.inventory))["MODELFLEET_WHEELHOUSE_DIR"])
+        seed = wheelhouse / f"{os.uname().machine}-seed-venv" / "lib" / "python3.11" / "site-packages"
         for node in fleet.fleet.status().nodes:
             root = Path(node.root) / "opt" / "modelfleet"
             assert f"root = {root}" in (root / "etc" / "facts.d" / "modelfleet.fact").read_text()
+            # the node's venv hard-links the controller's seed (one unpack per machine, not per node), in folders
+            # of its own: what a node writes (bytecode, a reinstalled package) never reaches another node
+            site = root / "agent" / "venv" / "lib" / "python3.11" / "site-packages"
+            assert os.path.samefile(site / "numpy" / "__init__.py", seed / "numpy" / "__init__.py")
+            assert not os.path.samefile(site / "numpy", seed / "numpy")
+            assert not (seed / "modelfleet").exists() and (site / "modelfleet" / "agent").is_dir()
     second = provision(fleets)
     for (rc, out), fleet in zip(second, fleets, strict=True):
         assert rc == 0, out[-4000:]
@@ -96,5 +104,6 @@ def test_the_generated_inventory_carries_the_fleets_own_settings(fleets: list[Ru
 
     edge = yaml.safe_load(Path(fleets[0].inventory).read_text())["all"]["children"]["edge"]["vars"]
     assert edge["modelfleet_manage_user"] is False
+    assert edge["modelfleet_venv_seed"] is True
     assert edge["modelfleet_facts_dir"] == "{{ modelfleet_root }}/etc/facts.d"
     assert os.path.isabs(edge["modelfleet_supervisorctl"]) and edge["modelfleet_hardware_check"] is False

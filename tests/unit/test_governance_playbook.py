@@ -111,7 +111,7 @@ def clearance(keys: dict[str, Ed25519PrivateKey], *, digest: str = DIGEST, qa_ke
     def approval(who: str, key_of: str | None = None) -> a.Signed:
         return _sign(keys, who, {"format": a.APPROVAL_FORMAT, "request_id": "r1", **subject.to_dict(),
                                  "decision": "approve", "reason": "", "issued_at": a.format_time(NOW),
-                                 "expires_at": a.format_time(NOW + timedelta(hours=1)),
+                                 "expires_at": a.format_time(NOW + timedelta(days=7)),
                                  "gate": {"policy_sha256": "p", "verdict": "passed"}}, key_of)
 
     return {"format": a.CLEARANCE_FORMAT, **subject.to_dict(), "mode": "approvals", "request": request.to_dict(),

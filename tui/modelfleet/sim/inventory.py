@@ -76,6 +76,9 @@ def render(state: FleetState, *, known_hosts: Path, client_key: Path, agent_port
         "        # node's own root, never in /etc/ansible/facts.d.",
         "        modelfleet_manage_user: false",
         '        modelfleet_facts_dir: "{{ modelfleet_root }}/etc/facts.d"',
+        "        # The nodes share the controller's disk: a new agent venv hard-links its dependencies from the",
+        "        # controller's seed venv (built from the same wheelhouse) instead of unpacking them once per node.",
+        "        modelfleet_venv_seed: true",
         f"        modelfleet_agent_port: {agent_port}",
         "      children:",
     ]
