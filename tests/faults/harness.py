@@ -17,13 +17,15 @@ condition, never a sleep), and ends with :func:`assert_settled`:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from tests.integration.simfleet import VENV_BIN, run_processes
 from tests.provisioned import MODEL, ProvisionedFleet
@@ -87,6 +89,42 @@ def kill_controller(deploy: Deploy) -> None:
     """SIGKILL the ``modelfleet`` process, as an operator's crashed terminal would."""
     deploy.proc.send_signal(signal.SIGKILL)
     deploy.proc.communicate(timeout=60)
+
+
+@contextlib.contextmanager
+def init_paused(fleet: ProvisionedFleet, node: str) -> Iterator[Path]:
+    """``node``'s init (its supervisord) stopped with SIGSTOP for the block, SIGCONT at its end, whatever happens.
+
+    Yields the node's supervisord config. While the init is stopped the node's agent keeps serving, but a step of
+    a run that talks to the init (``supervisorctl -c CONF ...``: the model_agent role, a reload) waits for it,
+    so a run is held at that step of its task order, however fast or slow the machine is."""
+    from modelfleet.sim import procs
+    from modelfleet.sim.state import load_state
+
+    state = load_state(fleet.running.fleet.state_file)
+    assert state is not None, "the simulated fleet is not up"
+    [record] = [n for n in state.nodes if n.name == node]
+    proc = procs.process_of(record.supervisord)
+    assert proc is not None, f"{node}'s supervisord is not running"
+    proc.suspend()
+    try:
+        yield record.supervisor_conf
+    finally:
+        proc.resume()
+
+
+def waiting_on_init(conf: Path) -> bool:
+    """Whether a ``supervisorctl`` of the supervisord configured by ``conf`` is running (a step waiting on it)."""
+    return any("supervisorctl" in cmd and str(conf) in cmd.split()
+               for cmd in map(cmdline, Path("/proc").glob("[0-9]*")))
+
+
+def cmdline(proc: Path) -> str:
+    """The command line of the process ``/proc/<pid>`` (arguments joined by spaces; empty when it is gone)."""
+    try:
+        return (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
 
 
 def open_runs(fleet: ProvisionedFleet) -> list[str]:

@@ -28,14 +28,18 @@ from tests.faults.harness import (
     NEW,
     TARGET,
     VICTIM,
+    Deploy,
     assert_settled,
     cli_env,
+    cmdline,
+    init_paused,
     kill_controller,
     open_runs,
     reconciled_by,
     run_processes,
     start_deploy,
     wait_for,
+    waiting_on_init,
 )
 from tests.integration.simfleet import VENV_BIN, ansible_env
 from tests.provisioned import BASE_VERSION, MODEL, ProvisionedFleet
@@ -198,7 +202,7 @@ def test_agent_killed_during_the_gate(fleet: ProvisionedFleet) -> None:
     assert wait_for(lambda: STAGES["after_switch"](fleet), while_=lambda: deploy.running, what="the switch"), (
         "the deploy ended before the switch", deploy.result())
     agent = str(fleet.node_root(VICTIM) / "agent" / "venv" / "bin" / "modelfleet-agent")
-    pids = [int(p.name) for p in Path("/proc").glob("[0-9]*") if agent in _cmdline(p)]
+    pids = [int(p.name) for p in Path("/proc").glob("[0-9]*") if agent in cmdline(p)]
     assert pids, f"no agent process running {agent}"
     for pid in pids:
         os.kill(pid, signal.SIGKILL)
@@ -210,41 +214,38 @@ def test_agent_killed_during_the_gate(fleet: ProvisionedFleet) -> None:
     assert_settled(fleet)
 
 
-def _cmdline(proc: Path) -> str:
-    try:
-        return (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
-
-
 def test_damaged_bundle_in_transit(fleet: ProvisionedFleet) -> None:
-    """Bytes of the bundle change between the controller and the victim: written into the pushed copy as soon as it
-    lands in the victim's ``run/`` (the push is done, the node has not verified it yet). The node checks the
-    signature and every checksum before it unpacks or switches, so it refuses the copy: the run fails that host
+    """Bytes of the bundle change between the controller and the victim: written into the pushed copy once it
+    lands complete in the victim's ``run/`` (the push is done, the node has not verified it yet). The node checks
+    the signature and every checksum before it unpacks or switches, so it refuses the copy: the run fails that host
     and says why, the ledger records the host failed with that reason, the victim stays on its release, and the
-    rerun pushes the bundle again and converges."""
+    rerun pushes the bundle again and converges.
+
+    The window is held open, not raced: the victim's supervisord is paused (SIGSTOP) before the deploy starts, and
+    the role's agent step, which comes after the push and before the verifying step (roles/model_release/tasks/
+    release.yml: push, the model_agent role's ``supervisorctl``, then ``modelfleet_release action=deploy``),
+    waits on it. The bytes are written once the copy is there and that step is seen waiting; then supervisord
+    goes on (SIGCONT)."""
     built = fleet.cli("bundle", f"{MODEL}/{NEW}", "--json")
     assert built.returncode == 0, built.stdout + built.stderr
     sent = Path(json.loads(built.stdout)["bundle"])
     incoming, size = fleet.node_root(VICTIM) / "run" / sent.name, sent.stat().st_size
-    deploy = start_deploy(fleet)
-    damaged: list[Path] = []
-
-    def damage_on_arrival() -> bool:
-        try:
-            if incoming.stat().st_size != size:  # not there yet, or still being written
-                return False
+    deploy: Deploy | None = None
+    try:
+        with init_paused(fleet, VICTIM) as conf:
+            deploy = start_deploy(fleet)
+            running = deploy
+            assert wait_for(lambda: incoming.is_file() and waiting_on_init(conf), while_=lambda: running.running,
+                            what="the pushed bundle on the victim, its run held at the agent step"), (
+                "the deploy ended before it pushed the bundle to the victim", deploy.result())
+            assert incoming.stat().st_size == size, (incoming.stat().st_size, size)  # the push lands by a rename
             with incoming.open("r+b") as fh:
                 fh.seek(size // 2)
                 fh.write(b"\xff" * 64)
-        except OSError:  # not there, or verified and removed already
-            return False
-        damaged.append(incoming)
-        return True
-
-    assert wait_for(damage_on_arrival, while_=lambda: deploy.running, what="the bundle on the victim"), (
-        "the bundle never waited on the victim", deploy.result())
-    rc, data = deploy.result()
+        rc, data = deploy.result()
+    finally:
+        if deploy is not None and deploy.running:
+            kill_controller(deploy)
     hosts = data["hosts"]
     assert isinstance(hosts, dict), data
     assert rc == 1 and hosts[VICTIM]["outcome"] == "failed", data
@@ -253,7 +254,7 @@ def test_damaged_bundle_in_transit(fleet: ProvisionedFleet) -> None:
     assert reason.search(str(hosts[VICTIM]["message"])), hosts[VICTIM]
     assert hosts["edge-cpu-01"]["outcome"] == "changed" and fleet.version(VICTIM) == BASE_VERSION, data
     assert not any(p.name.startswith(f"{NEW}-") for p in (fleet.model_dir(VICTIM) / "releases").iterdir())
-    assert not damaged[0].exists() and VICTIM not in fleet.locks()  # the refused copy and the lock are gone
+    assert not incoming.exists() and VICTIM not in fleet.locks()  # the refused copy and the lock are gone
     from modelfleet.core.ledger import Ledger
 
     with Ledger(fleet.settings.ledger.url) as ledger:
