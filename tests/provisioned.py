@@ -177,6 +177,17 @@ class ProvisionedFleet(ProjectCtx):
         if previous.is_symlink() and not previous.exists():
             previous.unlink()
 
+    def extra_releases(self) -> dict[str, list[str]]:
+        """node -> the unpacked releases other than ``current`` (none, by the contract)."""
+        out: dict[str, list[str]] = {}
+        for node in self.nodes:
+            releases = self.model_dir(node) / "releases"
+            names = sorted(p.name for p in releases.iterdir() if p.is_dir() and not p.is_symlink()) \
+                if releases.is_dir() else []
+            if extra := [name for name in names if name != self.current(node)]:
+                out[node] = extra
+        return out
+
     def off_base(self) -> list[str]:
         """Nodes not as the contract says: another release current, or an agent that does not answer version 1."""
         off = []
@@ -216,8 +227,6 @@ class ProvisionedFleet(ProjectCtx):
                                                          reason="shared test fleet reset")).wait(600)
             assert result.ok, f"reset: unlock {result.outcome}: {result.problem}"
             report.unlocked, report.run_ids = locked, [*report.run_ids, result.run_id]
-        for node in self.nodes:
-            self.prune_releases(node)
         redeploy = sorted(set(self.off_base()) | set(self.unplaced()), key=self.nodes.index)
         if redeploy:
             result = launch(self.settings, DeployRequest(ref=BASE_REF, limit=",".join(redeploy), waves="100%",
@@ -225,6 +234,9 @@ class ProvisionedFleet(ProjectCtx):
                                                          reason="shared test fleet reset")).wait(1200)
             assert result.ok, f"reset: deploy {BASE_REF} {result.outcome}: {result.problem}"
             report.redeployed, report.run_ids = redeploy, [*report.run_ids, result.run_id]
+        # after the redeploy: a node moved back to the base release keeps the one it left unpacked
+        for node in self.nodes:
+            self.prune_releases(node)
         self.assert_contract()
         return report
 
@@ -232,6 +244,7 @@ class ProvisionedFleet(ProjectCtx):
         assert not self.dark_nodes(), self.dark_nodes()
         assert not self.locks(), self.locks()
         assert not self.off_base(), {n: (self.version(n), self.agent_health(n)) for n in self.off_base()}
+        assert not self.extra_releases(), self.extra_releases()
         assert not self.unplaced(), self.unplaced()
 
 
