@@ -3,6 +3,7 @@ root, q and Esc, a live ledger, one runs list, read-only keys, sorting, logs, sh
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Callable
 from typing import Any
@@ -265,9 +266,14 @@ async def test_q_quits_from_a_root_and_goes_back_from_a_drill_down() -> None:
         await pilot.press("q")
         await settle(pilot)
         assert isinstance(app.screen, FleetScreen) and app.is_running
+        assert app.return_code is None  # q off the root went back; it did not exit
         await pilot.press("q")
-        await pilot.pause()
-        assert app._exit_renderables is not None or not app.is_running or app.return_code == 0
+        assert app.return_code == 0  # App.exit() was called, with success
+        for _ in range(100):  # the app's message loop then ends on its own, not at the end of run_test
+            if not app.is_running:
+                break
+            await asyncio.sleep(0.02)
+        assert not app.is_running, "q at a view's root did not stop the app"
 
 
 # -- ledger and runs --------------------------------------------------------------------------------------------
