@@ -27,8 +27,8 @@ def ledger(tmp_path: Path) -> Iterator[Ledger]:
 
 
 def _node(ledger: Ledger, kind: str, node: str, outcome: str, run_id: str, version: str | None = "3",
-          **details: object) -> Event:
-    return ledger.append(f"node_{kind}", actor="ops", model="credit-risk", version=version, node=node,
+          model: str | None = "credit-risk", **details: object) -> Event:
+    return ledger.append(f"node_{kind}", actor="ops", model=model, version=version, node=node,
                          target="all", run_id=run_id, outcome=outcome,
                          details={"kind": kind, "check": False, "message": "", **details})
 
@@ -63,8 +63,11 @@ def _history(ledger: Ledger) -> dict[str, int]:
                   details={"kind": "rollback", "status": "successful"})
     ledger.append("run_start", actor="ops", target="all", run_id=RUN_C, outcome="started",
                   details={"kind": "healthcheck"})
-    seq["unreachable_health"] = _node(ledger, "healthcheck", "edge-gpu-04", "unreachable", RUN_C, version=None).seq
-    _node(ledger, "healthcheck", "edge-cpu-01", "ok", RUN_C, version=None)
+    # a health check is about every agent, not one model: its events carry no model or version (the ledger
+    # callback takes them from model_release_model/_version, which healthcheck.yml is not given)
+    seq["unreachable_health"] = _node(ledger, "healthcheck", "edge-gpu-04", "unreachable", RUN_C, version=None,
+                                      model=None).seq
+    _node(ledger, "healthcheck", "edge-cpu-01", "ok", RUN_C, version=None, model=None)
     ledger.append("run_end", actor="ops", target="all", run_id=RUN_C, outcome="failed",
                   details={"kind": "healthcheck", "status": "failed"})
     seq["run_failed_health"] = ledger.events(run_id=RUN_C, action="run_end")[0].seq
