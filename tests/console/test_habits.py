@@ -3,6 +3,7 @@ root, q and Esc, a live ledger, one runs list, read-only keys, sorting, logs, sh
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Callable
 from typing import Any
@@ -24,6 +25,7 @@ from modelfleet.console.widgets.filterable_table import FilterableTable
 from modelfleet.console.widgets.header import ContextHeader
 from modelfleet.console.widgets.key_bar import KeyBar
 from modelfleet.core.errors import NodeUnreachable
+from modelfleet.core.ledger import OUTCOMES
 from tests.console.conftest import SIZE, make_app, screen_text, settle
 from tests.console.fakes import AGENT_LOG, FakeServices, events
 
@@ -47,11 +49,19 @@ async def _until(pilot: Pilot[Any], cond: Callable[[], bool], what: str, rounds:
 
 
 async def _launch_healthcheck(pilot: Pilot[Any], target: str) -> str:
+    return await _launch(pilot, "h", target)
+
+
+async def _launch(pilot: Pilot[Any], key: str, target: str, **fields: str) -> str:
+    """Open the run form with ``key`` (h, d), fill ``target`` and ``fields`` (model, ref), launch, confirm, wait
+    for the end of the run; its run id."""
     app = pilot.app
-    await pilot.press("h")
+    await pilot.press(key)
     await pilot.pause()
     form = app.screen
     assert isinstance(form, RunFormScreen)
+    for name, value in fields.items():
+        form.query_one(f"#{name}", Input).value = value
     form.query_one("#target", Input).value = target
     form.query_one("#launch", Button).press()
     await settle(pilot)
@@ -265,9 +275,14 @@ async def test_q_quits_from_a_root_and_goes_back_from_a_drill_down() -> None:
         await pilot.press("q")
         await settle(pilot)
         assert isinstance(app.screen, FleetScreen) and app.is_running
+        assert app.return_code is None  # q off the root went back; it did not exit
         await pilot.press("q")
-        await pilot.pause()
-        assert app._exit_renderables is not None or not app.is_running or app.return_code == 0
+        for _ in range(250):  # the app's message loop ends on its own, not at the end of run_test
+            if not app.is_running:
+                break
+            await asyncio.sleep(0.02)
+        assert not app.is_running, "q at a view's root did not stop the app"
+        assert app.return_code == 0  # stopped by App.exit(), with success (not a crash: that is 1)
 
 
 # -- ledger and runs --------------------------------------------------------------------------------------------
@@ -311,6 +326,30 @@ async def test_runs_launched_here_show_the_same_fields_and_words_as_the_others_n
         assert here[1:7] == ["health-check", "-", "-", "edge-cpu-01", "2025-06-15 15:06", "ok"]
         assert "this session" not in screen_text(app) and "successful" not in screen_text(app)
         assert rows["20250614T100000Z-aaaaaa"][6] == "ok"
+
+
+async def test_deploys_launched_here_show_model_version_and_target_and_the_ledgers_outcome_words() -> None:
+    app = make_app(services=FakeServices(fail_host="edge-cpu-02"))
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        ok = await _launch(pilot, "d", "edge-cpu-01", model="credit-risk", ref="champion")
+        await pilot.press("escape")
+        await settle(pilot)
+        failed = await _launch(pilot, "d", "edge-cpu-02", model="credit-risk", ref="2")
+        await pilot.press("3")
+        await settle(pilot)
+        table = _table(app, "runs")
+        assert table.shown == [failed, ok, "20250614T100000Z-aaaaaa"]  # newest first
+        rows = {r.key: [c.plain if hasattr(c, "plain") else str(c) for c in r.cells] for r in table.rows}
+        # (run, kind, model, version, target, started, outcome): the fields a deploy from the CLI has
+        assert rows[ok][1:7] == ["deploy", "credit-risk", "3", "edge-cpu-01", "2025-06-15 15:06", "ok"]  # champion
+        assert rows[failed][1:7] == ["deploy", "credit-risk", "2", "edge-cpu-02", "2025-06-15 15:06", "failed"]
+        cli = rows["20250614T100000Z-aaaaaa"]  # a deploy the ledger has from the CLI: the same columns, words
+        assert cli[1:5] == ["deploy", "credit-risk", "2", "edge"] and cli[6] == "ok"
+        assert {rows[ok][6], rows[failed][6]} <= set(OUTCOMES)  # the ledger's run_end words, nothing else
+        text = screen_text(app)
+        assert "this session" not in text and "successful" not in text
+        assert " - " not in " ".join(rows[ok][1:7] + rows[failed][1:7])
 
 
 # -- read-only --------------------------------------------------------------------------------------------------

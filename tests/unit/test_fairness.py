@@ -150,12 +150,19 @@ class _Scores:
 
 
 def test_against_fairlearn_threshold_optimizer_on_the_demo_evaluation_set() -> None:
-    """Fairlearn's ThresholdOptimizer (false_positive_rate_parity) on the same scores of the demo champion, with
-    the 5:1 cost as its objective (accuracy on data where each positive counts five times). At the policy's
-    tolerance our deterministic thresholds cost no more than its randomized decisions (mean over random states)
-    and both keep the FPR gap within 0.02. (Fairlearn targets exact parity by randomizing between two thresholds
-    per group, so its realised gap is smaller; at a tolerance that small our deterministic thresholds cost up to
-    ~1% more: a randomized rule reaches the ROC's convex hull, a per-group threshold cannot.)"""
+    """Fairlearn's ThresholdOptimizer (false_positive_rate_parity) on the same scores of the demo champion, with the
+    5:1 cost as its objective (accuracy on data where each positive counts five times); its decisions are random,
+    so it is judged by the mean realised FPR gap and cost over 50 random states (0.0037 and 0.5468 per decision).
+
+    * At the policy's tolerance (0.02) ours costs less (0.5440) and both gaps are within 0.02 (ours 0.0198).
+    * Held to Fairlearn's own realised gap (tolerance 0.0037) ours has the smaller gap (0.0036) and costs 0.5472,
+      0.0004 (0.07%) more than Fairlearn. Both "gap and cost no worse" at once is out of reach of deterministic
+      per-group thresholds on this data, not of our search: the search is exact (it finds the least cost of every
+      such rule within a gap), and its frontier here is 0.5478 at gap 0.0008, 0.5472 at 0.0036, 0.5467 at 0.0049,
+      0.5440 at 0.0198. Fairlearn reaches exact parity in expectation (expected cost 0.5466 at expected gap 0)
+      by flipping a coin between two thresholds per group: points on the convex hull of each group's ROC curve,
+      which no single threshold reaches; its realised gap is that coin's sampling noise. To match its cost, ours
+      needs a gap of 0.0049, 1.3 times its mean realised gap (docs/governance.md)."""
     import pandas as pd
     from fairlearn.postprocessing import ThresholdOptimizer
 
@@ -170,7 +177,6 @@ def test_against_fairlearn_threshold_optimizer_on_the_demo_evaluation_set() -> N
     y = data[TARGET_COLUMN].to_numpy().astype(bool)
     g = data[GROUP_COLUMN].to_numpy()
     p = champion.model.predict_proba(data[list(INPUT_COLUMNS)])[:, 1]
-    ours = f.search_thresholds(y, p, g, column=GROUP_COLUMN, cost_ratio=5.0, tolerance=0.02)
     weight = np.where(y, 5, 1)
     optimizer = ThresholdOptimizer(estimator=_scores_model(), constraints="false_positive_rate_parity",
                                    objective="accuracy_score", prefit=True, predict_method="predict_proba")
@@ -179,12 +185,37 @@ def test_against_fairlearn_threshold_optimizer_on_the_demo_evaluation_set() -> N
         optimizer.fit(pd.DataFrame({"score": np.repeat(p, weight)}), np.repeat(y, weight).astype(int),
                       sensitive_features=np.repeat(g, weight))
         theirs = [f.outcome(y, optimizer.predict(pd.DataFrame({"score": p}), sensitive_features=g,
-                                                 random_state=seed).astype(bool), g, 5.0) for seed in range(10)]
-    assert ours.after.fpr_gap.value <= 0.02
+                                                 random_state=seed).astype(bool), g, 5.0) for seed in range(50)]
+    their_gap = float(np.mean([t.fpr_gap.value for t in theirs]))
+    their_cost = float(np.mean([t.cost for t in theirs]))
     assert max(t.fpr_gap.value for t in theirs) <= 0.02
-    assert ours.after.cost <= float(np.mean([t.cost for t in theirs]))
+
+    ours = f.search_thresholds(y, p, g, column=GROUP_COLUMN, cost_ratio=5.0, tolerance=0.02)
+    assert ours.after.fpr_gap.value <= 0.02
+    assert ours.after.cost <= their_cost
+
+    matched = f.search_thresholds(y, p, g, column=GROUP_COLUMN, cost_ratio=5.0, tolerance=their_gap)
+    assert matched.feasible and matched.after.fpr_gap.value <= their_gap
+    assert matched.after.cost - their_cost <= 0.001  # the price of deterministic thresholds: under 0.2%
+    relaxed = f.search_thresholds(y, p, g, column=GROUP_COLUMN, cost_ratio=5.0, tolerance=1.5 * their_gap)
+    assert relaxed.after.cost <= their_cost  # a gap 1.5 times Fairlearn's mean buys its cost
+
     unadjusted = f.outcome(y, champion.model.predict(data[list(INPUT_COLUMNS)]).astype(bool), g, 5.0)
     assert unadjusted.fpr_gap.value > 0.1  # there was something to repair
+
+
+def test_of_the_least_cost_rules_the_search_takes_the_tightest_gap() -> None:
+    """Costs are counts, so many windows tie at the least cost; the search takes the one whose rates lie closest
+    together: no tolerance below the gap it reaches costs as little."""
+    y, p, g = _scores(6000, 3)
+    for tolerance in np.linspace(0.004, 0.03, 14):
+        result = f.search_thresholds(y, p, g, column="g", cost_ratio=5.0, tolerance=float(tolerance))
+        gap = result.after.fpr_gap.value
+        assert result.feasible and gap <= tolerance
+        if gap < 1e-9:
+            continue
+        tighter = f.search_thresholds(y, p, g, column="g", cost_ratio=5.0, tolerance=gap - 1e-9)
+        assert not tighter.feasible or tighter.after.cost > result.after.cost + 1e-12, (tolerance, gap)
 
 
 def test_thresholded_classifier_answers_in_the_models_labels() -> None:

@@ -1,4 +1,4 @@
-"""``--watch`` for read-only commands (``health``, ``sim status``): redraw every ``--interval`` seconds.
+"""``--watch`` for read-only commands (``health``, ``sim status``, ``status``): redraw every ``--interval`` seconds.
 
 On a terminal the block is redrawn in place under a header (``Every 2s: modelfleet health  <time>``), as
 ``watch(1)`` does; when stdout is not a terminal (a pipe, a log file) successive blocks are printed one after
@@ -41,16 +41,18 @@ def _seconds(text: str) -> float:
     return value
 
 
-def add_watch_arguments(parser: argparse.ArgumentParser) -> None:
+def add_watch_arguments(parser: argparse.ArgumentParser, *, default: str = f"{DEFAULT_INTERVAL_S:g}") -> None:
+    """``-w/--watch`` and ``--interval``; ``default`` says in the help what the interval is without ``--interval``."""
     parser.add_argument("-w", "--watch", action="store_true",
                         help="refresh every --interval seconds until Ctrl-C (exit 0); without a terminal, print "
                              "one block per refresh")
     parser.add_argument("--interval", type=_seconds, metavar="SECONDS",
-                        help=f"seconds between refreshes with --watch (default {DEFAULT_INTERVAL_S:g})")
+                        help=f"seconds between refreshes with --watch (default {default})")
 
 
-def watched(handler: Handler) -> Handler:
-    """``handler`` once, or (with ``--watch``) again every ``--interval`` seconds."""
+def watched(handler: Handler, *, default_interval: Callable[[Any], float] | None = None) -> Handler:
+    """``handler`` once, or (with ``--watch``) again every ``--interval`` seconds; without ``--interval``, every
+    ``default_interval(settings)`` seconds (a command whose natural pace is configured) or DEFAULT_INTERVAL_S."""
 
     @functools.wraps(handler)
     def run(args: argparse.Namespace, settings: Any) -> int:
@@ -59,7 +61,10 @@ def watched(handler: Handler) -> Handler:
                 raise UsageError("--interval only applies with --watch", hint="add --watch, or drop --interval")
             return handler(args, settings)
         title = shlex.join(["modelfleet", *sys.argv[1:]]) if sys.argv[1:] else "modelfleet"
-        return watch(lambda: handler(args, settings), interval_s=args.interval or DEFAULT_INTERVAL_S, title=title)
+        interval = args.interval
+        if interval is None:
+            interval = default_interval(settings) if default_interval is not None else DEFAULT_INTERVAL_S
+        return watch(lambda: handler(args, settings), interval_s=interval, title=title)
 
     return run
 

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from modelfleet.commands._watch import add_watch_arguments, watched
 from modelfleet.core.errors import EXIT_CHECK_FAILED, EXIT_OK, EXIT_UNDECIDED
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -25,7 +26,7 @@ STATUS_EPILOG = """\
 examples:
   modelfleet status                      every model version: nodes, p50/p95/p99 vs SLO, errors, drift
   modelfleet status credit-risk --json   for scripts (exit 1 on any breach)
-  modelfleet status --watch              refresh every monitor.interval_s until Ctrl+C
+  modelfleet status --watch              refresh every monitor.interval_s until Ctrl+C (-w --interval 5: every 5 s)
 
 A latency verdict needs monitor.min_requests requests in the window (else INSUFFICIENT_DATA); SLO budgets are
 [console] slo_p50_ms/slo_p95_ms/slo_p99_ms or per model in the monitoring policy (docs/monitoring.md).
@@ -67,9 +68,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("model", nargs="?", metavar="MODEL", help="only this model")
     _window_and_source(p)
     p.add_argument("--limit", metavar="PATTERN", help="nodes or groups, e.g. edge_cpu or edge-cpu-01")
-    p.add_argument("--watch", action="store_true", help="refresh every monitor.interval_s until Ctrl+C")
     p.add_argument("--json", action="store_true", help="print JSON (every verdict and its evidence)")
-    p.set_defaults(func=cmd_status)
+    add_watch_arguments(p, default="monitor.interval_s")
+    p.set_defaults(func=watched(cmd_status, default_interval=_monitor_interval))
 
     p = subparsers.add_parser(
         "drift", help="drift of a model's inputs and predictions, per feature and per group",
@@ -155,7 +156,12 @@ def print_status(status: MonitorStatus) -> None:
                      f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(status.at))}\n")
 
 
-def _status_once(args: argparse.Namespace, settings: Settings) -> int:
+def _monitor_interval(settings: Settings) -> float:
+    return float(settings.monitor.interval_s)
+
+
+def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    """One status; ``--watch`` (commands/_watch.py, as ``health`` and ``sim status``) calls it every interval."""
     from modelfleet.commands._output import print_json
     from modelfleet.core.monitor import monitor_status
 
@@ -165,17 +171,6 @@ def _status_once(args: argparse.Namespace, settings: Settings) -> int:
     else:
         print_status(status)
     return EXIT_CHECK_FAILED if status.breaches or status.unreachable else EXIT_OK
-
-
-def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
-    if not args.watch:
-        return _status_once(args, settings)
-    while True:
-        if not args.json:
-            sys.stdout.write("\x1b[H\x1b[2J")
-        _status_once(args, settings)
-        sys.stdout.flush()
-        time.sleep(settings.monitor.interval_s)
 
 
 # -- drift ----------------------------------------------------------------------------------------------------

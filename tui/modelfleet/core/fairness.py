@@ -11,8 +11,14 @@ the thresholds on the controller, in the probe's expected answer and on the node
 
 Threshold search (:func:`search_thresholds`): for each window ``[a, a + tolerance]`` of false-positive rates, with
 ``a`` every rate some group can reach, every group takes, among its cut points whose FPR lies in the window, the
-one with the least cost; the window with the least total cost wins. So the realised FPR gap is at most
-``tolerance`` on the data searched, and no deterministic per-group threshold rule within that gap costs less.
+one with the least cost; the window with the least total cost wins, and among windows of equal cost the one whose
+chosen rates are closest together. So the realised FPR gap is at most ``tolerance`` on the data searched, no
+deterministic per-group threshold rule within that gap costs less, and none of that least cost has a smaller gap.
+
+Fairlearn's ``ThresholdOptimizer`` reaches exact parity in expectation by flipping a coin between two thresholds
+per group (points on the convex hull of each group's ROC curve, which no single threshold reaches), so at the same
+realised gap it is slightly cheaper than any deterministic per-group threshold rule: see docs/governance.md and
+tests/unit/test_fairness.py for the numbers on the demo.
 """
 
 from __future__ import annotations
@@ -452,9 +458,14 @@ def search_thresholds(
     # ``a``, so sweeping the windows [a, a + tolerance] over all achievable rates finds the cheapest one exactly.
     anchors = np.unique(np.concatenate([t[1] for t in tables.values()])) if grid is None else \
         np.asarray(grid, dtype=float) - tolerance / 2.0
+    # Among the windows of least cost, the one whose chosen rates lie closest together wins: within a window each
+    # group takes the lowest FPR among its cheapest cuts (argmin's first), so this finds the tightest realised gap
+    # of all least-cost rules, not merely one within the tolerance.
     best: tuple[float, float, dict[str, float]] | None = None  # (cost, target, thresholds)
+    best_gap = math.inf
     for a in anchors:
         chosen: dict[str, float] = {}
+        rates: list[float] = []
         total = fixed_cost
         for name, (cuts, fpr, cost) in tables.items():
             lo = int(np.searchsorted(fpr, a - 1e-12, side="left"))
@@ -463,10 +474,12 @@ def search_thresholds(
                 break
             k = lo + int(np.argmin(cost[lo:hi]))
             chosen[name] = float(cuts[k])
+            rates.append(float(fpr[k]))
             total += float(cost[k])
         else:
-            if best is None or total < best[0] - 1e-9:
-                best = (total, float(a + tolerance / 2.0), chosen)
+            gap = max(rates) - min(rates) if rates else 0.0
+            if best is None or total < best[0] - 1e-9 or (total <= best[0] + 1e-9 and gap < best_gap - 1e-12):
+                best, best_gap = (total, float(a + tolerance / 2.0), chosen), gap
     feasible = best is not None
     if best is None:  # nearest achievable rate per group for the target that spreads them least
         best = _closest(tables, anchors + tolerance / 2.0)

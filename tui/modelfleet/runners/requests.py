@@ -259,19 +259,27 @@ class RollbackRequest(RunRequest):
         if placed and (self.to is None or str(self.to) in placed):
             return
         try:
-            versions = self._registry_versions(settings)
+            versions: set[str] | None = self._registry_versions(settings)
         except ModelNotFound:
-            raise UsageError(f"no model {self.model!r}: the ledger records no deploy of it on these nodes and the "
-                             "registry does not know it", hint="check the name: modelfleet registry list") from None
+            if not placed:
+                raise UsageError(f"no model {self.model!r}: the ledger records no deploy of it on these nodes and "
+                                 "the registry does not know it", hint="check the name: modelfleet registry list"
+                                 ) from None
+            versions = set()  # gone from the registry; the ledger still knows where it ran
         except ModelfleetError:
             versions = None  # the registry is unreachable: a rollback must still work from what the nodes hold
-        if self.to is not None and versions is not None and str(self.to) not in versions and not placed:
+        if versions is None:
+            if not placed:
+                raise UsageError(f"the ledger records no deploy of {self.model} on these nodes and the registry "
+                                 "cannot be asked", hint="check the name and the registry (registry.tracking_uri)")
+            return
+        if self.to is not None and str(self.to) not in versions:
+            # neither the registry nor the ledger (for these nodes) knows it: no node can hold it, the run could
+            # only fail on every node (or do nothing)
+            ran = f"; the ledger records {', '.join(sorted(placed, key=int))} on these nodes" if placed else ""
             raise UsageError(f"{self.model} has no version {self.to}: the registry has "
-                             f"{', '.join(sorted(versions, key=int)) or 'none'}",
+                             f"{', '.join(sorted(versions, key=int)) or 'none'}{ran}",
                              hint="pick a version that ran on these nodes: modelfleet describe model " + self.model)
-        if versions is None and not placed:
-            raise UsageError(f"the ledger records no deploy of {self.model} on these nodes and the registry cannot "
-                             "be asked", hint="check the name and the registry (registry.tracking_uri)")
 
     def _registry_versions(self, settings: Settings) -> set[str]:
         from modelfleet.core.registry import Registry
