@@ -3,12 +3,15 @@
 Parallel runs: ``make test`` runs pytest-xdist with two workers and ``--dist loadgroup``. Every test module is
 one unit of work (one worker runs all of it, in file order), so module- and session-scoped fixtures (a simulated
 fleet on fixed addresses, a seeded registry, an agent) are set up once, in one worker, and never twice at the
-same addresses. A module whose tests are independent of each other and each expensive can split itself: give
-its tests ``pytest.mark.xdist_group(name)`` markers of their own (tests/integration/test_molecule.py does, one
-group per scenario). Tests that use a session-scoped fleet on fixed addresses (``PINNED_FIXTURES``: ``sim_fleet``,
-``provisioned_fleet``) share one unit, whatever module they are in. Units holding tests marked ``slow`` start
-first (those with more ``integration`` tests first), then the other ``integration`` ones, then the rest, so that a
-long one does not start last and leave the other worker idle at the end: mark a module with a fleet ``slow``.
+same addresses. A module whose tests are independent of each other and each expensive can split itself: either
+give its tests ``pytest.mark.xdist_group(name)`` markers of their own (tests/integration/test_molecule.py does,
+one group per scenario) or set ``XDIST_EACH_TEST = True`` in it (each test a unit of its own;
+tests/faults/test_faults.py). Tests that use a session-scoped fleet on fixed addresses (``PINNED_FIXTURES``:
+``sim_fleet``) share one unit, whatever module they are in. The shared provisioned fleet (``provisioned_fleet``)
+is not pinned: each worker brings up its own, on addresses of its own (tests/provisioned.py), once, so its users
+spread over the workers. Units holding tests marked ``slow`` start first (those with more ``integration`` tests
+first), then the other ``integration`` ones, then the rest, so that a long one does not start last and leave the
+other worker idle at the end: mark a module with a fleet ``slow``.
 """
 
 from __future__ import annotations
@@ -30,7 +33,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 # Session-scoped fixtures bound to fixed addresses: every module that uses one runs in the same worker (one
 # unit of work for all of them), or a second worker would bring up a second copy on the same addresses.
-PINNED_FIXTURES = ("sim_fleet", "provisioned_fleet")
+# (``provisioned_fleet`` is not one: each worker brings up its own, on addresses of its own; tests/provisioned.py.)
+PINNED_FIXTURES = ("sim_fleet",)
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's worker reads the groups
@@ -45,7 +49,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             module_group[module] = f"fixture:{pinned[0]}" if pinned else module
     for item in items:
         if item.get_closest_marker("xdist_group") is None:
-            item.add_marker(pytest.mark.xdist_group(module_group[item.nodeid.split("::")[0]]))
+            split = getattr(getattr(item, "module", None), "XDIST_EACH_TEST", False)
+            group = f"each:{item.nodeid}" if split else module_group[item.nodeid.split("::")[0]]
+            item.add_marker(pytest.mark.xdist_group(group))
         group = str(next(item.iter_markers("xdist_group")).args[0])
         tier = 0 if item.get_closest_marker("slow") else 1 if item.get_closest_marker("integration") else 2
         tiers[group] = min(tier, tiers.get(group, 2))

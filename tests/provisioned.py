@@ -6,7 +6,8 @@ their own. The session fixture ``provisioned_fleet`` (tests/conftest.py) yields 
 
 Contract (what :meth:`ProvisionedFleet.reset` guarantees, and what every user gets before it starts):
 
-* six nodes (``cpu=3,gpu=1,arm=2`` on 127.0.78.1-6, sshd on port 2278), none dark, provisioned once;
+* six nodes (``cpu=3,gpu=1,arm=2`` on 127.0.78.1-6, sshd on port 2278; pytest-xdist worker ``gw1`` gets its
+  own on 127.0.79 / 2279, see :func:`fleet_address`), none dark, provisioned once;
 * the demo registry seeded in the project (``credit-risk`` versions 1-3, champion -> 2, challenger -> 3);
 * every node on the **base release** ``credit-risk/1``: ``current`` points at it and no other release is unpacked
   there (a deploy of another version transfers its bundle), the agent's ``/health`` answers version 1, no node
@@ -19,9 +20,12 @@ The reset works through the run pipeline, never behind its back: dark nodes are 
 leftover locks are removed by an ``unlock --force`` run, nodes off the base release get a deploy of it (in one
 wave, only those nodes). When the fleet is as promised it costs a few file reads and one ``/health`` per node.
 
-Users run one after the other in one xdist unit (``PINNED_FIXTURES`` in tests/conftest.py), so a test may
-change the fleet freely; it must stop what it started (processes, mounts) and call :meth:`reset` (or rely on the
-next user's) to hand the fleet back. Users: tests/faults/, tests/integration/test_rollout.py.
+Each pytest-xdist worker that runs a user brings up a fleet of its own, on addresses of its own, once; users run
+one after the other in that worker, so a test may change the fleet freely; it must stop what it started
+(processes, mounts) and call :meth:`reset` (or rely on the next user's) to hand the fleet back. The fault cases
+are each a unit of work of their own (``XDIST_EACH_TEST``, tests/conftest.py), so they spread over the workers
+instead of queueing in one: a single shared fleet was the suite's critical path. Users: tests/faults/,
+tests/integration/test_cli_outcomes.py, tests/integration/test_rollout.py.
 """
 
 from __future__ import annotations
@@ -39,7 +43,23 @@ import httpx
 from modelfleet.sim.session import RunningFleet
 from tests.integration.simfleet import ProjectCtx, write_project
 
-PREFIX, SSH_PORT, SPEC = "127.0.78", 2278, "cpu=3,gpu=1,arm=2"
+SPEC = "cpu=3,gpu=1,arm=2"
+#: loopback prefix and sshd port of the fleet of each pytest-xdist worker (gw0, gw1, ...; a serial run uses the
+#: first); free in the table of tests/integration/conftest.py
+WORKER_ADDRESSES = (("127.0.78", 2278), ("127.0.79", 2279), ("127.0.80", 2280), ("127.0.82", 2282))
+
+
+def fleet_address(worker: str | None = None) -> tuple[str, int]:
+    """(address prefix, ssh port) of the provisioned fleet of xdist worker ``worker`` (default: this process's)."""
+    worker = worker if worker is not None else os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    index = int(worker.removeprefix("gw") or 0) if worker.removeprefix("gw").isdigit() else 0
+    if index >= len(WORKER_ADDRESSES):
+        raise RuntimeError(f"pytest-xdist worker {worker}: the provisioned fleet has addresses for "
+                           f"{len(WORKER_ADDRESSES)} workers; fix: run with -n {len(WORKER_ADDRESSES)} or fewer, "
+                           "or add a free prefix to WORKER_ADDRESSES in tests/provisioned.py")
+    return WORKER_ADDRESSES[index]
+
+
 MODEL = "credit-risk"
 BASE_VERSION = "1"
 BASE_REF = f"{MODEL}/{BASE_VERSION}"
@@ -252,7 +272,8 @@ def provisioned_fleet_session() -> Iterator[ProvisionedFleet]:
     """Bring the shared fleet up, seed, provision, deploy the base release; down at the end of the session."""
     from tests.integration.simfleet import make_sim_fleet
 
-    with make_sim_fleet(PREFIX, SSH_PORT, SPEC) as running:
+    prefix, ssh_port = fleet_address()
+    with make_sim_fleet(prefix, ssh_port, SPEC) as running:
         project = write_project(running, SPEC)
         group_vars = Path(running.inventory).parent / "group_vars"
         group_vars.mkdir(exist_ok=True)

@@ -45,6 +45,8 @@ from tests.integration.simfleet import VENV_BIN, ansible_env
 from tests.provisioned import BASE_VERSION, MODEL, ProvisionedFleet
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults, pytest.mark.slow, pytest.mark.timeout(1800)]
+#: every case resets the fleet first: each is a unit of work of its own under pytest-xdist (tests/conftest.py)
+XDIST_EACH_TEST = True
 
 #: stage -> the condition on the fleet that says the deploy reached it (on the victim node)
 STAGES: dict[str, Callable[[ProvisionedFleet], bool]] = {

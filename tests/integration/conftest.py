@@ -16,9 +16,10 @@ addresses and an ssh port no other module or molecule scenario uses. In use (pre
     127.0.85 / 2285  molecule fleet_rollout          127.0.92 / 2292  molecule endpoint_health
     127.0.86 / 2286  test_artifact_store_s3          127.0.93 / 2293  test_make_run
     127.0.87 / 2287  molecule model_agent            127.0.95 / 2295  console/test_deploy_live
-    127.0.78 / 2278  provisioned_fleet (tests/provisioned.py: tests/faults, test_rollout)
+    127.0.78 / 2278  provisioned_fleet of xdist worker gw0 (tests/provisioned.py: tests/faults, test_rollout);
+    127.0.79 / 2279  gw1's, 127.0.80 / 2280 gw2's, 127.0.82 / 2282 gw3's
     (no fleet: 127.0.50-59 agent tests, one prefix per worker; 127.0.60 registry server; 127.0.61 PostgreSQL;
-    127.0.94 probe worker. Free: 79, 80, 82, 98, 99. bench/ uses 127.0.90, 92, 96, 97, never beside the tests.)
+    127.0.94 probe worker. Free: 98, 99. bench/ uses 127.0.90, 92, 96, 97, never beside the tests.)
 """
 
 from __future__ import annotations
