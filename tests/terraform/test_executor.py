@@ -335,3 +335,46 @@ def test_it_is_an_executor_of_the_run_pipeline(tf: Settings) -> None:
     assert any(isinstance(r["line"], dict) and r["line"].get("type") == "change_summary" for r in raw)
     lines = (run.artifact_dir / "events.jsonl").read_text().splitlines()
     assert [json.loads(line) for line in lines] == raw
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_plan_and_apply_put_digest_summary_and_actor_in_the_ledger(tf: Settings, engine: str) -> None:
+    """Every plan and apply is in the ledger: who, environment, the plan file's digest, the add/change/destroy
+    summary and the outcome; the apply names the very digest that was planned, before it starts and at its end."""
+    plan, _ = _run(tf, InfraPlanRequest("demo", actor="alice", engine=engine))
+    applied, _ = _run(tf, InfraApplyRequest("demo", actor="bob", engine=engine))
+    assert plan.ok and applied.ok and plan.plan is not None
+    digest = plan.plan_digest
+    assert digest and digest.startswith("sha256:") and applied.plan_digest == digest
+    summary = plan.plan.to_dict()
+    assert (summary["add"], summary["change"], summary["destroy"]) == (2, 0, 0)
+    with Ledger(tf.ledger.url) as ledger:
+        plan_events = {e.action: e for e in ledger.events(run_id=plan.run_id)}
+        apply_events = {e.action: e for e in ledger.events(run_id=applied.run_id)}
+        assert ledger.verify().ok
+    plan_end, apply_start, apply_end = plan_events["run_end"], apply_events["run_start"], apply_events["run_end"]
+    assert (plan_end.actor, plan_end.target, plan_end.outcome) == ("alice", "demo", "ok")
+    assert plan_end.details["kind"] == "infra_plan" and plan_end.details["env"] == "demo"
+    assert plan_end.details["plan_digest"] == digest and plan_end.details["plan"] == summary
+    assert plan_end.details["engine"] and plan_end.details["engine_version"]
+    # the apply is recorded with what it is about to apply, then with what it applied
+    assert (apply_start.actor, apply_start.target) == ("bob", "demo")
+    assert apply_start.details["plan_digest"] == digest and apply_start.details["plan"] == summary
+    assert (apply_end.actor, apply_end.target, apply_end.outcome) == ("bob", "demo", "ok")
+    assert apply_end.details["kind"] == "infra_apply" and apply_end.details["plan_digest"] == digest
+    assert apply_end.details["plan"] == summary and apply_end.details["outputs"] == ["items"]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_output_prints_the_outputs_as_text_and_json(tf: Settings, engine: str, monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    _cli_env(tf, monkeypatch)
+    output = ["infra", "output", "--env", "demo", "--engine", engine]
+    assert _run(tf, InfraPlanRequest("demo", engine=engine))[0].ok
+    assert main(output) == 0  # initialised, nothing applied yet
+    assert capsys.readouterr().out == "demo has no outputs (nothing applied yet?)\n"
+    assert _run(tf, InfraApplyRequest("demo", engine=engine))[0].ok
+    assert main([*output, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"items": ["a", "b"]}
+    assert main(output) == 0
+    assert capsys.readouterr().out == 'items = [\n  "a",\n  "b"\n]\n'
