@@ -10,7 +10,9 @@ PYTEST_ARGS ?=
 # once; docs/benchmarks.md, "The test suite").
 # PYTEST_ARGS can add e.g. --durations=40.
 TEST_WORKERS ?= 2
-XDIST := -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
+# A worker that dies (killed, crashed) ends the run with an error instead of being replaced: with --dist loadgroup
+# a replacement never got the rest of the dead worker's unit, and the run waited with both workers idle.
+XDIST := -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder --max-worker-restart=0
 
 .PHONY: run test test-unit test-integration check lint bench deps system-deps clean help
 
