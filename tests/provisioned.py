@@ -25,7 +25,8 @@ one after the other in that worker, so a test may change the fleet freely; it mu
 (processes, mounts) and call :meth:`reset` (or rely on the next user's) to hand the fleet back. The fault cases
 are each a unit of work of their own (``XDIST_EACH_TEST``, tests/conftest.py), so they spread over the workers
 instead of queueing in one: a single shared fleet was the suite's critical path. Users: tests/faults/,
-tests/integration/test_cli_outcomes.py, tests/integration/test_rollout.py.
+tests/integration/test_cli_outcomes.py, test_rollout.py, test_node_logs_live.py, test_thresholds_fleet.py and
+tests/console/test_tmux.py (the shell test).
 """
 
 from __future__ import annotations

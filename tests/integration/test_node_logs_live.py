@@ -75,12 +75,13 @@ def test_logs_follows_a_real_agent_log_over_ssh_until_ctrl_c(provisioned_fleet: 
         return out.decode(errors="replace")
 
     try:
+        tail = written[-3:]  # fewer than 3 when the agent has written fewer lines since it started
         text = read_until(written[-1], 60)  # the tail first: the last lines the agent had written
-        assert text.splitlines()[:3] == written[-3:], text
+        assert text.splitlines()[:len(tail)] == tail, text
         _admin(fleet, "drain")
         _admin(fleet, "resume")  # the fleet as the contract says again: the agent accepts requests
         text = read_until(RESUMED, 60)  # then what the agent writes while it is followed
-        new = text.splitlines()[3:]
+        new = text.splitlines()[len(tail):]
         assert any(DRAINING in line for line in new) and any(RESUMED in line for line in new), text
         assert all(" INFO modelfleet.agent" in line for line in new if DRAINING in line or RESUMED in line), text
         assert proc.poll() is None  # still following
