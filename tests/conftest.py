@@ -17,6 +17,9 @@ other worker idle at the end: mark a module with a fleet ``slow``.
 from __future__ import annotations
 
 import os
+import signal
+import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -35,6 +38,57 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 # unit of work for all of them), or a second worker would bring up a second copy on the same addresses.
 # (``provisioned_fleet`` is not one: each worker brings up its own, on addresses of its own; tests/provisioned.py.)
 PINNED_FIXTURES = ("sim_fleet",)
+
+
+# -- a worker that is signalled says by whom -------------------------------------------------------------------
+# Twice a pytest-xdist worker died mid-run ("node down: Not properly terminated") with no traceback: something
+# signalled it. A worker that gets SIGTERM or SIGHUP now notes, before it dies, which test it was running and which
+# processes started in the last 30 s (the sender is among them); the controller prints the note when the worker
+# goes down, so a CI log names the culprit. (A worker's own stderr is captured by pytest during a test.)
+SIGNAL_LOG_ENV = "MODELFLEET_TEST_SIGNAL_LOG"
+_CURRENT_TEST = ""
+
+
+def _note_signal_and_die(signum: int, _frame: object) -> None:
+    import psutil
+
+    lines = [f"worker {os.environ.get('PYTEST_XDIST_WORKER')} (pid {os.getpid()}) got "
+             f"{signal.Signals(signum).name} while running {_CURRENT_TEST or 'no test'}; processes started in the "
+             "last 30 s:"]
+    now = time.time()
+    for proc in psutil.process_iter(["pid", "ppid", "create_time", "cmdline"]):
+        if now - (proc.info["create_time"] or 0) < 30:
+            lines.append(f"  {proc.info['pid']} (parent {proc.info['ppid']}): "
+                         f"{' '.join(proc.info['cmdline'] or [])[:160]}")
+    with open(os.environ[SIGNAL_LOG_ENV], "a", encoding="utf-8") as log:
+        log.write("\n".join(lines) + "\n")
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not os.environ.get("PYTEST_XDIST_WORKER"):  # the controller: its workers inherit the variables
+        # One wheelhouse (and simulated-fleet seed venv) for every fleet of the session, built once under its lock
+        # (runners/wheelhouse.py): without it each fleet built its own in its state folder (~15 CPU-s each).
+        os.environ.setdefault("MODELFLEET_WHEELHOUSE_DIR", str(Path(tempfile.gettempdir()) / "modelfleet-wheelhouse"))
+        os.environ[SIGNAL_LOG_ENV] = str(Path(tempfile.gettempdir()) / f"modelfleet-test-signals-{os.getpid()}.log")
+    elif os.environ.get(SIGNAL_LOG_ENV):
+        for signum in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, _note_signal_and_die)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: object, error: object) -> None:
+    log = Path(os.environ.get(SIGNAL_LOG_ENV, "/nonexistent"))
+    if error and log.is_file():
+        os.write(2, f"\n{log.read_text(encoding='utf-8')}\n".encode(errors="replace"))
+        log.unlink()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_protocol(item: pytest.Item) -> None:
+    global _CURRENT_TEST
+    _CURRENT_TEST = item.nodeid
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's worker reads the groups
@@ -66,11 +120,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items.sort(key=key)  # stable: file order within each group
 
 
+# Machine-level settings of the test session, not a project's: a test's own project folder keeps them.
+KEPT_VARIABLES = ("MODELFLEET_WHEELHOUSE_DIR", SIGNAL_LOG_ENV)
+
+
 @pytest.fixture
 def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A project folder with no modelfleet.toml and no MODELFLEET_* variables; cwd is that folder."""
     for key in list(os.environ):
-        if key.startswith("MODELFLEET_"):
+        if key.startswith("MODELFLEET_") and key not in KEPT_VARIABLES:
             monkeypatch.delenv(key)
     project = tmp_path / "project"
     project.mkdir()

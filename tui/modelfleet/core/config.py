@@ -51,6 +51,7 @@ OTHER_VARIABLES: dict[str, str] = {
     "MODELFLEET_NODE": "set by the simulated fleet for the processes of a node",
     "MODELFLEET_NODE_CLASS": "set by the simulated fleet for the processes of a node",
     "MODELFLEET_NODE_ROOT": "set by the simulated fleet for the processes of a node",
+    "MODELFLEET_TEST_SIGNAL_LOG": "tests/conftest.py: where a signalled pytest-xdist worker notes who sent it",
 }
 
 

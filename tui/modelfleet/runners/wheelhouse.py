@@ -37,7 +37,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -202,6 +202,17 @@ def _seed_venv(target: Path, python: str, requirements: Sequence[str]) -> bool:
     return True
 
 
+@contextlib.contextmanager
+def _source_build_lock(source: Path) -> Iterator[None]:
+    """Hold the lock of ``source``'s wheel build. pip builds a source tree in place (its ``build/`` and
+    ``*.egg-info`` folders), so two builds of one tree at the same time break each other ("Failed building wheel
+    for modelfleet"), even into two wheelhouses or for two architectures, whose locks are separate."""
+    key = hashlib.sha256(str(source.resolve()).encode()).hexdigest()[:16]
+    with (Path(tempfile.gettempdir()) / f"modelfleet-wheel-build-{key}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def _build_into(target: Path, arch: str, python_version: str, source: Path, requirements: Sequence[str],
                 wanted: Mapping[str, object]) -> None:
     out = target.parent
@@ -209,10 +220,12 @@ def _build_into(target: Path, arch: str, python_version: str, source: Path, requ
     with tempfile.TemporaryDirectory(prefix=f".wheelhouse-{arch}-", dir=out) as tmp:
         staging = Path(tmp) / arch
         staging.mkdir()
-        _run(
-            [py, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w", str(staging), str(source)],
-            "building the modelfleet wheel",
-        )
+        with _source_build_lock(source):
+            _run(
+                [py, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w", str(staging),
+                 str(source)],
+                "building the modelfleet wheel",
+            )
         platform_args = [arg for tag in PLATFORM_TAGS[arch] for arg in ("--platform", tag)]
         major_minor = python_version.replace(".", "")
         _run(
