@@ -98,19 +98,30 @@ def one_line(text: str, limit: int = 500) -> str:
     return out if len(out) <= limit else out[: limit - 1] + "…"
 
 
+# Ansible's words for "see the details": a message that says only this gives way to the details.
+GENERIC_MESSAGES = frozenset({"One or more items failed", "non-zero return code"})
+
+
 def first_message(res: Mapping[str, Any]) -> str | None:
+    """The line that says what happened: the first of msg, stderr, reason; for a loop, its failed item's. A
+    generic message (a failed loop's "One or more items failed", a command's "non-zero return code") is used only
+    when nothing more specific is there."""
+    generic: str | None = None
     for key in ("msg", "stderr", "reason"):
         value = res.get(key)
         if isinstance(value, str) and value.strip():
-            return one_line(value)
+            if value.strip() not in GENERIC_MESSAGES:
+                return one_line(value)
+            generic = generic or one_line(value)
     results = res.get("results")
     if isinstance(results, list):
         for item in results:
             if isinstance(item, Mapping) and item.get("failed"):
                 found = first_message(item)
-                if found:
+                if found and found not in GENERIC_MESSAGES:
                     return found
-    return None
+                generic = generic or found
+    return generic
 
 
 def delegated(res: Mapping[str, Any]) -> tuple[str | None, str | None]:
