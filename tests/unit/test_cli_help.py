@@ -53,6 +53,27 @@ def test_a_reader_that_stops_early_gets_no_traceback(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MODELFLEET_")}
     env["MODELFLEET_LEDGER_URL"] = url
     modelfleet = Path(sys.executable).parent / "modelfleet"
-    proc = subprocess.run(f"{modelfleet} ledger list --json --limit 400 | head -1", shell=True, capture_output=True,
-                          text=True, cwd=tmp_path, env=env, timeout=120, check=False)
-    assert proc.stdout.strip() == "{" and "Traceback" not in proc.stderr, proc.stderr
+    proc = subprocess.run(f"{modelfleet} ledger list --json --limit 400 | head -1; echo \"rc=${{PIPESTATUS[0]}}\"",
+                          shell=True, executable="/bin/bash", capture_output=True, text=True, cwd=tmp_path, env=env,
+                          timeout=120, check=False)
+    assert proc.stdout.split() == ["{", "rc=141"] and proc.stderr == "", proc.stdout + proc.stderr
+
+
+def test_the_cli_in_process_leaves_sigpipe_ignored(capsys: pytest.CaptureFixture[str]) -> None:
+    """cli.main run in-process (tests, the console) keeps Python's SIGPIPE disposition. It used to set the
+    default, so a later write to a connection its peer had closed (test_ten_megabyte_body_is_413: the agent
+    answers 413 before reading the whole body) ended the whole pytest worker without a word."""
+    import signal
+    import socket
+
+    from modelfleet.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    capsys.readouterr()
+    assert signal.getsignal(signal.SIGPIPE) == signal.SIG_IGN
+    left, right = socket.socketpair()
+    right.close()
+    with left, pytest.raises(BrokenPipeError):
+        for _ in range(64):
+            left.sendall(b"x" * 65536)

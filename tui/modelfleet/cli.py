@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import importlib
+import os
 import re
 import sys
 from collections.abc import Sequence
@@ -144,13 +145,49 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    import signal
+#: what a shell reports for a filter its reader stopped (128 + SIGPIPE)
+READER_GONE = 141
 
-    # Like any Unix filter: `modelfleet health --json | head` ends quietly when the reader has had enough
-    # (SIGPIPE), instead of a BrokenPipeError traceback.
-    if hasattr(signal, "SIGPIPE"):
-        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; its exit code. Like any Unix filter, `modelfleet ledger list --json | head` ends quietly
+    when the reader has had enough, with no BrokenPipeError traceback.
+
+    SIGPIPE keeps Python's disposition (ignored): set to the default, it would end the process silently on any
+    write to a connection its peer closed (an agent that answers 413 before reading a whole body), and, when
+    main runs in-process (tests, the console), it would take that whole process with it."""
+    try:
+        code = _main(argv)
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        if not _stdout_reader_gone():
+            raise
+        _discard_stdout()
+        return READER_GONE
+
+
+def _stdout_reader_gone() -> bool:
+    """stdout is a pipe or socket whose reader has closed it."""
+    import select
+
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return False
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+
+
+def _discard_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's last flush does not raise again on the closed pipe."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["__complete"]:  # the shell's TAB: no warnings, no settings checks, nothing on stderr
         from modelfleet.commands.completion import complete
