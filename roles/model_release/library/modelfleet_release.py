@@ -339,7 +339,7 @@ from datetime import datetime, timezone  # noqa: E402
 import platform  # noqa: E402
 import shutil  # noqa: E402
 import time  # noqa: E402
-from typing import Any  # noqa: E402
+from typing import Any, Callable  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible.module_utils.modelfleet_release_gate import Gate, call  # noqa: E402
@@ -350,6 +350,7 @@ from ansible.module_utils.modelfleet_release_node import (  # noqa: E402
     describe_holder,
     split_release,
 )
+from ansible.module_utils.modelfleet_release_session import to_completion  # noqa: E402
 
 
 # What a line of log/deployments.jsonl holds (the module's result carries the gate verdicts too).
@@ -709,6 +710,11 @@ class Step:
             self.unlock()
             raise
         self.remove_bundle()
+        return self.finished(lambda: self.switch(cur, prev, diff))
+
+    def switch(self, cur: str, prev: str, diff: dict[str, Any]) -> dict[str, Any]:
+        """``current`` to the release, then (unless its agent is installed later) reload, gate, journal, unlock."""
+        name, new = self.name, "releases/" + self.name
         self.record["switched_at"] = time.time()
         # Write-ahead: the journal names this run before `current` moves, so a run lost from here on (its node
         # dark, its controller killed) can still be told apart from a change nobody recorded (action observe).
@@ -716,9 +722,40 @@ class Step:
         self.node.set_link("current", new)
         if cur and cur != new:
             self.node.set_link("previous", cur)
-        if not p["reload"]:
+        if not self.p["reload"]:
             return self.result(True, "switched", previous=cur, diff=diff, stage="switched")
         return self.finish(cur, prev, diff=diff, reload=True)
+
+    def finished(self, work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        """``work()`` (a switch and what must follow it) run to its end whatever happens to the controller, in a
+        process of its own session (module_utils/modelfleet_release_session.py says why); its result, or what it
+        raised, here. The step's record and extras come back with it."""
+        def child() -> dict[str, Any]:
+            out: dict[str, Any] = {}
+            try:
+                out["result"] = work()
+            except Failed as exc:
+                out["failed"] = [exc.msg, exc.fields]
+            except ServiceError as exc:
+                out["service_error"] = str(exc)
+            except OSError as exc:
+                out["os_error"] = str(exc)
+            out.update(record=self.record, extra=self.extra, name=self.name)
+            return out
+
+        payload = to_completion(child)
+        self.record.clear()
+        self.record.update(payload["record"])
+        self.extra.update(payload["extra"])
+        self.name = payload["name"]
+        if "failed" in payload:
+            msg, fields = payload["failed"]
+            raise Failed(msg, **fields)
+        if "service_error" in payload:
+            raise ServiceError(payload["service_error"])
+        if "os_error" in payload:
+            raise OSError(payload["os_error"])
+        return dict(payload["result"])
 
     def finish(self, old_link: str, old_previous: str, diff: dict[str, Any] | None = None,
                reload: bool = True) -> dict[str, Any]:
@@ -867,6 +904,12 @@ class Step:
         except Failed as exc:
             self.journal("rollback", "rollback_failed", error=exc.msg)
             raise Failed(exc.msg, outcome="rollback_failed", target=target, **self.now_on()) from None
+        return self.finished(lambda: self.switch_to_target(target, cur, prev, diff))
+
+    def switch_to_target(self, target: str, cur: str, prev: str, diff: dict[str, Any]) -> dict[str, Any]:
+        """A rollback's switch to ``target``, reload and gate; undone when the gate fails."""
+        p, new = self.p, "releases/" + target
+        version, digest12 = split_release(target)
         self.record["switched_at"] = time.time()
         self.journal("switch", "switching", current=target, error="")  # write-ahead, as a deploy's
         self.node.set_link("current", new)
@@ -947,8 +990,12 @@ class Step:
         if self.check:
             return self.result(True, "reverted", previous=cur,
                                diff={"before": {"current": cur}, "after": {"current": old}})
+        return self.finished(lambda: self.switch_back_to_old(old, cur, version, digest12))
+
+    def switch_back_to_old(self, old: str, cur: str, version: str, digest12: str) -> dict[str, Any]:
+        """A revert's switch back to ``old``, reload and gate."""
         self.node.set_link("current", old)
-        self.node.restore_link("previous", p["old_previous"])
+        self.node.restore_link("previous", self.p["old_previous"])
         error = ""
         try:
             self.record["agent"] = self.reload_agent()
