@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -72,6 +73,13 @@ def pytest_configure(config: pytest.Config) -> None:
         # (runners/wheelhouse.py): without it each fleet built its own in its state folder (~15 CPU-s each).
         os.environ.setdefault("MODELFLEET_WHEELHOUSE_DIR", str(Path(tempfile.gettempdir()) / "modelfleet-wheelhouse"))
         os.environ[SIGNAL_LOG_ENV] = str(Path(tempfile.gettempdir()) / f"modelfleet-test-signals-{os.getpid()}.log")
+        # fleets left running by an earlier session whose worker died hold addresses this session's fleets need
+        if any(Path(tempfile.gettempdir()).glob("mf-*/owner.json")):  # (the sim is imported only when needed)
+            from tests.integration.simfleet import reap_orphaned_fleets
+
+            for folder in reap_orphaned_fleets():
+                sys.stderr.write(f"tests: brought down the fleet in {folder}, left running by a test process that "
+                                 "is gone\n")
     elif os.environ.get(SIGNAL_LOG_ENV):
         for signum in (signal.SIGTERM, signal.SIGHUP):
             signal.signal(signum, _note_signal_and_die)

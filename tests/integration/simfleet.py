@@ -8,14 +8,20 @@ and engineers never share addresses. ``ansible_adhoc`` runs the venv's ``ansible
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from modelfleet.sim.session import RunningFleet, sim_fleet_session
+import psutil
+
+from modelfleet.core.errors import ModelfleetError
+from modelfleet.sim.fleet import SimFleet
+from modelfleet.sim.session import RunningFleet, fleet_settings, sim_fleet_session
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
@@ -32,10 +38,47 @@ def make_sim_fleet(
     socket paths are limited to 107 bytes.
     """
     with contextlib.ExitStack() as stack:
-        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mf-", dir=base_dir)))
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=FLEET_DIR_PREFIX, dir=base_dir)))
         # mkdtemp makes the folder 0700; agents run as the nodes' service user, who must reach their node root.
         tmp.chmod(0o755)
+        me = psutil.Process()
+        (tmp / OWNER_FILE).write_text(json.dumps({"pid": me.pid, "create_time": me.create_time(),
+                                                  "prefix": prefix, "port": port}), encoding="utf-8")
         yield stack.enter_context(sim_fleet_session(tmp / "state", address_prefix=prefix, ssh_port=port, nodes=nodes))
+
+
+FLEET_DIR_PREFIX = "mf-"
+#: who brought a fleet up (pid and start time of the test process), written into its folder
+OWNER_FILE = "owner.json"
+
+
+def reap_orphaned_fleets(base_dir: Path | None = None) -> list[Path]:
+    """Bring down and remove the fleets under ``base_dir`` (default: the temp dir) whose test process is gone.
+
+    A pytest worker that dies (killed, crashed) never runs its fleet's teardown: the fleet's sshd, supervisords and
+    agents go on listening on its addresses, and the next session's fleet on those addresses cannot start. The test
+    session's controller calls this first (tests/conftest.py). A fleet whose owner still runs (another session)
+    is left alone. Returns the folders reaped."""
+    reaped = []
+    for owner_file in sorted(Path(base_dir or tempfile.gettempdir()).glob(f"{FLEET_DIR_PREFIX}*/{OWNER_FILE}")):
+        folder = owner_file.parent
+        try:
+            owner = json.loads(owner_file.read_text(encoding="utf-8"))
+            alive = psutil.Process(int(owner["pid"])).create_time() == owner["create_time"]
+        except psutil.NoSuchProcess:
+            alive = False
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # not one of ours, or being written
+        if alive:
+            continue
+        settings = fleet_settings(folder / "state", address_prefix=str(owner["prefix"]), ssh_port=int(owner["port"]))
+        try:
+            SimFleet(settings).down()
+        except ModelfleetError as exc:
+            sys.stderr.write(f"tests: the orphaned fleet in {folder} did not come down cleanly: {exc.message}\n")
+        shutil.rmtree(folder, ignore_errors=True)
+        reaped.append(folder)
+    return reaped
 
 
 def ansible_env() -> dict[str, str]:
