@@ -19,8 +19,8 @@ addresses and an ssh port no other module or molecule scenario uses. In use (pre
     127.0.78 / 2278  provisioned_fleet of xdist worker gw0 (tests/provisioned.py: tests/faults, test_rollout);
     127.0.79 / 2279  gw1's, 127.0.80 / 2280 gw2's, 127.0.82 / 2282 gw3's
     (no fleet: 127.0.50-59 agent tests, one prefix per worker; 127.0.60 registry server; 127.0.61 PostgreSQL;
-    127.0.94 probe worker, 127.0.98 / 2298 test_fleet_reaper. Free: 99. bench/ uses 127.0.90, 92, 96, 97, never
-    beside the tests.)
+    127.0.94 probe worker. 127.0.98 / 2298 and 127.0.99 / 2299 test_sim_isolation, 127.0.70 / 2270
+    test_fleet_reaper. bench/ uses 127.0.90, 92, 96, 97, never beside the tests.)
 """
 
 from __future__ import annotations

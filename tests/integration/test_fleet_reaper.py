@@ -23,7 +23,7 @@ from tests.integration.simfleet import OWNER_FILE, reap_orphaned_fleets
 
 pytestmark = pytest.mark.integration
 
-PREFIX, PORT = "127.0.98", 2298  # tests/integration/conftest.py's table
+PREFIX, PORT = "127.0.70", 2270  # tests/integration/conftest.py's table
 
 #: a test process that brings a one-node fleet up, says where, and waits to be killed
 OWNER = textwrap.dedent("""
@@ -52,9 +52,12 @@ def base() -> Iterator[Path]:
 
 def test_a_fleet_whose_test_process_was_killed_is_brought_down(base: Path) -> None:
     owner = subprocess.Popen([sys.executable, "-c", OWNER.format(prefix=PREFIX, port=PORT, base=str(base))],
-                             cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True)
+                             cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        state_dir = Path(owner.stdout.readline().strip())  # type: ignore[union-attr]
+        line = owner.stdout.readline().strip()  # type: ignore[union-attr]
+        if not line:
+            pytest.fail(f"the fleet did not come up: {owner.communicate(timeout=60)[1][-3000:]}")
+        state_dir = Path(line)
         assert state_dir.is_dir() and listening(PREFIX), "the fleet did not come up"
     finally:
         owner.send_signal(signal.SIGKILL)

@@ -14,6 +14,7 @@ import hashlib
 import os
 import subprocess
 from collections.abc import Iterator
+from importlib.util import cache_from_source
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +91,15 @@ def test_two_fleets_provision_side_by_side_touching_nothing_outside_their_folder
             assert os.path.samefile(site / "numpy" / "__init__.py", seed / "numpy" / "__init__.py")
             assert not os.path.samefile(site / "numpy", seed / "numpy")
             assert not (seed / "modelfleet").exists() and (site / "modelfleet" / "agent").is_dir()
+            # the seed's bytecode too (compiled once per machine, not by every node's prime step)
+            assert os.path.samefile(cache_from_source(str(site / "numpy" / "__init__.py")),
+                                    cache_from_source(str(seed / "numpy" / "__init__.py")))
+            # no ensurepip per node: pip came with the seed's packages; bin/pip is the node's own launcher
+            assert os.path.samefile(site / "pip" / "__init__.py", seed / "pip" / "__init__.py")
+            pip = root / "agent" / "venv" / "bin" / "pip"
+            assert pip.read_text().splitlines()[0] == f"#!{root}/agent/venv/bin/python"
+            version = subprocess.run([str(pip), "--version"], capture_output=True, text=True, check=True).stdout
+            assert str(site) in version, version
     second = provision(fleets)
     for (rc, out), fleet in zip(second, fleets, strict=True):
         assert rc == 0, out[-4000:]
